@@ -1,0 +1,49 @@
+import { z } from "zod";
+
+// The edge settings that come from stack config (`wagate:rateLimit`, `wagate:waf`, `wagate:acmeServer`).
+// Shared by the renderers, the Pulumi config schema and the local stack, so one schema decides what is valid.
+
+/** A `limit_req` zone: sustained rate and the burst allowed on top of it. */
+const limitSchema = z
+  .object({
+    rate: z.number().int().min(1).max(10_000),
+    burst: z.number().int().min(0).max(10_000),
+  })
+  .strict();
+
+export const rateLimitSchema = z
+  .object({
+    /** Every request, per client IP, in requests per second. */
+    perIp: limitSchema.default({ rate: 10, burst: 20 }),
+    /** OTP routes, per client IP, in requests per minute: codes cost money and invite brute force. */
+    otpPerMinute: limitSchema.default({ rate: 10, burst: 5 }),
+    /** Per bearer token, in requests per second, so one leaked token cannot use every IP's budget. */
+    perToken: limitSchema.default({ rate: 50, burst: 100 }),
+    /** Concurrent connections per client IP. */
+    connectionsPerIp: z.number().int().min(1).max(10_000).default(50),
+  })
+  .strict();
+export type RateLimit = z.infer<typeof rateLimitSchema>;
+
+export const wafSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    paranoiaLevel: z.number().int().min(1).max(4).default(1),
+    inboundAnomalyThreshold: z.number().int().min(1).max(100).default(5),
+    outboundAnomalyThreshold: z.number().int().min(1).max(100).default(4),
+  })
+  .strict();
+export type Waf = z.infer<typeof wafSchema>;
+
+export const ACME_DIRECTORIES = {
+  production: "https://acme-v02.api.letsencrypt.org/directory",
+  staging: "https://acme-staging-v02.api.letsencrypt.org/directory",
+} as const;
+
+/** `production`, `staging` (Let's Encrypt's) or the directory URL of any ACME server, such as a local Pebble. */
+export const acmeServerSchema = z.union([z.enum(["production", "staging"]), z.url({ protocol: /^https$/ })]);
+export type AcmeServer = z.infer<typeof acmeServerSchema>;
+
+export function acmeDirectoryUrl(server: AcmeServer): string {
+  return server === "production" || server === "staging" ? ACME_DIRECTORIES[server] : server;
+}
