@@ -1,0 +1,93 @@
+import Fastify, { type FastifyInstance, LogController } from "fastify";
+import type { Config } from "./config.js";
+import { createScopeGuards } from "./http/auth.js";
+import { installErrorHandling } from "./http/errors.js";
+import { messagesRoutes } from "./http/messages.js";
+import { opsRoutes } from "./http/ops.js";
+import { installZodValidation } from "./http/validation.js";
+import { loggerOptions } from "./log.js";
+import { createMetrics, type Metrics } from "./metrics.js";
+import type { Store } from "./store/store.js";
+
+export interface AppDeps {
+  store: Store;
+  metrics?: Metrics;
+  /** Called after a message is committed, to wake the outbox worker. */
+  onEnqueued?: () => void;
+  /** Overrides the logger (tests pass `false`). */
+  logger?: boolean;
+}
+
+/** API routes take small JSON bodies; only Meta's webhook route raises its own limit. */
+const API_BODY_LIMIT = 64 * 1024;
+const MAX_HEADERS = 100;
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const metrics = deps.metrics ?? createMetrics();
+  const app = Fastify({
+    logger: deps.logger === false ? false : loggerOptions(config.LOG_LEVEL),
+    bodyLimit: API_BODY_LIMIT,
+    trustProxy:
+      config.TRUST_PROXY === "true" ? true : config.TRUST_PROXY === "loopback" ? "127.0.0.1,::1" : false,
+    requestIdHeader: false,
+    // Requests are logged by our onResponse hook, with the path only (no query string, no headers).
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    http: { maxHeaderSize: 16 * 1024 },
+    routerOptions: { maxParamLength: 200 },
+    // Node answers header floods and malformed requests itself, with no body; answer them in our JSON shape.
+    clientErrorHandler: (error, socket) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      const status = code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+      const body = JSON.stringify({
+        error: {
+          code: status === 431 ? "headers_too_large" : "bad_request",
+          message: status === 431 ? "request headers are too large" : "malformed request",
+        },
+      });
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
+            `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Connection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy();
+      }
+    },
+  });
+  app.server.maxHeadersCount = MAX_HEADERS + 1;
+
+  app.decorateRequest("principal", null);
+  // JSON only: anything else (text/plain, forms) is a 415 before any handler runs.
+  app.removeContentTypeParser("text/plain");
+  installZodValidation(app);
+  installErrorHandling(app);
+
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.raw.rawHeaders.length / 2 > MAX_HEADERS) {
+      return reply
+        .status(431)
+        .send({ error: { code: "headers_too_large", message: `at most ${MAX_HEADERS} request headers` } });
+    }
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "unmatched";
+    metrics.httpRequests.inc({ method: request.method, route, status: reply.statusCode });
+    metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
+    if (reply.statusCode >= 500)
+      request.log.error({ req: request, status: reply.statusCode }, "request failed");
+    else request.log.debug({ req: request, status: reply.statusCode, ms: reply.elapsedTime }, "request");
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    reply.header("cache-control", "no-store");
+    reply.header("x-content-type-options", "nosniff");
+  });
+
+  const guard = createScopeGuards(config, deps.store);
+  const onEnqueued = deps.onEnqueued ?? (() => {});
+  await app.register(opsRoutes, { store: deps.store, metrics });
+  await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
+  return app;
+}

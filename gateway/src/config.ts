@@ -1,0 +1,104 @@
+import { z } from "zod";
+
+// The gateway's whole configuration comes from the environment and is validated once, at start. A bad or
+// missing value stops the process with one line naming the variable; there is no default secret.
+
+const DEFAULT_GRAPH_API_BASE_URL = "https://graph.facebook.com/v21.0";
+
+const hexSecret = (minBytes: number) =>
+  z
+    .string({ error: "is required" })
+    .regex(/^[0-9a-fA-F]+$/, { error: "must be hexadecimal" })
+    .refine((s) => s.length % 2 === 0 && s.length / 2 >= minBytes, {
+      error: `must be at least ${minBytes} bytes (${minBytes * 2} hex characters); make one with: npm run secret`,
+    });
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((s) => (s === undefined || s.trim() === "" ? undefined : s));
+
+const integer = (def: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: "must be a number" })
+    .int({ error: "must be an integer" })
+    .min(min, { error: `must be at least ${min}` })
+    .max(max, { error: `must be at most ${max}` })
+    .default(def);
+
+export const configSchema = z
+  .object({
+    API_SECRET: hexSecret(32),
+    HOST: z.string().min(1).default("127.0.0.1"),
+    PORT: integer(8080, 0, 65535),
+    DATABASE_PATH: z.string().min(1).default("data/wagate.db"),
+    JWT_ISSUER: z.string().min(1).default("wagate"),
+    JWT_AUDIENCE: z.string().min(1).default("wagate"),
+    JWT_CLOCK_TOLERANCE_SECONDS: integer(30, 0, 300),
+    WHATSAPP_TRANSPORT: z
+      .enum(["cloud", "sandbox"], { error: "must be cloud or sandbox" })
+      .default("sandbox"),
+    SANDBOX_OUTBOX_PATH: z.string().min(1).default("data/sandbox-outbox.jsonl"),
+    WHATSAPP_ACCESS_TOKEN: optionalText,
+    WHATSAPP_PHONE_NUMBER_ID: optionalText.pipe(
+      z
+        .string()
+        .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id" })
+        .optional(),
+    ),
+    WHATSAPP_APP_SECRET: optionalText,
+    WHATSAPP_VERIFY_TOKEN: optionalText,
+    GRAPH_API_BASE_URL: z
+      .url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+      .default(DEFAULT_GRAPH_API_BASE_URL)
+      .transform((u) => u.replace(/\/+$/, "")),
+    OTP_TTL_SECONDS: integer(300, 30, 600),
+    OTP_LENGTH: integer(6, 6, 10),
+    OTP_MAX_ATTEMPTS: integer(5, 1, 5),
+    OTP_RESEND_COOLDOWN_SECONDS: integer(30, 0, 3600),
+    OTP_HOURLY_LIMIT: integer(5, 1, 100),
+    OTP_TEMPLATE_NAME: z.string().min(1).max(512).default("otp_code"),
+    OTP_TEMPLATE_LANGUAGE: z.string().min(2).max(16).default("en_US"),
+    OUTBOX_CONCURRENCY: integer(8, 1, 256),
+    OUTBOX_MAX_ATTEMPTS: integer(8, 1, 100),
+    OUTBOX_BACKOFF_BASE_MS: integer(1000, 1, 3_600_000),
+    OUTBOX_BACKOFF_MAX_MS: integer(300_000, 1, 86_400_000),
+    OUTBOX_SEND_TIMEOUT_MS: integer(15_000, 100, 120_000),
+    OUTBOX_IN_DOUBT_GRACE_SECONDS: integer(300, 0, 86_400),
+    OUTBOX_POLL_INTERVAL_MS: integer(250, 10, 60_000),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    TRUST_PROXY: z
+      .enum(["true", "false", "loopback"], { error: "must be true, false or loopback" })
+      .default("loopback"),
+  })
+  .superRefine((c, ctx) => {
+    if (c.WHATSAPP_TRANSPORT !== "cloud") return;
+    for (const name of ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"] as const) {
+      if (!c[name])
+        ctx.addIssue({ code: "custom", path: [name], message: "is required when WHATSAPP_TRANSPORT=cloud" });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
+    super(`invalid configuration: ${variable} ${detail}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validates the environment; throws a ConfigError whose message is one line naming the variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const result = configSchema.safeParse(env);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const variable = String(issue?.path[0] ?? "environment");
+  // Never echo the rejected value: it may be a secret.
+  const detail =
+    issue?.code === "invalid_type" && env[variable] === undefined ? "is required" : issue?.message;
+  throw new ConfigError(variable, detail ?? "is invalid");
+}

@@ -1,0 +1,75 @@
+import type { FastifyInstance } from "fastify";
+import { buildApp } from "./app.js";
+import type { Config } from "./config.js";
+import { createSealer } from "./crypto/sealer.js";
+import { createMetrics } from "./metrics.js";
+import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
+import { openSqliteStore } from "./store/sqlite.js";
+import type { Store } from "./store/store.js";
+import { createTransport, type Transport } from "./transport/index.js";
+
+export interface Gateway {
+  app: FastifyInstance;
+  store: Store;
+  outbox: OutboxWorker;
+  /** Listens and starts the outbox worker; resolves with the bound address. */
+  start(): Promise<string>;
+  /** Stops accepting requests, lets in-flight sends finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+export interface GatewayOverrides {
+  store?: Store;
+  transport?: Transport;
+  limiter?: RateLimiter;
+  logger?: boolean;
+}
+
+/** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
+export async function createGateway(config: Config, overrides: GatewayOverrides = {}): Promise<Gateway> {
+  const store = overrides.store ?? openSqliteStore(config.DATABASE_PATH);
+  const transport = overrides.transport ?? createTransport(config);
+  const metrics = createMetrics();
+  let outbox: OutboxWorker | undefined;
+  const app = await buildApp(config, {
+    store,
+    metrics,
+    onEnqueued: () => outbox?.notify(),
+    ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
+  });
+  outbox = new OutboxWorker({
+    store,
+    transport,
+    log: app.log.child({ component: "outbox" }),
+    metrics,
+    concurrency: config.OUTBOX_CONCURRENCY,
+    maxAttempts: config.OUTBOX_MAX_ATTEMPTS,
+    backoffBaseMs: config.OUTBOX_BACKOFF_BASE_MS,
+    backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
+    sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS,
+    inDoubtGraceMs: config.OUTBOX_IN_DOUBT_GRACE_SECONDS * 1000,
+    pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+    sealer: createSealer(config.API_SECRET),
+    ...(overrides.limiter ? { limiter: overrides.limiter } : {}),
+  });
+  const worker = outbox;
+  let stopped: Promise<void> | undefined;
+  return {
+    app,
+    store,
+    outbox: worker,
+    async start() {
+      const address = await app.listen({ host: config.HOST, port: config.PORT });
+      worker.start();
+      return address;
+    },
+    stop() {
+      stopped ??= (async () => {
+        await app.close();
+        await worker.stop();
+        await store.close();
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { InvalidToken, type Principal, type Scope, secretKey, verifyToken } from "../auth/index.js";
+import type { Config } from "../config.js";
+import type { Store } from "../store/store.js";
+import { forbidden, unauthorized } from "./errors.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export type ScopeGuard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+const MAX_TOKEN_LENGTH = 4096;
+
+/**
+ * Returns a preHandler factory: `requireScope("messages:send")`. Every failure (no header, bad signature,
+ * alg none, expiry, audience, issuer, revoked) answers the same 401; only a valid token lacking the scope gets
+ * 403. The precise reason goes to the log at debug level, never to the client.
+ */
+export function createScopeGuards(config: Config, store: Store): (scope: Scope) => ScopeGuard {
+  const verifyOptions = {
+    key: secretKey(config.API_SECRET),
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    clockToleranceSeconds: config.JWT_CLOCK_TOLERANCE_SECONDS,
+  };
+
+  async function authenticate(request: FastifyRequest): Promise<Principal> {
+    const header = request.headers.authorization;
+    if (typeof header !== "string" || header.length > MAX_TOKEN_LENGTH) throw unauthorized();
+    const match = BEARER.exec(header);
+    if (!match?.[1]) throw unauthorized();
+    let principal: Principal;
+    try {
+      principal = await verifyToken(match[1], verifyOptions);
+    } catch (error) {
+      if (error instanceof InvalidToken) request.log.debug({ reason: error.reason }, "token refused");
+      throw unauthorized();
+    }
+    if (await store.isTokenRevoked(principal.tokenId)) {
+      request.log.info({ jti: principal.tokenId }, "revoked token refused");
+      throw unauthorized();
+    }
+    return principal;
+  }
+
+  return (scope: Scope) => async (request: FastifyRequest) => {
+    const principal = request.principal ?? (await authenticate(request));
+    request.principal = principal;
+    if (!principal.scopes.has(scope)) throw forbidden();
+  };
+}

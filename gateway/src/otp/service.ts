@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import type { Config } from "../config.js";
+import { createSealer } from "../crypto/sealer.js";
+import { type OutgoingMessage, PRIORITY, SECRET_PLACEHOLDER } from "../messages.js";
+import type { Store } from "../store/store.js";
+import { codeMatches, deriveOtpKey, generateCode, hashCode } from "./codes.js";
+
+export type IssueResult =
+  | { kind: "sent"; otpId: string; messageId: string; expiresAt: number }
+  | { kind: "cooldown" | "hourly_limit"; retryAfterMs: number };
+
+export type VerifyResult = "verified" | "invalid";
+
+export interface OtpService {
+  issue(subject: string, phone: string): Promise<IssueResult>;
+  verify(subject: string, phone: string, code: string): Promise<VerifyResult>;
+}
+
+/**
+ * Meta's authentication template: the code as the body parameter and as the copy-code (url) button's. Stored
+ * with a placeholder; the code itself is sealed beside it and filled in by the outbox just before sending.
+ */
+export function authenticationTemplate(
+  config: Config,
+  to: string,
+  code = SECRET_PLACEHOLDER,
+): OutgoingMessage {
+  return {
+    type: "template",
+    to,
+    template: {
+      name: config.OTP_TEMPLATE_NAME,
+      language: config.OTP_TEMPLATE_LANGUAGE,
+      components: [
+        { type: "body", parameters: [{ type: "text", text: code }] },
+        { type: "button", sub_type: "url", index: 0, parameters: [{ type: "text", text: code }] },
+      ],
+    },
+  };
+}
+
+export function createOtpService(config: Config, store: Store, now: () => number = Date.now): OtpService {
+  const key = deriveOtpKey(config.API_SECRET);
+  const sealer = createSealer(config.API_SECRET);
+  const ttlMs = config.OTP_TTL_SECONDS * 1000;
+  const limits = {
+    cooldownMs: config.OTP_RESEND_COOLDOWN_SECONDS * 1000,
+    hourlyLimit: config.OTP_HOURLY_LIMIT,
+  };
+
+  return {
+    async issue(subject, phone) {
+      const otpId = randomUUID();
+      const messageId = randomUUID();
+      const code = generateCode(config.OTP_LENGTH);
+      const createdAt = now();
+      const expiresAt = createdAt + ttlMs;
+      const result = await store.issueOtp(
+        {
+          id: otpId,
+          subject,
+          phone,
+          codeHash: hashCode(key, otpId, code),
+          createdAt,
+          expiresAt,
+          maxAttempts: config.OTP_MAX_ATTEMPTS,
+          message: {
+            id: messageId,
+            subject,
+            kind: "otp",
+            message: authenticationTemplate(config, phone),
+            secret: sealer.seal(code, messageId),
+            priority: PRIORITY.interactive,
+            createdAt,
+          },
+        },
+        limits,
+      );
+      if (result.kind !== "created") return result;
+      return { kind: "sent", otpId, messageId, expiresAt };
+    },
+
+    async verify(subject, phone, code) {
+      const at = now();
+      // The attempt is spent before comparing, atomically: parallel guesses cannot exceed the limit.
+      const attempt = await store.spendOtpAttempt(subject, phone, at);
+      if (!attempt) return "invalid";
+      if (!codeMatches(key, attempt.id, code, attempt.codeHash)) return "invalid";
+      return (await store.consumeOtp(attempt.id, at)) ? "verified" : "invalid";
+    },
+  };
+}

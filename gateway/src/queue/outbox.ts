@@ -1,0 +1,196 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { Sealer } from "../crypto/sealer.js";
+import { fillSecret } from "../messages.js";
+import type { Metrics } from "../metrics.js";
+import type { MessageRecord, Store } from "../store/store.js";
+import type { SendOutcome, Transport } from "../transport/transport.js";
+import { backoffDelay } from "./backoff.js";
+
+// The outbox worker. Routes commit a message to the store before answering 202; this worker claims due rows
+// (lowest priority number first), sends them and records the outcome.
+//
+// Exactly once, as far as the Cloud API allows (it has no idempotency key). A claim is committed before the
+// request leaves, as `sending` with a lease of sendTimeout + inDoubtGrace. The crash window is between Meta
+// accepting a request and our commit of its answer: if the process dies there (or the answer is lost to a
+// timeout or a reset), the row stays `sending`. It is then *not* re-sent at once: every request carries our
+// id in `biz_opaque_callback_data`, which Meta echoes in its status webhooks, and a status for that id during
+// the grace period proves the send and settles the row. Only when the lease ends without such proof is the
+// message sent again. So: exactly once whenever Meta's webhooks reach us within the grace period, at least
+// once otherwise, never lost; an accepted message is never dropped to avoid a duplicate. Errors known to be
+// raised before any byte left (connection refused, DNS) are plain retries.
+
+export interface RateLimiter {
+  /** Resolves when `message` may be sent; the hook for throttled bulk sends (broadcasts) to come. */
+  acquire(message: MessageRecord): Promise<void>;
+  /** Told about throughput refusals (130429 / 429) so it can slow down. */
+  onThrottled?(message: MessageRecord): void;
+}
+
+export interface OutboxOptions {
+  store: Store;
+  transport: Transport;
+  log: FastifyBaseLogger;
+  metrics: Metrics;
+  concurrency: number;
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  sendTimeoutMs: number;
+  inDoubtGraceMs: number;
+  pollIntervalMs: number;
+  /** Opens sealed secrets (OTP codes) right before sending. */
+  sealer: Sealer;
+  limiter?: RateLimiter;
+  now?: () => number;
+}
+
+const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
+const HOUSEKEEPING_INTERVAL_MS = 60_000;
+
+export class OutboxWorker {
+  private running = false;
+  private inFlight = new Set<Promise<void>>();
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly controller = new AbortController();
+  private lastHousekeeping = 0;
+  private readonly now: () => number;
+
+  constructor(private readonly options: OutboxOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Called after a commit so new messages go out without waiting for the next poll. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  /** Stops claiming, lets in-flight sends finish (their outcome is recorded), then resolves. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Aborts in-flight sends too (their rows stay in doubt until their lease ends). For shutdown deadlines. */
+  abort(): void {
+    this.controller.abort();
+  }
+
+  private async run(): Promise<void> {
+    const o = this.options;
+    while (this.running) {
+      let claimed: MessageRecord[] = [];
+      const free = o.concurrency - this.inFlight.size;
+      if (free > 0) {
+        try {
+          const now = this.now();
+          claimed = await o.store.claimDueMessages(now, free, now + o.sendTimeoutMs + o.inDoubtGraceMs);
+          await this.housekeeping(now);
+        } catch (error) {
+          o.log.error({ err: error }, "outbox: claiming failed");
+        }
+      }
+      for (const record of claimed) {
+        const task = this.deliver(record)
+          .catch((error: unknown) =>
+            o.log.error({ err: error, messageId: record.id }, "outbox: delivery failed"),
+          )
+          .finally(() => {
+            this.inFlight.delete(task);
+            this.wake?.();
+          });
+        this.inFlight.add(task);
+      }
+      if (claimed.length === 0 || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  private async housekeeping(now: number): Promise<void> {
+    if (now - this.lastHousekeeping < HOUSEKEEPING_INTERVAL_MS) return;
+    this.lastHousekeeping = now;
+    await this.options.store.pruneIdempotencyKeys(now - IDEMPOTENCY_RETENTION_MS);
+  }
+
+  private async deliver(record: MessageRecord): Promise<void> {
+    const o = this.options;
+    let outcome: SendOutcome;
+    try {
+      await o.limiter?.acquire(record);
+      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(o.sendTimeoutMs)]);
+      const message = record.secret
+        ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
+        : record.message;
+      outcome = await o.transport.send(message, { messageId: record.id, signal });
+    } catch (error) {
+      o.log.error({ err: error, messageId: record.id }, "outbox: transport threw");
+      outcome = { kind: "in_doubt", code: "transport_error", message: "transport error" };
+    }
+    o.metrics.outboxSends.inc({ outcome: outcome.kind });
+    const now = this.now();
+    try {
+      await this.record(record, outcome, now);
+    } catch (error) {
+      o.log.error({ err: error, messageId: record.id }, "outbox: recording the outcome failed");
+    }
+  }
+
+  private async record(record: MessageRecord, outcome: SendOutcome, now: number): Promise<void> {
+    const o = this.options;
+    const log = { messageId: record.id, attempt: record.attempts };
+    switch (outcome.kind) {
+      case "accepted":
+        await o.store.markSent(record.id, outcome.providerMessageId, now);
+        o.log.info(log, "outbox: sent");
+        return;
+      case "permanent":
+        await o.store.markFailed(record.id, { code: outcome.code, message: outcome.message }, now);
+        o.log.warn({ ...log, code: outcome.code }, "outbox: refused by the provider");
+        return;
+      case "retryable": {
+        if (outcome.code === "130429" || outcome.code === "http_429") o.limiter?.onThrottled?.(record);
+        const error = { code: outcome.code, message: outcome.message };
+        if (record.attempts >= o.maxAttempts) {
+          await o.store.markFailed(record.id, error, now);
+          o.log.warn({ ...log, code: outcome.code }, "outbox: giving up after the last attempt");
+          return;
+        }
+        const delay = Math.max(
+          outcome.minDelayMs ?? 0,
+          backoffDelay(record.attempts, o.backoffBaseMs, o.backoffMaxMs),
+        );
+        await o.store.markRetry(record.id, now + delay, error, now);
+        o.log.info({ ...log, code: outcome.code, delayMs: delay }, "outbox: will retry");
+        return;
+      }
+      case "in_doubt":
+        // Left `sending`: a status webhook may still prove the send; otherwise the lease ends and it is retried.
+        o.log.warn(
+          { ...log, code: outcome.code },
+          "outbox: outcome unknown, waiting for proof before resending",
+        );
+        return;
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// Numbered, append-only schema migrations. Never edit a migration that has shipped: add the next number.
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "outbox, idempotency, webhooks, revocations, otp",
+    sql: `
+      CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'template', 'otp')),
+        recipient TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        secret BLOB,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'delivered', 'read', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_until INTEGER,
+        provider_message_id TEXT UNIQUE,
+        error_code TEXT,
+        error_message TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX messages_queued ON messages (priority, next_attempt_at) WHERE status = 'queued';
+      CREATE INDEX messages_sending ON messages (lease_until) WHERE status = 'sending';
+
+      CREATE TABLE idempotency_keys (
+        subject TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (subject, key)
+      ) STRICT;
+      CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+      CREATE TABLE inbound_messages (
+        id TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        type TEXT NOT NULL,
+        text TEXT,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        raw TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX inbound_messages_sender ON inbound_messages (sender, received_at);
+
+      CREATE TABLE revoked_tokens (
+        jti TEXT PRIMARY KEY,
+        revoked_at INTEGER NOT NULL,
+        reason TEXT
+      ) STRICT;
+
+      CREATE TABLE otp_codes (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        code_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        consumed_at INTEGER,
+        message_id TEXT NOT NULL REFERENCES messages (id)
+      ) STRICT;
+      CREATE INDEX otp_codes_phone ON otp_codes (phone, created_at);
+      CREATE INDEX otp_codes_subject_phone ON otp_codes (subject, phone, created_at);
+    `,
+  },
+];

@@ -1,0 +1,139 @@
+import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
+
+// What routes and queues need from persistence, and nothing more. Every method is asynchronous so that a
+// networked implementation (PostgreSQL, for several gateway instances) can come later without touching callers.
+// Times are milliseconds since the epoch.
+
+export interface MessageRecord {
+  id: string;
+  subject: string;
+  kind: MessageKind;
+  message: OutgoingMessage;
+  /** A sealed secret (an OTP code) the payload refers to; erased once the message is sent or failed. */
+  secret: Buffer | null;
+  priority: number;
+  status: MessageStatus;
+  attempts: number;
+  nextAttemptAt: number;
+  providerMessageId: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewMessage {
+  id: string;
+  subject: string;
+  kind: MessageKind;
+  message: OutgoingMessage;
+  secret?: Buffer;
+  priority: number;
+  createdAt: number;
+}
+
+export interface IdempotencyClaim {
+  subject: string;
+  key: string;
+  /** Hash of the route and the parsed body; the same key with another hash is a conflict. */
+  requestHash: string;
+  /** The answer to store and to replay on retries. */
+  response: { statusCode: number; body: unknown };
+}
+
+export type EnqueueResult =
+  | { kind: "created" }
+  | { kind: "replayed"; response: { statusCode: number; body: unknown } }
+  | { kind: "conflict" };
+
+export interface SendError {
+  code: string;
+  message: string;
+}
+
+export interface StatusUpdate {
+  /** Meta's message id (wamid), or our own id echoed back through `biz_opaque_callback_data`. */
+  providerMessageId: string;
+  ourMessageId?: string;
+  status: "sent" | "delivered" | "read" | "failed";
+  at: number;
+  error?: SendError;
+}
+
+export interface InboundMessage {
+  id: string;
+  from: string;
+  type: string;
+  text: string | null;
+  sentAt: number;
+  raw: unknown;
+}
+
+export interface WebhookBatchResult {
+  statusesApplied: number;
+  inboundStored: number;
+  duplicates: number;
+}
+
+export interface NewOtp {
+  id: string;
+  subject: string;
+  phone: string;
+  codeHash: Buffer;
+  createdAt: number;
+  expiresAt: number;
+  maxAttempts: number;
+  /** Enqueued in the same transaction, so a code is never stored without its message, nor sent twice. */
+  message: NewMessage;
+}
+
+export interface OtpLimits {
+  cooldownMs: number;
+  hourlyLimit: number;
+}
+
+export type IssueOtpResult =
+  | { kind: "created" }
+  | { kind: "cooldown"; retryAfterMs: number }
+  | { kind: "hourly_limit"; retryAfterMs: number };
+
+export interface OtpAttempt {
+  id: string;
+  codeHash: Buffer;
+}
+
+export interface Store {
+  /** Commits the message (and the idempotency record, when given) before resolving. */
+  enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
+  getMessage(id: string): Promise<MessageRecord | undefined>;
+
+  /**
+   * Claims up to `limit` due messages, lowest priority number first, marking them `sending` with a lease until
+   * `leaseUntil`. A `sending` row whose lease has passed is claimable again (its sender died or timed out).
+   */
+  claimDueMessages(now: number, limit: number, leaseUntil: number): Promise<MessageRecord[]>;
+  markSent(id: string, providerMessageId: string | null, now: number): Promise<void>;
+  markRetry(id: string, nextAttemptAt: number, error: SendError, now: number): Promise<void>;
+  markFailed(id: string, error: SendError, now: number): Promise<void>;
+
+  /** Applies status updates and stores inbound messages in one transaction; re-deliveries change nothing. */
+  recordWebhook(
+    statuses: StatusUpdate[],
+    inbound: InboundMessage[],
+    now: number,
+  ): Promise<WebhookBatchResult>;
+
+  revokeToken(jti: string, now: number, reason?: string): Promise<void>;
+  isTokenRevoked(jti: string): Promise<boolean>;
+
+  issueOtp(otp: NewOtp, limits: OtpLimits): Promise<IssueOtpResult>;
+  /** Spends one attempt on the live code of (subject, phone); undefined when there is none left to try. */
+  spendOtpAttempt(subject: string, phone: string, now: number): Promise<OtpAttempt | undefined>;
+  /** Marks the code used; false when another request used it first. */
+  consumeOtp(id: string, now: number): Promise<boolean>;
+
+  /** Removes idempotency records older than `before`. */
+  pruneIdempotencyKeys(before: number): Promise<number>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

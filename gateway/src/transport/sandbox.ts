@@ -1,0 +1,34 @@
+import { appendFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { OutgoingMessage } from "../messages.js";
+import type { SendContext, SendOutcome, Transport } from "./transport.js";
+
+/**
+ * Appends every outgoing message as one JSON line, so a person or a test can read what was "sent" (including
+ * an OTP). The append is synchronous: it is on disk (in the page cache) before the outbox records "sent".
+ */
+export function createSandboxTransport(outboxPath: string): Transport {
+  mkdirSync(dirname(outboxPath), { recursive: true });
+  return {
+    name: "sandbox",
+    async send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
+      const providerMessageId = `sandbox.${context.messageId}`;
+      const line = {
+        id: providerMessageId,
+        messageId: context.messageId,
+        at: new Date().toISOString(),
+        ...message,
+      };
+      try {
+        appendFileSync(outboxPath, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+      } catch (error) {
+        return {
+          kind: "retryable",
+          code: "sandbox_io",
+          message: (error as NodeJS.ErrnoException).code ?? "io",
+        };
+      }
+      return { kind: "accepted", providerMessageId };
+    },
+  };
+}

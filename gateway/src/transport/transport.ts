@@ -1,0 +1,21 @@
+import type { OutgoingMessage } from "../messages.js";
+
+export type SendOutcome =
+  | { kind: "accepted"; providerMessageId: string | null }
+  /** Not sent, or refused in a way that may succeed later: try again after a backoff. */
+  | { kind: "retryable"; code: string; message: string; minDelayMs?: number }
+  /** Refused for good: record the error on the message. */
+  | { kind: "permanent"; code: string; message: string }
+  /** The request may have reached the provider but the answer was lost (timeout, reset after sending). */
+  | { kind: "in_doubt"; code: string; message: string };
+
+export interface SendContext {
+  /** Our message id, echoed back by Meta in status webhooks (`biz_opaque_callback_data`). */
+  messageId: string;
+  signal: AbortSignal;
+}
+
+export interface Transport {
+  readonly name: string;
+  send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome>;
+}
