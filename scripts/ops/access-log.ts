@@ -16,17 +16,23 @@ export interface AccessEntry {
 }
 
 /**
- * JSON fields read, first match wins. The edge's format (infra/render/nginx.ts) is the first name of each list;
- * the others are names common in hand-written nginx `log_format ... escape=json` blocks.
+ * JSON fields read, first match wins. The edge's format (`ACCESS_LOG_FIELDS` in infra/render/nginx.ts) is the
+ * first name of each list: `time` (ISO 8601), `remote_addr`, `status`, `request` ("POST /v1/messages HTTP/2.0")
+ * and `edge`, which is "waf" when ModSecurity refused the request. The other names are those common in
+ * hand-written nginx `log_format ... escape=json` blocks.
  */
 export const JSON_FIELDS = {
   ip: ["remote_addr", "client_ip", "ip"],
   time: ["time", "time_iso8601", "timestamp", "@timestamp", "time_local", "msec"],
-  method: ["method", "request_method"],
+  method: ["request_method", "method"],
   request: ["request"],
   status: ["status"],
-  waf: ["waf", "modsec_blocked", "blocked_by"],
 } as const;
+
+/** The edge's marker (`"edge":"waf"`), or a `waf` field that is set, as in other hand-written formats. */
+function refusedByWaf(r: Record<string, unknown>): boolean {
+  return r.edge === "waf" || truthyMarker(r.waf);
+}
 
 const MONTHS: Record<string, number> = {
   Jan: 0,
@@ -119,7 +125,7 @@ export function parseJsonLine(line: string): AccessEntry | undefined {
         : typeof request === "string"
           ? methodOf(request)
           : "",
-    waf: truthyMarker(pick(r, JSON_FIELDS.waf)),
+    waf: refusedByWaf(r),
   };
 }
 

@@ -113,18 +113,22 @@ export function combinedLine(r: GeneratedRequest, offsetMinutes = 0): string {
   return `${r.ip} - - [${timeLocal(r.time, offsetMinutes)}] "${r.method} ${r.path} HTTP/1.1" ${r.status} 42 "-" "Mozilla/5.0 (X11; Linux x86_64)"`;
 }
 
-/** The edge's JSON format: the fields of infra/render/nginx.ts that the analysis reads, plus a few it ignores. */
+/** The edge's JSON format, field for field as `log_format wagate_json` in infra/render/nginx.ts writes it. */
 export function jsonLine(r: GeneratedRequest): string {
   return JSON.stringify({
-    time: new Date(r.time).toISOString(),
+    time: new Date(r.time).toISOString().replace(/\.\d{3}Z$/, "+00:00"),
     remote_addr: r.ip,
-    method: r.method,
-    uri: r.path,
+    edge: r.waf ? "waf" : r.status === 429 ? "rate" : "",
     status: r.status,
-    bytes_sent: 42,
+    request: `${r.method} ${r.path} HTTP/2.0`,
+    request_id: "5f2b8c0e9a7d4e1f8a6b3c2d1e0f9a8b",
     request_time: 0.003,
+    request_length: 312,
+    body_bytes_sent: 42,
+    upstream_status: r.waf || r.status === 429 ? "" : String(r.status),
+    upstream_response_time: r.waf || r.status === 429 ? "" : "0.002",
     user_agent: "curl/8.0",
-    waf: r.waf ? "1" : "",
+    tls: "TLSv1.3",
   });
 }
 
