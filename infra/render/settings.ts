@@ -19,6 +19,11 @@ export const rateLimitSchema = z
     otpPerMinute: limitSchema.default({ rate: 10, burst: 5 }),
     /** Per bearer token, in requests per second, so one leaked token cannot use every IP's budget. */
     perToken: limitSchema.default({ rate: 50, burst: 100 }),
+    /**
+     * Meta's webhook deliveries, per source IP, in requests per second. Meta sends from a few addresses and in
+     * bursts; a 429 makes it retry later, so this is generous rather than strict.
+     */
+    webhookPerIp: limitSchema.default({ rate: 100, burst: 200 }),
     /** Concurrent connections per client IP. */
     connectionsPerIp: z.number().int().min(1).max(10_000).default(50),
   })

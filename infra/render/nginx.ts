@@ -1,0 +1,445 @@
+import { posix } from "node:path";
+import { z } from "zod";
+import type { EdgeLayout } from "./layout.js";
+import { renderModsecurity } from "./modsecurity.js";
+import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "./settings.js";
+
+// The whole nginx configuration of the edge, as files, from the validated stack config. Contracts:
+//
+// - `renderNginx({ domain, rateLimit, waf, layout })` → `{ "nginx.conf": ..., "<other files>": ... }`: every key
+//   is a path relative to `layout.confDir`; write them all, then run
+//   `nginx -p <layout.prefix> -c <layout.confDir>/nginx.conf`. The same call renders the VM's config
+//   (`vmLayout()`), the local stack's and the tests' (`localLayout(root, ports)`). It is a *whole* nginx.conf:
+//   it loads the ModSecurity module from `layout.modulesDir` itself and includes nothing from Debian's
+//   sites-enabled or conf.d.
+// - The certificate must exist before nginx starts (443 cannot listen without one): `scripts/lib/nginx.ts` writes a
+//   throwaway self-signed one until certbot (`--cert-name wagate`, see `CERT_NAME`) replaces it, then a reload
+//   (SIGHUP) serves the new one.
+// - The access log is `<logDir>/access.json`, one JSON object per line (ACCESS_LOG_FIELDS); `edge` says when the
+//   edge itself refused the request ("waf", "rate", "conn", ...). fail2ban's filters match on it.
+//
+// Order of work for a request on 443 (why the locations look the way they do): nginx runs ModSecurity's phase 1
+// in the rewrite phase, before limit_req. Each public route is therefore a prefix location that only applies
+// limit_req/limit_conn and then hands over with `try_files` (which runs after the access phases) to a named
+// location where ModSecurity is on and the request is proxied. A request refused with 429 never costs a WAF
+// transaction, so a flood from one client does not eat the CPU other clients need.
+
+const domainSchema = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$/,
+    "a lower-case DNS name",
+  );
+
+export interface NginxInput {
+  readonly domain: string;
+  readonly rateLimit: RateLimit;
+  readonly waf: Waf;
+  readonly layout: EdgeLayout;
+  /** nginx `worker_processes`; "auto" (one per core) unless a caller needs otherwise. */
+  readonly workerProcesses?: number | "auto";
+}
+
+/** The access log, relative to layout.logDir. */
+export const ACCESS_LOG_FILE = "access.json";
+export const ERROR_LOG_FILE = "error.log";
+
+/**
+ * The access log's fields, in the order they are written (one JSON object per line, nginx `escape=json`).
+ * The query string is never logged (Meta's handshake carries its verify token there); neither are headers other
+ * than the User-Agent.
+ */
+export const ACCESS_LOG_FIELDS = {
+  time: "ISO 8601 local time the request ended",
+  remote_addr: "client IP (the TCP peer: nothing in front of nginx on the VM)",
+  edge: 'why the edge itself answered: "waf" (403 by ModSecurity), "rate" (429 by limit_req), "conn" (429 by limit_conn), "size" (413), "invalid" (400), "" when the request reached the gateway or a plain 404',
+  status: "HTTP status sent (number)",
+  request: 'method, path without query, protocol: "POST /v1/messages HTTP/2.0"',
+  request_id:
+    "nginx $request_id, also sent to the gateway as X-Request-Id and used as ModSecurity's unique_id",
+  request_time: "seconds, with milliseconds (number)",
+  request_length: "bytes received, headers included (number)",
+  body_bytes_sent: "bytes of the response body (number)",
+  upstream_status: 'the gateway\'s status, "" when the edge answered itself',
+  upstream_response_time: 'seconds, "" when the edge answered itself',
+  user_agent: "User-Agent header",
+  tls: "TLS protocol version",
+} as const;
+
+/**
+ * The error bodies the edge answers itself, in the gateway's error format. Not 403: it only ever comes from
+ * ModSecurity, and an error_page redirect after its denial stops it from writing the audit log (measured with
+ * ModSecurity-nginx 1.0.3), so a WAF denial keeps nginx's own small 403 page.
+ */
+const EDGE_ERRORS: Record<number, { code: string; message: string; edge: string }> = {
+  400: { code: "bad_request", message: "The request could not be read", edge: "invalid" },
+  404: { code: "not_found", message: "Not found", edge: "" },
+  405: { code: "method_not_allowed", message: "Method not allowed", edge: "" },
+  408: { code: "request_timeout", message: "The request took too long to arrive", edge: "" },
+  413: { code: "payload_too_large", message: "The request body is too large for this route", edge: "size" },
+  414: { code: "uri_too_long", message: "The URI is too long", edge: "invalid" },
+  429: { code: "rate_limited", message: "Too many requests; slow down and retry later", edge: "rate" },
+  500: { code: "internal", message: "Internal error at the edge", edge: "" },
+  502: { code: "unavailable", message: "The gateway is not answering", edge: "" },
+  503: { code: "unavailable", message: "The gateway is not available", edge: "" },
+  504: { code: "timeout", message: "The gateway did not answer in time", edge: "" },
+};
+
+/** Security headers of every answer on 443 (OWASP Secure Headers for an API that only serves JSON). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "Strict-Transport-Security": "max-age=63072000",
+  "X-Content-Type-Options": "nosniff",
+  "X-Frame-Options": "DENY",
+  "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+  "Referrer-Policy": "no-referrer",
+  "Cache-Control": "no-store",
+  "Cross-Origin-Resource-Policy": "same-origin",
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Permissions-Policy": "accelerometer=(), camera=(), geolocation=(), microphone=(), payment=(), usb=()",
+  "X-Permitted-Cross-Domain-Policies": "none",
+};
+
+/** Per-route body limits (nginx's client_max_body_size); ModSecurity's are the largest of these. */
+export const BODY_LIMITS = {
+  /** Messages, OTP, replies, webhook subscriptions: a WhatsApp text is at most 4,096 characters. */
+  api: "128k",
+  otp: "16k",
+  /** 100,000 recipients, with per-recipient template parameters. */
+  broadcasts: "16m",
+  /** Meta delivers at most 3 MB per webhook call. */
+  whatsappWebhook: "4m",
+} as const;
+
+// RFC 7919 ffdhe2048, the group Mozilla's intermediate profile pins for its DHE suites.
+const FFDHE2048 = `-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+`;
+
+// Mozilla Server Side TLS, "intermediate" (v5.7): TLS 1.2 and 1.3, forward-secret AEAD suites only.
+const INTERMEDIATE_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+  "DHE-RSA-AES128-GCM-SHA256",
+  "DHE-RSA-AES256-GCM-SHA384",
+  "DHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+function listen(layout: EdgeLayout, port: number, extra: string): string[] {
+  if (layout.listenHost) return [`listen ${layout.listenHost}:${port}${extra};`];
+  return [`listen ${port}${extra};`, `listen [::]:${port}${extra};`];
+}
+
+function indent(lines: string[], depth: number): string {
+  const pad = "    ".repeat(depth);
+  return lines.map((l) => (l === "" ? "" : pad + l)).join("\n");
+}
+
+function jsonString(value: string): string {
+  // nginx single-quoted string: JSON never contains a single quote here, but refuse one rather than escape it.
+  if (value.includes("'")) throw new Error("edge error bodies must not contain a single quote");
+  return value;
+}
+
+function limitReq(zone: string, burst: number): string {
+  return `limit_req zone=${zone} burst=${burst} nodelay;`;
+}
+
+interface Route {
+  /** nginx location match, e.g. `= /v1/broadcasts` or `/v1/`. */
+  readonly match: string;
+  /** Name of the named location that runs the WAF and proxies. */
+  readonly name: string;
+  readonly limits: string[];
+  readonly bodyLimit: string;
+  readonly bodyBuffer: string;
+}
+
+export function renderNginx(input: NginxInput): Record<string, string> {
+  const domain = domainSchema.parse(input.domain);
+  const rateLimit = rateLimitSchema.parse(input.rateLimit);
+  const waf = wafSchema.parse(input.waf);
+  const { layout } = input;
+  const files: Record<string, string> = {};
+  let rulesFile: string | undefined;
+  if (waf.enabled) {
+    const modsecurity = renderModsecurity(waf, layout);
+    Object.assign(files, modsecurity.files);
+    rulesFile = modsecurity.rulesFile;
+  }
+  const dhparam = posix.join(layout.confDir, "ffdhe2048.pem");
+  files[posix.relative(layout.confDir, dhparam)] = FFDHE2048;
+
+  const tmp = (name: string) => posix.join(layout.tempDir, name);
+  const log = (name: string) => posix.join(layout.logDir, name);
+  const { perIp, otpPerMinute, perToken, webhookPerIp, connectionsPerIp } = rateLimit;
+  const ipLimit = limitReq("wagate_ip", perIp.burst);
+  const tokenLimit = limitReq("wagate_token", perToken.burst);
+
+  const routes: Route[] = [
+    {
+      match: "/v1/",
+      name: "@wagate_api",
+      limits: [ipLimit, tokenLimit],
+      bodyLimit: BODY_LIMITS.api,
+      bodyBuffer: BODY_LIMITS.api,
+    },
+    {
+      match: "/v1/otp",
+      name: "@wagate_otp",
+      limits: [limitReq("wagate_otp", otpPerMinute.burst), ipLimit, tokenLimit],
+      bodyLimit: BODY_LIMITS.otp,
+      bodyBuffer: BODY_LIMITS.otp,
+    },
+    {
+      match: "= /v1/broadcasts",
+      name: "@wagate_broadcasts",
+      limits: [ipLimit, tokenLimit],
+      bodyLimit: BODY_LIMITS.broadcasts,
+      bodyBuffer: "2m",
+    },
+    {
+      match: "= /webhooks/whatsapp",
+      name: "@wagate_whatsapp_webhook",
+      limits: [limitReq("wagate_webhook", webhookPerIp.burst)],
+      bodyLimit: BODY_LIMITS.whatsappWebhook,
+      bodyBuffer: BODY_LIMITS.whatsappWebhook,
+    },
+    {
+      match: "= /healthz",
+      name: "@wagate_health",
+      limits: [ipLimit],
+      bodyLimit: "1k",
+      bodyBuffer: "1k",
+    },
+  ];
+
+  const routeBlocks = routes.flatMap((r) => [
+    `location ${r.match} {`,
+    ...r.limits.map((l) => `    ${l}`),
+    `    client_max_body_size ${r.bodyLimit};`,
+    `    client_body_buffer_size ${r.bodyBuffer};`,
+    "    # try_files runs after limit_req: the hand-over that keeps refused requests away from the WAF.",
+    `    try_files /.wagate-edge-handover ${r.name};`,
+    "}",
+    `location ${r.name} {`,
+    `    client_max_body_size ${r.bodyLimit};`,
+    `    client_body_buffer_size ${r.bodyBuffer};`,
+    ...(waf.enabled ? ["    modsecurity on;"] : []),
+    "    proxy_pass http://wagate_gateway;",
+    "}",
+    "",
+  ]);
+
+  const errorPages = Object.entries(EDGE_ERRORS).flatMap(([status, e]) => [
+    `location @wagate_error_${status} {`,
+    ...(e.edge ? [`    set $wagate_denial ${status === "429" ? "$wagate_limit_kind" : e.edge};`] : []),
+    `    return ${status} '{"error":{"code":"${e.code}","message":"${jsonString(e.message)}"}}\\n';`,
+    "}",
+  ]);
+
+  const securityHeaders = Object.entries(SECURITY_HEADERS).map(([name, value]) => {
+    if (value.includes('"')) throw new Error(`header ${name} must not contain a double quote`);
+    return `add_header ${name} "${value}" always;`;
+  });
+  const hiddenUpstreamHeaders = [
+    ...Object.keys(SECURITY_HEADERS),
+    "X-Powered-By",
+    "Server",
+    "X-Request-Id",
+  ].map((h) => `proxy_hide_header ${h};`);
+
+  const portSuffix = layout.httpsPort === 443 ? "" : `:${layout.httpsPort}`;
+  const logFormat = [
+    "'{'",
+    `'"time":"$time_iso8601",'`,
+    `'"remote_addr":"$remote_addr",'`,
+    `'"edge":"$wagate_edge",'`,
+    `'"status":$status,'`,
+    `'"request":"$request_method $uri $server_protocol",'`,
+    `'"request_id":"$request_id",'`,
+    `'"request_time":$request_time,'`,
+    `'"request_length":$request_length,'`,
+    `'"body_bytes_sent":$body_bytes_sent,'`,
+    `'"upstream_status":"$upstream_status",'`,
+    `'"upstream_response_time":"$upstream_response_time",'`,
+    `'"user_agent":"$http_user_agent",'`,
+    `'"tls":"$ssl_protocol"'`,
+    "'}'",
+  ];
+
+  const conf = `# Rendered by wagate (infra/render/nginx.ts) for ${domain}. Do not edit on the host: re-render.
+${waf.enabled ? `load_module ${posix.join(layout.modulesDir, "ngx_http_modsecurity_module.so")};\n` : ""}${layout.user ? `user ${layout.user};\n` : ""}worker_processes ${input.workerProcesses ?? "auto"};
+worker_rlimit_nofile 16384;
+pid ${layout.pidFile};
+error_log ${log(ERROR_LOG_FILE)} warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    server_tokens off;
+    default_type application/json;
+    charset_types application/json;
+    sendfile off;
+    tcp_nodelay on;
+
+    # Slow or oversized clients are cut off rather than held.
+    client_header_timeout 10s;
+    client_body_timeout 15s;
+    send_timeout 30s;
+    keepalive_timeout 30s;
+    keepalive_requests 1000;
+    reset_timedout_connection on;
+    client_header_buffer_size 2k;
+    large_client_header_buffers 4 16k;
+    client_max_body_size ${BODY_LIMITS.api};
+    client_body_buffer_size ${BODY_LIMITS.api};
+
+    client_body_temp_path ${tmp("body")};
+    proxy_temp_path ${tmp("proxy")};
+    fastcgi_temp_path ${tmp("fastcgi")};
+    uwsgi_temp_path ${tmp("uwsgi")};
+    scgi_temp_path ${tmp("scgi")};
+
+    # One JSON object per line; fields and meaning: ACCESS_LOG_FIELDS in infra/render/nginx.ts. No query
+    # string (Meta's verify token travels there), no Authorization header.
+    log_format wagate_json escape=json
+${indent(logFormat, 2)};
+    access_log ${log(ACCESS_LOG_FILE)} wagate_json;
+
+    # --- Rate limits (numbers from stack config wagate:rateLimit) -----------------------------------------------
+    limit_req_zone $binary_remote_addr zone=wagate_ip:10m rate=${perIp.rate}r/s;
+    limit_req_zone $binary_remote_addr zone=wagate_otp:10m rate=${otpPerMinute.rate}r/m;
+    limit_req_zone $binary_remote_addr zone=wagate_webhook:1m rate=${webhookPerIp.rate}r/s;
+    # Per bearer token: the key is the first 22 characters of the JWT's signature (132 bits of an HMAC), never the
+    # token itself, so the shared zone holds neither a usable credential nor the claims, and each key is short.
+    # Requests without a bearer token have an empty key and are not counted here (the per-IP zone still is).
+    map $http_authorization $wagate_token_key {
+        "~^Bearer [A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.(?<wagate_token_sig>[A-Za-z0-9_-]{22})" $wagate_token_sig;
+        default "";
+    }
+    limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;
+    limit_conn_zone $binary_remote_addr zone=wagate_conn:10m;
+    limit_req_status 429;
+    limit_conn_status 429;
+    limit_req_log_level warn;
+    limit_conn_log_level warn;
+    map $limit_conn_status $wagate_limit_kind {
+        REJECTED conn;
+        default rate;
+    }
+    # The access log's "edge" field: what the error pages recorded, or "waf" for a 403 no upstream answered.
+    map "$wagate_denial:$status:$upstream_status" $wagate_edge {
+        "~^(?<wagate_denial_kind>[a-z]+):" $wagate_denial_kind;
+        "~^:403:$" waf;
+        default "";
+    }
+    map $wagate_denial $wagate_retry_after {
+        rate 1;
+        conn 1;
+        default "";
+    }
+
+    # --- TLS: Mozilla "intermediate"; no OCSP stapling (Let's Encrypt ended OCSP) ------------------------------
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ${INTERMEDIATE_CIPHERS};
+    ssl_prefer_server_ciphers off;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_dhparam ${dhparam};
+    ssl_session_timeout 1d;
+    ssl_session_cache shared:wagate_tls:10m;
+    ssl_session_tickets off;
+${
+  rulesFile
+    ? `
+    # --- WAF: ModSecurity v3 + OWASP CRS, rules loaded once here; switched on per location (see below) ---------
+    modsecurity off;
+    modsecurity_rules_file ${rulesFile};
+    modsecurity_transaction_id "$request_id";
+`
+    : ""
+}
+    # --- The gateway, on loopback ------------------------------------------------------------------------------
+    upstream wagate_gateway {
+        server ${layout.upstream.host}:${layout.upstream.port} max_fails=0;
+        keepalive 64;
+    }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host ${domain};
+    # nginx is the first hop: the client's own X-Forwarded-For is replaced, not trusted.
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-Proto https;
+    proxy_set_header X-Request-Id $request_id;
+    proxy_connect_timeout 5s;
+    proxy_send_timeout 60s;
+    proxy_read_timeout 60s;
+    proxy_request_buffering on;
+${indent(hiddenUpstreamHeaders, 1)}
+
+    # --- Port ${layout.httpPort}: the ACME HTTP-01 challenge, and a redirect for everything else ------------------------
+    server {
+${indent(listen(layout, layout.httpPort, " default_server"), 2)}
+        server_name _;
+        set $wagate_denial "";
+        location ^~ /.well-known/acme-challenge/ {
+            root ${layout.acmeWebroot};
+            default_type text/plain;
+            try_files $uri =404;
+        }
+        location / {
+            return 301 https://${domain}${portSuffix}$request_uri;
+        }
+    }
+
+    # --- Port ${layout.httpsPort}: the API ----------------------------------------------------------------------------
+    server {
+${indent(listen(layout, layout.httpsPort, " ssl http2 default_server"), 2)}
+        server_name ${domain};
+        ssl_certificate ${layout.certificate};
+        ssl_certificate_key ${layout.certificateKey};
+        root ${posix.join(layout.tempDir, "empty")};
+
+${indent(securityHeaders, 2)}
+        add_header X-Request-Id $request_id always;
+        add_header Retry-After $wagate_retry_after always;
+
+        set $wagate_denial "";
+        limit_conn wagate_conn ${connectionsPerIp};
+${indent(
+  Object.keys(EDGE_ERRORS).map((s) => `error_page ${s} @wagate_error_${s};`),
+  2,
+)}
+
+        # Not for the internet: Prometheus scrapes and readiness probes use the gateway's loopback port.
+        location = /metrics {
+            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+        }
+        location = /readyz {
+            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+        }
+        # Anything outside the API's paths is answered here, without a WAF transaction or a gateway round trip.
+        location / {
+            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+        }
+
+${indent(routeBlocks, 2)}
+${indent(errorPages, 2)}
+    }
+}
+`;
+  files["nginx.conf"] = conf;
+  return files;
+}

@@ -1,0 +1,175 @@
+import { execFile } from "node:child_process";
+import { access, chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { type EdgeLayout, layoutDirectories } from "../../infra/render/layout.js";
+import { ERROR_LOG_FILE } from "../../infra/render/nginx.js";
+import { requireBinary, type Started, startProcess, waitForPort } from "./processes.js";
+
+// Runs what `renderNginx` rendered, for real: the local stack, the integration tests and the benchmark.
+//
+//   const files = renderNginx({ domain, rateLimit, waf, layout });
+//   await writeSelfSignedCertificate(layout, domain);          // until certbot replaces it
+//   const nginx = await startNginx({ layout, files });
+//   ...; await nginx.reload(); ...; await nginx.stop();
+//
+// The files are written under layout.confDir, `nginx -t` must pass, then nginx runs in the foreground
+// (`daemon off`) under startProcess, so it is stopped by pid like every other process.
+
+const run = promisify(execFile);
+
+export interface StartNginxOptions {
+  readonly layout: EdgeLayout;
+  /** renderNginx's output: paths relative to layout.confDir → contents. */
+  readonly files: Readonly<Record<string, string>>;
+  /** Where nginx's own stdout/stderr go (default `<logDir>/nginx.out`). */
+  readonly logFile?: string;
+}
+
+export interface RunningNginx extends Started {
+  readonly layout: EdgeLayout;
+  readonly errorLog: string;
+  /** Re-writes `files` if given, checks them with `nginx -t`, sends SIGHUP and waits until new workers serve. */
+  reload(files?: Readonly<Record<string, string>>): Promise<void>;
+}
+
+function nginxArgs(layout: EdgeLayout): string[] {
+  return [
+    "-p",
+    layout.prefix,
+    "-c",
+    join(layout.confDir, "nginx.conf"),
+    "-e",
+    join(layout.logDir, ERROR_LOG_FILE),
+  ];
+}
+
+async function writeFiles(layout: EdgeLayout, files: Readonly<Record<string, string>>): Promise<void> {
+  for (const dir of layoutDirectories(layout)) await mkdir(dir, { recursive: true });
+  for (const [name, contents] of Object.entries(files)) {
+    const path = join(layout.confDir, name);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, contents);
+  }
+  // Workers run as an unprivileged user when the master is root: they must reach the webroot and temp dirs.
+  if (process.getuid?.() === 0) {
+    for (const dir of [layout.prefix, ...layoutDirectories(layout)])
+      await chmod(dir, 0o755).catch(() => undefined);
+  }
+}
+
+async function checkConfig(layout: EdgeLayout): Promise<void> {
+  try {
+    await run("nginx", ["-t", "-q", ...nginxArgs(layout)]);
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr ?? String(error);
+    throw new Error(`nginx -t refused the rendered configuration:\n${stderr.trim()}`);
+  }
+}
+
+/** The worker pids of a master, from /proc (Linux). */
+async function workerPids(masterPid: number): Promise<Set<number>> {
+  const text = await readFile(`/proc/${masterPid}/task/${masterPid}/children`, "utf8").catch(() => "");
+  return new Set(
+    text
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((p) => Number(p)),
+  );
+}
+
+export async function startNginx(options: StartNginxOptions): Promise<RunningNginx> {
+  const { layout, files } = options;
+  await requireBinary("nginx", "nginx");
+  if (Object.keys(files).some((f) => f.includes("modsecurity"))) {
+    await access(join(layout.modulesDir, "ngx_http_modsecurity_module.so")).catch(() => {
+      throw new Error(
+        "the ModSecurity module is not installed: apt-get install libnginx-mod-http-modsecurity",
+      );
+    });
+    await access(join(layout.crsDir, "rules")).catch(() => {
+      throw new Error("the OWASP CRS is not installed: apt-get install modsecurity-crs");
+    });
+  }
+  await writeFiles(layout, files);
+  await checkConfig(layout);
+  const started = startProcess("nginx", "nginx", [...nginxArgs(layout), "-g", "daemon off;"], {
+    logFile: options.logFile ?? join(layout.logDir, "nginx.out"),
+  });
+  try {
+    await Promise.race([
+      Promise.all([
+        waitForPort(layout.httpPort, layout.listenHost),
+        waitForPort(layout.httpsPort, layout.listenHost),
+      ]),
+      started.exited.then((code) => {
+        throw new Error(
+          `nginx exited (${code}) before listening; see ${join(layout.logDir, ERROR_LOG_FILE)}`,
+        );
+      }),
+    ]);
+  } catch (error) {
+    await started.stop();
+    throw error;
+  }
+  const reload = async (newFiles?: Readonly<Record<string, string>>): Promise<void> => {
+    if (newFiles) await writeFiles(layout, newFiles);
+    await checkConfig(layout);
+    const before = await workerPids(started.pid);
+    started.child.kill("SIGHUP");
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const now = await workerPids(started.pid);
+      const fresh = [...now].some((p) => !before.has(p));
+      const oldGone = ![...before].some((p) => now.has(p));
+      if (fresh && oldGone) return;
+      if (Date.now() > deadline)
+        throw new Error("nginx did not replace its workers within 15 s after SIGHUP");
+      await sleep(50);
+    }
+  };
+  return { ...started, layout, errorLog: join(layout.logDir, ERROR_LOG_FILE), reload };
+}
+
+/**
+ * A throwaway self-signed certificate at layout.certificate/certificateKey (P-256, one day) so nginx can listen
+ * on 443 before the first ACME issuance. Does nothing when a certificate is already there, unless `overwrite`.
+ */
+export async function writeSelfSignedCertificate(
+  layout: EdgeLayout,
+  domain: string,
+  options: { overwrite?: boolean } = {},
+): Promise<void> {
+  if (!options.overwrite) {
+    const present = await access(layout.certificate).then(
+      () => true,
+      () => false,
+    );
+    if (present) return;
+  }
+  await requireBinary("openssl", "openssl");
+  await mkdir(dirname(layout.certificate), { recursive: true });
+  await mkdir(dirname(layout.certificateKey), { recursive: true });
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    `/CN=${domain}`,
+    "-addext",
+    `subjectAltName=DNS:${domain}`,
+    "-keyout",
+    layout.certificateKey,
+    "-out",
+    layout.certificate,
+  ]);
+  await chmod(layout.certificateKey, 0o600);
+}
