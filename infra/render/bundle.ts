@@ -1,0 +1,243 @@
+import { posix } from "node:path";
+import { z } from "zod";
+import { certbotIssueArgs, DEBIAN_CERTBOT_DIRS, renderCertbotCliIni, renderDeployHook } from "./certbot.js";
+import { renderFail2ban } from "./fail2ban.js";
+import { CERT_NAME, layoutDirectories, vmLayout } from "./layout.js";
+import { renderNginx } from "./nginx.js";
+import { PROVISION_STEPS, type ProvisionStepName, provisionScript, renderVars } from "./provision.js";
+import {
+  type AcmeServer,
+  acmeDirectoryUrl,
+  acmeServerSchema,
+  type RateLimit,
+  rateLimitSchema,
+  type Waf,
+  wafSchema,
+} from "./settings.js";
+import {
+  BACKUP_DIR,
+  BACKUP_ENV_FILE,
+  BACKUP_SCRIPT,
+  BACKUP_SERVICE,
+  BACKUP_TIMER,
+  GATEWAY_DATA_DIR,
+  GATEWAY_UID,
+  GATEWAY_UNIT,
+  GATEWAY_USER,
+  LOCAL_GATEWAY_IMAGE,
+  podmanSchema,
+  renderBackupEnv,
+  renderBackupScript,
+  renderBackupService,
+  renderBackupTimer,
+  renderCertbotCaDropIn,
+  renderGatewayUnit,
+} from "./systemd.js";
+
+// The host bundle: every file the VM needs, rendered from the stack config, plus the ordered steps that apply
+// it. "One list of steps, two executors": the Pulumi components run each step as a `remote.Command` whose
+// triggers are the hash of the bundle files it `uses`; the box test (a Debian 12 under systemd-nspawn) runs the
+// same commands over SSH. Contract for both executors:
+//
+// 1. Copy `files` to `remoteDir` (keys are paths relative to it; provision.sh must be executable or run with bash).
+// 2. Copy the gateway's env file (renderGatewayEnvFile in gateway-env.ts, secrets) to GATEWAY_ENV_FILE as root,
+//    mode 0600, before the step named GATEWAY_STEP; re-run that step when the env file changes.
+// 3. When no pinned `gatewayImage` is given, copy the build context (the repository's `package.json`,
+//    `package-lock.json` and `gateway/`) to GATEWAY_BUILD_CONTEXT before GATEWAY_STEP; re-run it when they change.
+// 4. Run `steps` in order as root; stop at the first failure. Every step is idempotent and prints `changed …`
+//    for what it changed.
+
+/** Where the bundle is copied on the host. */
+export const REMOTE_BUNDLE_DIR = "/opt/wagate/bundle";
+/** The gateway's secrets (env file, root 0600), copied separately from the bundle. */
+export const GATEWAY_ENV_FILE = "/etc/wagate/gateway.env";
+/** Build context for `podman build` on the host when no pinned image is given. */
+export const GATEWAY_BUILD_CONTEXT = "/opt/wagate/src";
+/** Dockerfile, relative to the build context. */
+export const GATEWAY_DOCKERFILE = "gateway/Dockerfile";
+/** The step that needs GATEWAY_ENV_FILE (and the build context) in place. */
+export const GATEWAY_STEP: ProvisionStepName = "gateway";
+/** Where a private ACME server's CA is installed (test boxes with Pebble only). */
+export const ACME_CA_FILE = "/etc/wagate/acme-ca.pem";
+
+/** Debian packages the host needs (the same as the edge's integration tests run, plus the host's tools). */
+export const HOST_PACKAGES = [
+  "nginx",
+  "libnginx-mod-http-modsecurity",
+  "modsecurity-crs",
+  "certbot",
+  "fail2ban",
+  "python3-systemd",
+  "nftables",
+  "podman",
+  "sqlite3",
+  "awscli",
+  "curl",
+  "openssl",
+  "ca-certificates",
+] as const;
+
+export interface HostBundleInput {
+  stack: string;
+  domain: string;
+  acmeEmail: string;
+  acmeServer: AcmeServer;
+  rateLimit: RateLimit;
+  waf: Waf;
+  /** Pinned by digest (`…@sha256:…`); absent = `podman build` on the host from GATEWAY_BUILD_CONTEXT. */
+  gatewayImage?: string;
+  /** S3 bucket for the daily database backups; "" keeps local copies only (test boxes). */
+  backupBucket: string;
+  awsRegion: string;
+  /**
+   * Test boxes only: PEM of the CA that signs a private ACME server's HTTPS listener (Pebble). Installed at
+   * ACME_CA_FILE and given to certbot as REQUESTS_CA_BUNDLE. Never set on AWS.
+   */
+  acmeCaPem?: string;
+  /** Host-specific podman flags (test boxes under systemd-nspawn need some). */
+  podman?: z.input<typeof podmanSchema> & { extraBuildArgs?: string[] };
+}
+
+export interface ProvisionStep {
+  name: string;
+  /** Run on the host as root; no secrets. */
+  command: string;
+  /** Bundle paths (keys of `files`) whose content determines when the step re-runs. */
+  uses: string[];
+}
+
+export interface HostBundle {
+  /** e.g. /opt/wagate/bundle */
+  remoteDir: string;
+  files: Record<string, string>;
+  steps: ProvisionStep[];
+}
+
+const inputSchema = z
+  .object({
+    stack: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "must be a Pulumi stack name"),
+    domain: z.string().min(1),
+    acmeEmail: z.email(),
+    acmeServer: acmeServerSchema,
+    rateLimit: rateLimitSchema,
+    waf: wafSchema,
+    gatewayImage: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$/,
+        "must be pinned by digest (name@sha256:<64 hex>)",
+      )
+      .optional(),
+    backupBucket: z.string(),
+    awsRegion: z.string(),
+    acmeCaPem: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
+    podman: podmanSchema.extend({ extraBuildArgs: z.array(z.string()).default([]) }).optional(),
+  })
+  .strict();
+
+function fail(error: z.ZodError): never {
+  const issue = error.issues[0];
+  throw new Error(`host bundle: ${issue?.path.join(".") || "input"} ${issue?.message ?? "is invalid"}`);
+}
+
+export function renderHostBundle(input: HostBundleInput): HostBundle {
+  const parsed = inputSchema.safeParse(input);
+  if (!parsed.success) fail(parsed.error);
+  const c = parsed.data;
+  const layout = vmLayout();
+  const podman = podmanSchema.parse(c.podman ?? {});
+  const extraBuildArgs = c.podman?.extraBuildArgs ?? [];
+  const image = c.gatewayImage ?? LOCAL_GATEWAY_IMAGE;
+  const files: Record<string, string> = {};
+
+  for (const [name, content] of Object.entries(
+    renderNginx({ domain: c.domain, rateLimit: c.rateLimit, waf: c.waf, layout }),
+  )) {
+    files[posix.join("nginx", name)] = content;
+  }
+
+  files["certbot/cli.ini"] = renderCertbotCliIni({ email: c.acmeEmail, acmeServer: c.acmeServer });
+  files["certbot/deploy-hook.sh"] = renderDeployHook({ reloadCommand: "systemctl reload nginx" });
+  files["certbot/certonly.args"] = `${certbotIssueArgs({
+    domain: c.domain,
+    email: c.acmeEmail,
+    acmeServer: acmeDirectoryUrl(c.acmeServer),
+    webroot: layout.acmeWebroot,
+    certName: CERT_NAME,
+  }).join("\n")}\n`;
+  if (c.acmeCaPem) {
+    files["certbot/acme-ca.pem"] = c.acmeCaPem;
+    files["systemd/certbot.service.d/wagate-acme-ca.conf"] = renderCertbotCaDropIn(ACME_CA_FILE);
+  }
+
+  for (const [name, content] of Object.entries(renderFail2ban(layout)))
+    files[posix.join("fail2ban", name)] = content;
+
+  files[`systemd/${GATEWAY_UNIT}`] = renderGatewayUnit({
+    image,
+    upstream: layout.upstream,
+    envFile: GATEWAY_ENV_FILE,
+    podman,
+  });
+  files[`systemd/${BACKUP_SERVICE}`] = renderBackupService();
+  files[`systemd/${BACKUP_TIMER}`] = renderBackupTimer();
+  files["backup/backup.sh"] = renderBackupScript();
+  files["backup/backup.env"] = renderBackupEnv({
+    bucket: c.backupBucket,
+    prefix: c.stack,
+    region: c.awsRegion,
+  });
+
+  files["vars.sh"] = renderVars({
+    BUNDLE_DIR: REMOTE_BUNDLE_DIR,
+    PACKAGES: [...HOST_PACKAGES],
+    DOMAIN: c.domain,
+    HTTPS_PORT: layout.httpsPort,
+    NGINX_CONF_DIR: layout.confDir,
+    NGINX_DIRS: layoutDirectories(layout),
+    NGINX_USER: layout.user ?? "www-data",
+    NGINX_MODSECURITY_TMP: posix.join(layout.tempDir, "modsecurity"),
+    LETSENCRYPT_DIR: DEBIAN_CERTBOT_DIRS.configDir,
+    CERT_NAME,
+    CERT_FILE: layout.certificate,
+    KEY_FILE: layout.certificateKey,
+    ACME_CA_FILE,
+    GATEWAY_USER,
+    GATEWAY_UID,
+    GATEWAY_DATA_DIR,
+    GATEWAY_UNIT,
+    GATEWAY_ENV_FILE,
+    GATEWAY_IMAGE: image,
+    GATEWAY_BUILD_CONTEXT,
+    GATEWAY_DOCKERFILE,
+    GATEWAY_UPSTREAM: `${layout.upstream.host}:${layout.upstream.port}`,
+    PODMAN_GLOBAL_ARGS: podman.globalArgs,
+    PODMAN_BUILD_ARGS: extraBuildArgs,
+    BACKUP_DIR,
+    BACKUP_SCRIPT,
+    BACKUP_ENV_FILE,
+    BACKUP_SERVICE,
+    BACKUP_TIMER,
+  });
+  files["provision.sh"] = provisionScript();
+
+  const all = Object.keys(files);
+  const under = (...prefixes: string[]) => all.filter((f) => prefixes.some((p) => f.startsWith(p)));
+  const common = ["provision.sh", "vars.sh"];
+  const uses: Record<ProvisionStepName, string[]> = {
+    packages: common,
+    nginx: [...common, ...under("nginx/")],
+    certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/")],
+    fail2ban: [...common, ...under("fail2ban/")],
+    gateway: [...common, `systemd/${GATEWAY_UNIT}`],
+    backups: [...common, ...under("backup/", `systemd/${BACKUP_SERVICE}`, `systemd/${BACKUP_TIMER}`)],
+    // Whatever changed, check the whole path again.
+    health: all,
+  };
+  const steps = PROVISION_STEPS.map((name) => ({
+    name,
+    command: `bash ${REMOTE_BUNDLE_DIR}/provision.sh ${name}`,
+    uses: [...new Set(uses[name])].sort(),
+  }));
+  return { remoteDir: REMOTE_BUNDLE_DIR, files, steps };
+}

@@ -1,0 +1,257 @@
+#!/bin/bash
+# wagate host provisioning (Debian 12). Shipped verbatim in the host bundle next to `vars.sh`, which
+# infra/render/provision.ts renders from the stack config. Run as root, one step at a time:
+#   bash provision.sh <packages|nginx|certificate|fail2ban|gateway|backups|health>
+# Every step is idempotent: packages are installed only when missing, files written only when their content
+# changed, and a service is reloaded or restarted only when something it depends on changed. No secret is read
+# from or written to this script; the gateway's secrets arrive as a 0600 env file copied separately.
+set -euo pipefail
+umask 022
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=vars.sh
+source "$here/vars.sh"
+
+log() { printf 'wagate[%s]: %s\n' "$step" "$*"; }
+die() {
+  printf 'wagate[%s]: error: %s\n' "$step" "$*" >&2
+  exit 1
+}
+
+# put <source> <destination> <mode> [owner:group] — installs atomically; succeeds (0) only when it changed
+# something, so callers write `if put ...; then reload; fi`.
+put() {
+  local src=$1 dest=$2 mode=$3 owner=${4:-root:root}
+  if [[ -f "$dest" ]] && cmp -s "$src" "$dest" &&
+    [[ "$(stat -c '%a %U:%G' "$dest")" == "${mode#0} $owner" ]]; then
+    return 1
+  fi
+  install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$src" "$dest.wagate-new"
+  mv -f "$dest.wagate-new" "$dest"
+  log "changed $dest"
+  return 0
+}
+
+# put_tree <bundle subdirectory> <destination directory> <mode> — every file below, same relative paths.
+put_tree() {
+  local from=$1 to=$2 mode=$3 changed=1 rel
+  while IFS= read -r -d '' rel; do
+    if put "$from/$rel" "$to/$rel" "$mode"; then changed=0; fi
+  done < <(cd "$from" && find . -type f -printf '%P\0' | sort -z)
+  return "$changed"
+}
+
+# systemd_reload_if <changed?> — `systemctl daemon-reload` only after a unit file changed.
+daemon_reload_needed=1
+unit() {
+  if put "$BUNDLE_DIR/systemd/$1" "/etc/systemd/system/$1" 0644; then
+    daemon_reload_needed=0
+    return 0
+  fi
+  return 1
+}
+daemon_reload() {
+  if ((daemon_reload_needed == 0)); then
+    systemctl daemon-reload
+    daemon_reload_needed=1
+  fi
+}
+
+step_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "all ${#PACKAGES[@]} packages present"
+    return
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}"
+}
+
+# nginx cannot listen on 443 without a certificate: until certbot has issued one, a throwaway self-signed
+# certificate sits where certbot will put the real one, marked so the certificate step knows to replace it.
+bootstrap_certificate() {
+  local live
+  live=$(dirname "$CERT_FILE")
+  [[ -f "$CERT_FILE" ]] && return 0
+  log "no certificate yet: a self-signed one until certbot has issued the real one"
+  install -d -m 0700 "$live"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$DOMAIN" -addext "subjectAltName=DNS:$DOMAIN" \
+    -keyout "$KEY_FILE" -out "$CERT_FILE" 2>/dev/null
+  touch "$live/.wagate-bootstrap"
+}
+
+nginx_running() { systemctl is-active --quiet nginx; }
+
+step_nginx() {
+  local d changed=1
+  for d in "${NGINX_DIRS[@]}"; do install -d -m 0755 "$d"; done
+  install -d -m 0700 -o "$NGINX_USER" -g "$NGINX_USER" "$NGINX_MODSECURITY_TMP"
+  if put_tree "$BUNDLE_DIR/nginx" "$NGINX_CONF_DIR" 0644; then changed=0; fi
+  bootstrap_certificate
+  nginx -t -q || die "nginx -t refused the rendered configuration"
+  systemctl enable --quiet nginx
+  if ! nginx_running; then
+    log "starting nginx"
+    systemctl start nginx
+  elif ((changed == 0)); then
+    log "reloading nginx"
+    systemctl reload nginx
+  else
+    log "nginx unchanged"
+  fi
+}
+
+step_certificate() {
+  local live
+  live=$(dirname "$CERT_FILE")
+  put "$BUNDLE_DIR/certbot/cli.ini" "$LETSENCRYPT_DIR/cli.ini" 0644 || true
+  put "$BUNDLE_DIR/certbot/deploy-hook.sh" "$LETSENCRYPT_DIR/renewal-hooks/deploy/wagate-reload-nginx" 0755 || true
+  if [[ -f "$BUNDLE_DIR/certbot/acme-ca.pem" ]]; then
+    put "$BUNDLE_DIR/certbot/acme-ca.pem" "$ACME_CA_FILE" 0644 || true
+    if unit certbot.service.d/wagate-acme-ca.conf; then :; fi
+    export REQUESTS_CA_BUNDLE=$ACME_CA_FILE
+  fi
+  daemon_reload
+  if [[ -f "$LETSENCRYPT_DIR/renewal/$CERT_NAME.conf" ]]; then
+    log "certificate $CERT_NAME present; Debian's certbot.timer renews it"
+  else
+    # Only our own throwaway certificate may be removed: certbot refuses to create a lineage over a live dir.
+    # nginx keeps serving the one it loaded until the reload below.
+    if [[ -f "$live/.wagate-bootstrap" ]]; then rm -rf "$live"; fi
+    local args=()
+    mapfile -t args <"$BUNDLE_DIR/certbot/certonly.args"
+    log "requesting a certificate for $DOMAIN"
+    if ! certbot "${args[@]}"; then
+      bootstrap_certificate
+      die "certbot could not obtain a certificate for $DOMAIN (DNS pointing here? port 80 open?)"
+    fi
+    systemctl reload nginx
+  fi
+  systemctl enable --quiet --now certbot.timer
+}
+
+step_fail2ban() {
+  local changed=1
+  if put_tree "$BUNDLE_DIR/fail2ban" /etc/fail2ban 0644; then changed=0; fi
+  fail2ban-client --test >/dev/null || die "fail2ban refused the rendered configuration"
+  systemctl enable --quiet fail2ban
+  if ! systemctl is-active --quiet fail2ban; then
+    log "starting fail2ban"
+    systemctl restart fail2ban
+  elif ((changed == 0)); then
+    log "reloading fail2ban"
+    fail2ban-client reload >/dev/null
+  else
+    log "fail2ban unchanged"
+  fi
+}
+
+ensure_gateway_user() {
+  if ! getent group "$GATEWAY_USER" >/dev/null; then groupadd --system --gid "$GATEWAY_UID" "$GATEWAY_USER"; fi
+  if ! getent passwd "$GATEWAY_USER" >/dev/null; then
+    useradd --system --uid "$GATEWAY_UID" --gid "$GATEWAY_UID" --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin "$GATEWAY_USER"
+  fi
+  install -d -m 0750 -o "$GATEWAY_USER" -g "$GATEWAY_USER" "$GATEWAY_DATA_DIR"
+}
+
+# The image: pulled once when pinned by digest, otherwise built here from the copied sources, again only when
+# their content changed (the hash travels as an image label).
+ensure_gateway_image() {
+  if [[ "$GATEWAY_IMAGE" == *@sha256:* ]]; then
+    if ! podman "${PODMAN_GLOBAL_ARGS[@]}" image exists "$GATEWAY_IMAGE"; then
+      log "pulling $GATEWAY_IMAGE"
+      podman "${PODMAN_GLOBAL_ARGS[@]}" pull --quiet "$GATEWAY_IMAGE" >/dev/null
+    fi
+    return
+  fi
+  [[ -f "$GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE" ]] ||
+    die "no pinned image and no sources at $GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE to build one"
+  local source_hash current
+  source_hash=$(cd "$GATEWAY_BUILD_CONTEXT" && find . -type f -not -path './node_modules/*' -print0 | sort -z |
+    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  current=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{ index .Labels "org.wagate.source" }}' \
+    "$GATEWAY_IMAGE" 2>/dev/null || true)
+  if [[ "$current" == "$source_hash" ]]; then
+    log "image $GATEWAY_IMAGE is up to date"
+    return
+  fi
+  log "building $GATEWAY_IMAGE"
+  podman "${PODMAN_GLOBAL_ARGS[@]}" build --quiet "${PODMAN_BUILD_ARGS[@]}" --label "org.wagate.source=$source_hash" \
+    --tag "$GATEWAY_IMAGE" --file "$GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE" "$GATEWAY_BUILD_CONTEXT" >/dev/null
+}
+
+wait_for_gateway() {
+  local i
+  for ((i = 0; i < 60; i++)); do
+    if curl -fsS -o /dev/null --max-time 2 "http://$GATEWAY_UPSTREAM/healthz"; then return 0; fi
+    sleep 1
+  done
+  journalctl -u "$GATEWAY_UNIT" -n 30 --no-pager >&2 || true
+  die "the gateway did not answer on http://$GATEWAY_UPSTREAM/healthz"
+}
+
+step_gateway() {
+  ensure_gateway_user
+  [[ -f "$GATEWAY_ENV_FILE" ]] || die "missing $GATEWAY_ENV_FILE (the stack copies it before this step)"
+  chown root:root "$GATEWAY_ENV_FILE"
+  chmod 0600 "$GATEWAY_ENV_FILE"
+  ensure_gateway_image
+  unit "$GATEWAY_UNIT" || true
+  daemon_reload
+  # Restart only when what the container runs with changed: unit, secrets, image.
+  local state_file=/var/lib/wagate-provision/gateway.state state image_id
+  image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE")
+  state=$(cat "/etc/systemd/system/$GATEWAY_UNIT" "$GATEWAY_ENV_FILE" <(echo "$image_id") | sha256sum | cut -d' ' -f1)
+  install -d -m 0700 /var/lib/wagate-provision
+  systemctl enable --quiet "$GATEWAY_UNIT"
+  if systemctl is-active --quiet "$GATEWAY_UNIT" && [[ -f "$state_file" && "$(cat "$state_file")" == "$state" ]]; then
+    log "gateway unchanged"
+  else
+    log "(re)starting the gateway"
+    systemctl restart "$GATEWAY_UNIT"
+    echo "$state" >"$state_file"
+  fi
+  wait_for_gateway
+}
+
+step_backups() {
+  install -d -m 0700 -o "$GATEWAY_USER" -g "$GATEWAY_USER" "$BACKUP_DIR"
+  put "$BUNDLE_DIR/backup/backup.sh" "$BACKUP_SCRIPT" 0755 || true
+  put "$BUNDLE_DIR/backup/backup.env" "$BACKUP_ENV_FILE" 0644 || true
+  unit "$BACKUP_SERVICE" || true
+  if unit "$BACKUP_TIMER"; then
+    daemon_reload
+    systemctl restart "$BACKUP_TIMER"
+  fi
+  daemon_reload
+  systemctl enable --quiet --now "$BACKUP_TIMER"
+}
+
+step_health() {
+  wait_for_gateway
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 --insecure \
+    --resolve "$DOMAIN:$HTTPS_PORT:127.0.0.1" "https://$DOMAIN:$HTTPS_PORT/healthz") || true
+  # --insecure: this probes the route through nginx; the certificate chain is checked by certbot and clients.
+  [[ "$code" == 200 ]] || die "https://$DOMAIN/healthz through nginx answered ${code:-nothing}, not 200"
+  local failed
+  failed=$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')
+  [[ -z "$failed" ]] || die "failed units: $failed"
+  log "healthy: https://$DOMAIN/healthz answers 200"
+}
+
+step=${1:-}
+case "$step" in
+packages | nginx | certificate | fail2ban | gateway | backups | health) "step_$step" ;;
+*)
+  step=usage
+  die "usage: provision.sh <packages|nginx|certificate|fail2ban|gateway|backups|health>"
+  ;;
+esac
