@@ -1,12 +1,16 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Config } from "./config.js";
+import { adminRoutes } from "./http/admin.js";
 import { createScopeGuards } from "./http/auth.js";
 import { installErrorHandling } from "./http/errors.js";
 import { messagesRoutes } from "./http/messages.js";
+import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { opsRoutes } from "./http/ops.js";
+import { otpRoutes } from "./http/otp.js";
 import { installZodValidation } from "./http/validation.js";
 import { loggerOptions } from "./log.js";
 import { createMetrics, type Metrics } from "./metrics.js";
+import { createOtpService } from "./otp/service.js";
 import type { Store } from "./store/store.js";
 
 export interface AppDeps {
@@ -14,8 +18,10 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Called after a message is committed, to wake the outbox worker. */
   onEnqueued?: () => void;
-  /** Overrides the logger (tests pass `false`). */
-  logger?: boolean;
+  /** `false` silences logs; a stream receives the JSON lines instead of stdout (the tests read them). */
+  logger?: false | NodeJS.WritableStream;
+  /** The clock of OTP expiry and limits (tests move it forward). */
+  now?: () => number;
 }
 
 /** API routes take small JSON bodies; only Meta's webhook route raises its own limit. */
@@ -25,7 +31,10 @@ const MAX_HEADERS = 100;
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createMetrics();
   const app = Fastify({
-    logger: deps.logger === false ? false : loggerOptions(config.LOG_LEVEL),
+    logger:
+      deps.logger === false
+        ? false
+        : { ...loggerOptions(config.LOG_LEVEL), ...(deps.logger ? { stream: deps.logger } : {}) },
     bodyLimit: API_BODY_LIMIT,
     trustProxy:
       config.TRUST_PROXY === "true" ? true : config.TRUST_PROXY === "loopback" ? "127.0.0.1,::1" : false,
@@ -89,5 +98,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const onEnqueued = deps.onEnqueued ?? (() => {});
   await app.register(opsRoutes, { store: deps.store, metrics });
   await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
+  await app.register(otpRoutes, {
+    otp: createOtpService(config, deps.store, deps.now),
+    metrics,
+    guard,
+    onEnqueued,
+  });
+  await app.register(adminRoutes, { store: deps.store, guard });
+  await app.register(metaWebhookRoutes, {
+    store: deps.store,
+    metrics,
+    appSecret: config.WHATSAPP_APP_SECRET,
+    verifyToken: config.WHATSAPP_VERIFY_TOKEN,
+  });
   return app;
 }

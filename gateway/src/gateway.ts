@@ -22,7 +22,8 @@ export interface GatewayOverrides {
   store?: Store;
   transport?: Transport;
   limiter?: RateLimiter;
-  logger?: boolean;
+  logger?: false | NodeJS.WritableStream;
+  now?: () => number;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -36,6 +37,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     metrics,
     onEnqueued: () => outbox?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
+    ...(overrides.now ? { now: overrides.now } : {}),
   });
   outbox = new OutboxWorker({
     store,

@@ -1,4 +1,4 @@
-import type { FastifyServerOptions } from "fastify";
+import type { FastifyLoggerOptions } from "fastify";
 import { maskPhone } from "./phone.js";
 
 // Whatever reaches the logs passes through here: credentials and OTP codes are removed, phone numbers masked.
@@ -40,7 +40,7 @@ function maskPhones(object: Record<string, unknown>): Record<string, unknown> {
   return copy ?? object;
 }
 
-export function loggerOptions(level: string): NonNullable<FastifyServerOptions["logger"]> {
+export function loggerOptions(level: string): FastifyLoggerOptions & Record<string, unknown> {
   return {
     level,
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },

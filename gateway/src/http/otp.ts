@@ -1,0 +1,66 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { Metrics } from "../metrics.js";
+import type { OtpService } from "../otp/service.js";
+import type { ScopeGuard } from "./auth.js";
+import { ApiError, unauthorized } from "./errors.js";
+import { otpRequestBody, otpVerifyBody } from "./schemas.js";
+
+export interface OtpRoutesOptions {
+  otp: OtpService;
+  metrics: Metrics;
+  guard: (scope: "otp") => ScopeGuard;
+  onEnqueued: () => void;
+}
+
+export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
+  app,
+  { otp, metrics, guard, onEnqueued },
+) => {
+  app.post(
+    "/v1/otp",
+    { onRequest: guard("otp"), schema: { body: otpRequestBody } },
+    async (request, reply) => {
+      const subject = request.principal?.subject;
+      if (!subject) throw unauthorized();
+      const { to } = request.body as { to: string };
+      const result = await otp.issue(subject, to);
+      if (result.kind !== "sent") {
+        metrics.otpEvents.inc({ event: result.kind });
+        reply.header("retry-after", String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));
+        throw result.kind === "cooldown"
+          ? new ApiError(
+              429,
+              "otp_cooldown",
+              "a code was sent to this number moments ago; wait before asking again",
+            )
+          : new ApiError(429, "otp_hourly_limit", "too many codes for this number in the last hour");
+      }
+      metrics.otpEvents.inc({ event: "issued" });
+      request.log.info({ otpId: result.otpId, messageId: result.messageId, to }, "otp issued");
+      onEnqueued();
+      return reply.status(202).send({
+        id: result.otpId,
+        message_id: result.messageId,
+        expires_at: new Date(result.expiresAt).toISOString(),
+      });
+    },
+  );
+
+  app.post(
+    "/v1/otp/verify",
+    { onRequest: guard("otp"), schema: { body: otpVerifyBody } },
+    async (request) => {
+      const subject = request.principal?.subject;
+      if (!subject) throw unauthorized();
+      const { to, code } = request.body as { to: string; code: string };
+      const result = await otp.verify(subject, to, code);
+      metrics.otpEvents.inc({ event: result });
+      if (result !== "verified") {
+        // Wrong, expired, used, out of attempts or never issued: one answer, so none can be told apart.
+        throw new ApiError(422, "otp_invalid", "the code is invalid or expired");
+      }
+      request.log.info({ to }, "otp verified");
+      return { verified: true };
+    },
+  );
+};

@@ -1,0 +1,309 @@
+import { createHmac } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+
+// A stand-in for Meta's Graph API on 127.0.0.1, real HTTP. It records every request, answers like the Cloud
+// API (wamid ids, Meta's error envelope), can be scripted call by call, delays answers on demand and, like
+// Meta, posts signed status webhooks back to the gateway (retrying until they are acknowledged). A request
+// counts as accepted when it arrives, whether or not the answer reaches the client: that is what makes it a
+// fair judge of crash windows. Reused by the broadcast tests and benchmarks.
+
+export interface RecordedRequest {
+  readonly at: number;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingMessage["headers"];
+  readonly body: unknown;
+  /** The wamid given when the request was accepted (2xx), undefined otherwise. */
+  readonly wamid: string | undefined;
+}
+
+export type ScriptedAnswer =
+  | { status: number; body?: unknown; delayMs?: number }
+  /** Close the connection without answering, after the request was read (the sender cannot know the outcome). */
+  | { hangUp: true; delayMs?: number };
+
+export interface StatusWebhookOptions {
+  /** The gateway's `/webhooks/whatsapp` URL. */
+  url: string;
+  appSecret: string;
+  /** Statuses posted for each accepted message, in this order (default: ["sent"]). */
+  statuses?: Array<"sent" | "delivered" | "read">;
+  retryEveryMs?: number;
+  /** Stop retrying one delivery after this long. */
+  giveUpAfterMs?: number;
+}
+
+export interface FakeGraphOptions {
+  /** Path prefix of the API version, e.g. "v21.0". */
+  version?: string;
+  /** When set, requests without `Authorization: Bearer <accessToken>` get Meta's error 190. */
+  accessToken?: string;
+  /** Delay before every answer (scripted answers may add their own). */
+  latencyMs?: number;
+  statusWebhook?: StatusWebhookOptions;
+}
+
+export interface FakeGraph {
+  /** Base URL including the version: what GRAPH_API_BASE_URL is set to. */
+  readonly baseUrl: string;
+  readonly port: number;
+  readonly requests: RecordedRequest[];
+  /** Bodies of the message requests that were accepted. */
+  accepted(): Array<Record<string, unknown>>;
+  /** Answers for the next calls, in order; when exhausted, calls are accepted normally. */
+  script(...answers: ScriptedAnswer[]): void;
+  setLatency(ms: number): void;
+  /** Signs and posts a webhook payload to the configured gateway URL; resolves with the HTTP status. */
+  postWebhook(payload: unknown): Promise<number>;
+  /** Resolves once `count` message requests have been received. */
+  waitForRequests(count: number, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Meta's error envelope for a given error code. */
+export function graphError(code: number, httpStatus = 400, title = `(#${code}) error`): ScriptedAnswer {
+  return {
+    status: httpStatus,
+    body: {
+      error: {
+        message: title,
+        type: "OAuthException",
+        code,
+        error_data: { details: title },
+        fbtrace_id: "Afake",
+      },
+    },
+  };
+}
+
+export function signWebhook(appSecret: string, body: string): string {
+  return `sha256=${createHmac("sha256", appSecret).update(body).digest("hex")}`;
+}
+
+/** A `statuses` notification in Meta's envelope. */
+export function statusNotification(
+  statuses: Array<{
+    id: string;
+    status: string;
+    recipient_id?: string;
+    biz_opaque_callback_data?: string;
+    errors?: unknown[];
+  }>,
+): Record<string, unknown> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "102290129340398",
+        changes: [
+          {
+            field: "messages",
+            value: {
+              messaging_product: "whatsapp",
+              metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
+              statuses: statuses.map((s) => ({ timestamp, recipient_id: "14155550123", ...s })),
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** An inbound text message notification in Meta's envelope. */
+export function inboundNotification(
+  messages: Array<{ id: string; from: string; text: string }>,
+): Record<string, unknown> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "102290129340398",
+        changes: [
+          {
+            field: "messages",
+            value: {
+              messaging_product: "whatsapp",
+              metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
+              contacts: messages.map((m) => ({ profile: { name: "Test" }, wa_id: m.from })),
+              messages: messages.map((m) => ({
+                from: m.from,
+                id: m.id,
+                timestamp,
+                type: "text",
+                text: { body: m.text },
+              })),
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGraph> {
+  const version = options.version ?? "v21.0";
+  const requests: RecordedRequest[] = [];
+  const scripted: ScriptedAnswer[] = [];
+  const waiters: Array<{ count: number; resolve: () => void }> = [];
+  let latencyMs = options.latencyMs ?? 0;
+  let counter = 0;
+  let closed = false;
+  const webhookTasks = new Set<Promise<void>>();
+
+  const messagesPath = new RegExp(`^/${version.replace(".", "\\.")}/([0-9]+)/messages$`);
+
+  async function postWebhook(payload: unknown): Promise<number> {
+    const hook = options.statusWebhook;
+    if (!hook) throw new Error("fake graph: no statusWebhook configured");
+    const body = JSON.stringify(payload);
+    const response = await fetch(hook.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-hub-signature-256": signWebhook(hook.appSecret, body),
+      },
+      body,
+    });
+    await response.arrayBuffer();
+    return response.status;
+  }
+
+  function deliverStatuses(wamid: string, request: Record<string, unknown>): void {
+    const hook = options.statusWebhook;
+    if (!hook) return;
+    const task = (async () => {
+      const deadline = Date.now() + (hook.giveUpAfterMs ?? 60_000);
+      for (const status of hook.statuses ?? ["sent"]) {
+        const payload = statusNotification([
+          {
+            id: wamid,
+            status,
+            recipient_id: String(request.to ?? ""),
+            ...(typeof request.biz_opaque_callback_data === "string"
+              ? { biz_opaque_callback_data: request.biz_opaque_callback_data }
+              : {}),
+          },
+        ]);
+        while (!closed && Date.now() < deadline) {
+          const status = await postWebhook(payload).catch(() => 0);
+          if (status === 200) break;
+          await sleep(hook.retryEveryMs ?? 100);
+        }
+      }
+    })();
+    webhookTasks.add(task);
+    void task.finally(() => webhookTasks.delete(task));
+  }
+
+  function messageRequestCount(): number {
+    return requests.filter((r) => messagesPath.test(r.path)).length;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = await readBody(req);
+    let body: unknown;
+    try {
+      body = raw ? JSON.parse(raw) : undefined;
+    } catch {
+      body = raw;
+    }
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    const isMessages = req.method === "POST" && messagesPath.test(path);
+    let answer: ScriptedAnswer | undefined = isMessages ? scripted.shift() : undefined;
+    if (!isMessages) answer = { status: 404, body: { error: { message: "Unknown path", code: 100 } } };
+    else if (options.accessToken && req.headers.authorization !== `Bearer ${options.accessToken}`) {
+      answer = graphError(190, 401, "(#190) Invalid OAuth access token");
+    }
+    answer ??= { status: 200 };
+    const accepted = "status" in answer && answer.status >= 200 && answer.status < 300;
+    const wamid = accepted ? `wamid.fake${String(++counter).padStart(8, "0")}` : undefined;
+    requests.push({ at: Date.now(), method: req.method ?? "", path, headers: req.headers, body, wamid });
+    for (const waiter of [...waiters]) {
+      if (messageRequestCount() >= waiter.count) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+    if (wamid) deliverStatuses(wamid, body as Record<string, unknown>);
+
+    const delay = latencyMs + (answer.delayMs ?? 0);
+    if (delay > 0) await sleep(delay);
+    if ("hangUp" in answer) {
+      req.socket.destroy();
+      return;
+    }
+    const responseBody =
+      answer.body ??
+      (wamid
+        ? {
+            messaging_product: "whatsapp",
+            contacts: [
+              {
+                input: String((body as { to?: unknown })?.to ?? ""),
+                wa_id: String((body as { to?: unknown })?.to ?? ""),
+              },
+            ],
+            messages: [{ id: wamid }],
+          }
+        : {});
+    const text = JSON.stringify(responseBody);
+    res.writeHead(answer.status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+    });
+    res.end(text);
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch(() => res.destroy());
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    baseUrl: `http://127.0.0.1:${port}/${version}`,
+    port,
+    requests,
+    accepted: () =>
+      requests.filter((r) => r.wamid !== undefined).map((r) => r.body as Record<string, unknown>),
+    script: (...answers) => void scripted.push(...answers),
+    setLatency: (ms) => {
+      latencyMs = ms;
+    },
+    postWebhook,
+    waitForRequests(count, timeoutMs = 30_000) {
+      if (messageRequestCount() >= count) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const waiter = { count, resolve };
+        waiters.push(waiter);
+        setTimeout(() => {
+          const i = waiters.indexOf(waiter);
+          if (i >= 0) {
+            waiters.splice(i, 1);
+            reject(
+              new Error(`fake graph: ${messageRequestCount()} of ${count} requests after ${timeoutMs} ms`),
+            );
+          }
+        }, timeoutMs).unref();
+      });
+    },
+    async close() {
+      closed = true;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.allSettled([...webhookTasks]);
+    },
+  };
+}
