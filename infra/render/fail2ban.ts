@@ -57,9 +57,10 @@ export function renderRateLimitFilter(): string {
 # one object per line, "time", "remote_addr" and "edge" first. "edge" is "rate" (limit_req) or "conn"
 # (limit_conn) when nginx answered 429 itself; a 429 from the gateway has edge "" and is not counted.
 [Definition]
-failregex = ^\\{"time":"[^"]+","remote_addr":"<ADDR>","edge":"(?:rate|conn)","status":429,
+# fail2ban cuts the timestamp out of the line before matching: "time" is left empty.
+failregex = ^\\{"time":"[^"]*","remote_addr":"<ADDR>","edge":"(?:rate|conn)","status":429,
 ignoreregex =
-datepattern = ^\\{"time":"%%Y-%%m-%%dT%%H:%%M:%%S%%z"
+datepattern = %%Y-%%m-%%dT%%H:%%M:%%S%%z
 `;
 }
 
@@ -74,6 +75,7 @@ export function renderWafFilter(): string {
 #   (phase 2). ... [id "949110"] ... , client: 203.0.113.9, server: ..., request: "..."
 # Matched rules that did not decide alone are "ModSecurity: Warning." lines: not counted here.
 [Definition]
+# fail2ban cuts the timestamp out of the line before matching.
 failregex = ^\\s*\\[error\\] \\d+#\\d+: \\*\\d+ \\[client <ADDR>\\] ModSecurity: Access denied with code \\d{3}\\b
 ignoreregex =
 datepattern = ^%%Y/%%m/%%d %%H:%%M:%%S

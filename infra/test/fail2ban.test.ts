@@ -1,0 +1,229 @@
+import { execFile } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { request } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "../../scripts/lib/nginx.js";
+import { freePort, requireBinary, type Started, startProcess } from "../../scripts/lib/processes.js";
+import { RATE_LIMIT_JAIL, renderFail2ban, WAF_JAIL } from "../render/fail2ban.js";
+import { localLayout } from "../render/layout.js";
+import { ACCESS_LOG_FILE, ERROR_LOG_FILE, renderNginx } from "../render/nginx.js";
+import { rateLimitSchema, wafSchema } from "../render/settings.js";
+
+// fail2ban against what nginx really writes: the rendered edge (rate limits, WAF) runs on loopback with a trivial
+// upstream, clients on different 127.0.0.x addresses hit its limits and its WAF, then fail2ban-regex runs the
+// rendered filters over those very log files, and a real fail2ban-server (its own socket, pid and database
+// under a temp dir, a ban action that records instead of touching the firewall) bans the abusive address.
+
+const execFileAsync = promisify(execFile);
+const DOMAIN = "gateway.test";
+
+let dir: string;
+let upstream: Server;
+let nginx: RunningNginx | undefined;
+let httpsPort: number;
+let logDir: string;
+
+/** One HTTPS request from a chosen loopback address; resolves with the status. */
+function hit(localAddress: string, path: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port: httpsPort,
+        path,
+        method: "GET",
+        servername: DOMAIN,
+        headers: { host: DOMAIN, "user-agent": "wagate-test/1.0", accept: "application/json", ...headers },
+        localAddress,
+        rejectUnauthorized: false,
+        agent: false,
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+async function fail2banRegex(
+  logFile: string,
+  filterFile: string,
+): Promise<{ matched: number; ips: string[] }> {
+  const { stdout } = await execFileAsync("fail2ban-regex", ["--raw", "--out", "ip", logFile, filterFile]);
+  const ips = stdout.split("\n").filter((l) => /^[0-9a-f.:]+$/.test(l.trim()));
+  return { matched: ips.length, ips };
+}
+
+/** Waits until nginx has flushed `count` lines matching `pattern` to a log file. */
+async function waitForLines(file: string, pattern: RegExp, count: number): Promise<string[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const lines = (await readFile(file, "utf8").catch(() => "")).split("\n").filter((l) => pattern.test(l));
+    if (lines.length >= count || Date.now() > deadline) return lines;
+    await sleep(50);
+  }
+}
+
+beforeAll(async () => {
+  await requireBinary("fail2ban-server", "fail2ban");
+  await requireBinary("fail2ban-regex", "fail2ban");
+  dir = await mkdtemp(join(tmpdir(), "wagate-fail2ban-"));
+  upstream = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end('{"ok":true}\n');
+  });
+  const upstreamPort = await freePort();
+  await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
+  httpsPort = await freePort();
+  const layout = localLayout(join(dir, "edge"), {
+    http: await freePort(),
+    https: httpsPort,
+    upstream: upstreamPort,
+  });
+  logDir = layout.logDir;
+  // A tight per-IP limit so a short loop of requests is enough to be refused.
+  const rateLimit = rateLimitSchema.parse({ perIp: { rate: 1, burst: 2 } });
+  await writeSelfSignedCertificate(layout, DOMAIN);
+  nginx = await startNginx({
+    layout,
+    files: renderNginx({ domain: DOMAIN, rateLimit, waf: wafSchema.parse({}), layout, workerProcesses: 1 }),
+  });
+});
+
+afterAll(async () => {
+  await nginx?.stop();
+  await new Promise((resolve) => upstream?.close(resolve));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("fail2ban filters over the logs nginx wrote", () => {
+  it("the rate-limit filter matches exactly the edge's 429s, with the client address", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push(await hit("127.0.0.11", "/v1/messages"));
+    const refused = statuses.filter((s) => s === 429).length;
+    expect(refused).toBeGreaterThan(5);
+    // A well-behaved client (one request) leaves a line that must not match.
+    expect(await hit("127.0.0.12", "/healthz")).toBe(200);
+    const access = join(logDir, ACCESS_LOG_FILE);
+    await waitForLines(access, /127\.0\.0\.12/, 1);
+    const files = renderFail2ban({ logDir }, { banAction: "dummy", ignoreIps: [], ignoreSelf: false });
+    const filter = join(dir, "wagate-nginx-limit.conf");
+    await writeFile(filter, files["filter.d/wagate-nginx-limit.conf"] ?? "");
+    const result = await fail2banRegex(access, filter);
+    expect(result.matched).toBe(refused);
+    expect(new Set(result.ips)).toEqual(new Set(["127.0.0.11"]));
+  });
+
+  it("the WAF filter matches one line per request ModSecurity refused, with the client address", async () => {
+    const attacks = [
+      "/v1/messages?id=1%27%20OR%20%271%27%3D%271",
+      "/v1/messages?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+      "/v1/messages?file=..%2F..%2F..%2Fetc%2Fpasswd",
+    ];
+    // One attack per address: the per-IP rate limit here is tight and must not answer first.
+    const statuses: number[] = [];
+    for (const [i, path] of attacks.entries()) statuses.push(await hit(`127.0.0.2${i + 1}`, path));
+    // Scanner user agent: a refusal that comes from a header rather than the query.
+    statuses.push(
+      await hit("127.0.0.24", "/healthz", { "user-agent": "sqlmap/1.7.2#stable (https://sqlmap.org)" }),
+    );
+    expect(statuses).toEqual([403, 403, 403, 403]);
+    const errorLog = join(logDir, ERROR_LOG_FILE);
+    const denials = await waitForLines(errorLog, /ModSecurity: Access denied.*127\.0\.0\.2[1-4]\b/, 4);
+    expect(denials.length).toBe(4);
+    expect(denials.every((l) => /\[id "\d+"\]/.test(l))).toBe(true);
+    const files = renderFail2ban({ logDir }, { banAction: "dummy" });
+    const filter = join(dir, "wagate-nginx-waf.conf");
+    await writeFile(filter, files["filter.d/wagate-nginx-waf.conf"] ?? "");
+    const result = await fail2banRegex(errorLog, filter);
+    // One match per refused request, each with the attacker's address, and no other address.
+    expect([...result.ips].sort()).toEqual(["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"]);
+  });
+});
+
+describe("fail2ban-server with the rendered jails", () => {
+  let server: Started | undefined;
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("bans an address that keeps hitting the rate limit, and only that one", async () => {
+    const confDir = join(dir, "fail2ban");
+    // Debian's stock configuration (actions, paths, the sshd jail) plus ours on top, as on the VM.
+    await cp("/etc/fail2ban", confDir, { recursive: true });
+    const bansFile = join(dir, "bans.txt");
+    await writeFile(bansFile, "");
+    await writeFile(
+      join(confDir, "action.d", "wagate-test-record.conf"),
+      `# Test only: records bans instead of changing the host's firewall.
+[Definition]
+actionstart =
+actionstop =
+actioncheck =
+actionban = echo "ban <ip> <name>" >> ${bansFile}
+actionunban = echo "unban <ip> <name>" >> ${bansFile}
+`,
+    );
+    const files = renderFail2ban(
+      { logDir },
+      {
+        banAction: "wagate-test-record",
+        ignoreIps: [],
+        ignoreSelf: false,
+        rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
+        waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
+      },
+    );
+    for (const [name, content] of Object.entries(files)) await writeFile(join(confDir, name), content);
+    await writeFile(
+      join(confDir, "fail2ban.local"),
+      `[Definition]\ndbfile = ${join(dir, "fail2ban.sqlite3")}\nlogtarget = ${join(dir, "fail2ban.log")}\n`,
+    );
+    const socket = join(dir, "fail2ban.sock");
+    server = startProcess(
+      "fail2ban-server",
+      "fail2ban-server",
+      ["-f", "-x", "-c", confDir, "-s", socket, "-p", join(dir, "fail2ban.pid"), "--loglevel", "INFO"],
+      { logFile: join(dir, "fail2ban.out") },
+    );
+    const client = (...args: string[]) =>
+      execFileAsync("fail2ban-client", ["-c", confDir, "-s", socket, ...args]).then((r) => r.stdout);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const status = await client("status").catch(() => "");
+      if (status.includes(RATE_LIMIT_JAIL) && status.includes(WAF_JAIL)) {
+        expect(status).toContain("sshd");
+        break;
+      }
+      if (Date.now() > deadline)
+        throw new Error(
+          `fail2ban did not start its jails: ${await readFile(join(dir, "fail2ban.log"), "utf8").catch(() => "")}`,
+        );
+      await sleep(200);
+    }
+    // A neighbour that behaves, and a flooder that ignores its 429s.
+    expect(await hit("127.0.0.32", "/healthz")).toBe(200);
+    for (let i = 0; i < 30; i++) await hit("127.0.0.31", "/v1/messages");
+    const banDeadline = Date.now() + 20_000;
+    let bans = "";
+    while (!bans.includes("127.0.0.31") && Date.now() < banDeadline) {
+      await sleep(200);
+      bans = await readFile(bansFile, "utf8");
+    }
+    expect(bans).toContain(`ban 127.0.0.31 ${RATE_LIMIT_JAIL}`);
+    expect(bans).not.toContain("127.0.0.32");
+    // The server's own view (earlier tests' flooders may be in it too: fail2ban also reads lines within findtime).
+    const banned =
+      (await client("status", RATE_LIMIT_JAIL)).match(/Banned IP list:\s*(.*)/)?.[1]?.split(/\s+/) ?? [];
+    expect(banned).toContain("127.0.0.31");
+    expect(banned).not.toContain("127.0.0.32");
+  });
+});
