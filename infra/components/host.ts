@@ -1,0 +1,154 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { amiProblem, DEBIAN_AMI_OWNER, DEBIAN_SSH_USER } from "../plan/ami.js";
+import { EC2_ASSUME_ROLE_POLICY, instancePolicy } from "../plan/iam.js";
+import { logGroupName } from "../plan/names.js";
+import type { Protection } from "../plan/protection.js";
+
+export interface HostArgs {
+  stack: string;
+  amiId: string;
+  instanceType: string;
+  detailedMonitoring: boolean;
+  subnetId: pulumi.Input<string>;
+  securityGroupId: pulumi.Input<string>;
+  backupBucketArn: pulumi.Input<string>;
+  backupPrefix: string;
+  /** For the instance and its volume. */
+  dataProtection: Protection;
+  /** For the Elastic IP and the SSH key. */
+  identityProtection: Protection;
+  tags: Record<string, string>;
+}
+
+export const ROOT_VOLUME_GB = 20;
+export const LOG_RETENTION_DAYS = 30;
+
+/** The Debian 12 VM: pinned AMI, IMDSv2 only, encrypted gp3 root, its own role, key pair and Elastic IP. */
+export class Host extends pulumi.ComponentResource {
+  readonly instanceId: pulumi.Output<string>;
+  readonly publicIp: pulumi.Output<string>;
+  readonly sshUser: string;
+  readonly privateKey: pulumi.Output<string>;
+
+  constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("wagate:host:Host", name, {}, opts);
+    const parent = { parent: this };
+    const tags = (role: string) => ({ ...args.tags, Name: `${name}-${role}` });
+    const identity = {
+      parent: this,
+      protect: args.identityProtection.protect,
+      retainOnDelete: args.identityProtection.retainOnDelete,
+    };
+
+    const key = new tls.PrivateKey(`${name}-ssh`, { algorithm: "ED25519" }, identity);
+    const keyPair = new aws.ec2.KeyPair(
+      `${name}-ssh`,
+      { publicKey: key.publicKeyOpenssh, tags: tags("ssh") },
+      identity,
+    );
+
+    // The pinned id, looked up in Debian's account only: another publisher's image or distribution, or the
+    // wrong architecture for the instance type, fails the preview with the config key named.
+    const ami = aws.ec2.getAmiOutput(
+      {
+        owners: [DEBIAN_AMI_OWNER],
+        filters: [{ name: "image-id", values: [args.amiId] }],
+        includeDeprecated: true,
+      },
+      parent,
+    );
+    const verifiedAmiId = ami.apply((image) => {
+      const problem = amiProblem(
+        { imageId: image.id, name: image.name, ownerId: image.ownerId, architecture: image.architecture },
+        args.instanceType,
+      );
+      if (problem) throw new pulumi.RunError(`wagate:amiId: ${problem}`);
+      return image.id;
+    });
+
+    const logs = new aws.cloudwatch.LogGroup(
+      `${name}-logs`,
+      { name: logGroupName(args.stack), retentionInDays: LOG_RETENTION_DAYS, tags: tags("logs") },
+      parent,
+    );
+    const role = new aws.iam.Role(
+      `${name}-role`,
+      {
+        description: "wagate host: its own backups and logs, nothing else",
+        assumeRolePolicy: JSON.stringify(EC2_ASSUME_ROLE_POLICY),
+        tags: tags("role"),
+      },
+      parent,
+    );
+    new aws.iam.RolePolicy(
+      `${name}-backups-and-logs`,
+      {
+        role: role.id,
+        policy: pulumi
+          .all([args.backupBucketArn, logs.arn])
+          .apply(([bucketArn, logGroupArn]) =>
+            JSON.stringify(instancePolicy({ bucketArn, backupPrefix: args.backupPrefix, logGroupArn })),
+          ),
+      },
+      parent,
+    );
+    const profile = new aws.iam.InstanceProfile(
+      `${name}-profile`,
+      { role: role.name, tags: tags("profile") },
+      parent,
+    );
+
+    const { protect, keepVolumeOnTermination } = args.dataProtection;
+    const instance = new aws.ec2.Instance(
+      `${name}-vm`,
+      {
+        ami: verifiedAmiId,
+        instanceType: args.instanceType,
+        subnetId: args.subnetId,
+        vpcSecurityGroupIds: [args.securityGroupId],
+        associatePublicIpAddress: false,
+        keyName: keyPair.keyName,
+        iamInstanceProfile: profile.name,
+        monitoring: args.detailedMonitoring,
+        // Burstable types otherwise default to "unlimited" credits: a busy month bills extra, silently.
+        creditSpecification: args.instanceType.startsWith("t") ? { cpuCredits: "standard" } : undefined,
+        metadataOptions: {
+          httpEndpoint: "enabled",
+          httpTokens: "required",
+          httpPutResponseHopLimit: 1,
+          instanceMetadataTags: "disabled",
+        },
+        rootBlockDevice: {
+          volumeType: "gp3",
+          volumeSize: ROOT_VOLUME_GB,
+          encrypted: true,
+          deleteOnTermination: !keepVolumeOnTermination,
+          tags: tags("root"),
+        },
+        disableApiTermination: keepVolumeOnTermination,
+        tags: tags("vm"),
+      },
+      { parent: this, protect },
+    );
+
+    const address = new aws.ec2.Eip(`${name}-ip`, { domain: "vpc", tags: tags("ip") }, identity);
+    const association = new aws.ec2.EipAssociation(
+      `${name}-ip`,
+      { allocationId: address.allocationId, instanceId: instance.id },
+      parent,
+    );
+
+    this.instanceId = instance.id;
+    // Known only once the address is attached, so SSH waits for the association rather than racing it.
+    this.publicIp = pulumi.all([address.publicIp, association.id]).apply(([ip]) => ip);
+    this.sshUser = DEBIAN_SSH_USER;
+    this.privateKey = pulumi.secret(key.privateKeyOpenssh);
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      publicIp: this.publicIp,
+      privateKey: this.privateKey,
+    });
+  }
+}

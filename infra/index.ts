@@ -1,0 +1,116 @@
+import { fileURLToPath } from "node:url";
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { Backup } from "./components/backup.js";
+import { Host } from "./components/host.js";
+import { Network } from "./components/network.js";
+import { Provision } from "./components/provision.js";
+import { loadConfig } from "./config.js";
+import { buildContextDigest, listBuildContext, stageBuildContext } from "./plan/build-context.js";
+import { backupBucketName } from "./plan/names.js";
+import { protectionFor } from "./plan/protection.js";
+import { renderHostBundle } from "./render/bundle.js";
+import { renderGatewayEnvFile } from "./render/gateway-env.js";
+
+// Wiring only: configuration in, components connected, outputs out. Every decision lives in plan/ or render/.
+
+const config = loadConfig();
+const { stack } = config;
+const tags = { project: "wagate", stack };
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+
+// The account id makes the bucket's global name; it is read before any resource so the bundle that holds the
+// name is plain data, rendered (and hashed) before anything exists.
+const { accountId } = await aws.getCallerIdentity({});
+const bucketName = backupBucketName(stack, accountId, config.awsRegion);
+
+const network = new Network("wagate", { adminCidrs: config.adminCidrs, tags });
+const backup = new Backup("wagate-backups", {
+  bucketName,
+  prefix: stack,
+  retentionDays: config.backupRetentionDays,
+  protection: protectionFor(stack, "data"),
+  tags,
+});
+const host = new Host("wagate", {
+  stack,
+  amiId: config.amiId,
+  instanceType: config.instanceType,
+  detailedMonitoring: config.detailedMonitoring,
+  subnetId: network.subnetId,
+  securityGroupId: network.securityGroupId,
+  backupBucketArn: backup.bucketArn,
+  backupPrefix: stack,
+  dataProtection: protectionFor(stack, "data"),
+  identityProtection: protectionFor(stack, "identity"),
+  tags,
+});
+
+const dns = config.hostedZoneId
+  ? [
+      new aws.route53.Record("wagate", {
+        zoneId: config.hostedZoneId,
+        name: config.domain,
+        type: "A",
+        ttl: 300,
+        records: [host.publicIp],
+      }),
+    ]
+  : [];
+
+if (config.provision) {
+  const bundle = renderHostBundle({
+    stack,
+    domain: config.domain,
+    acmeEmail: config.acmeEmail,
+    acmeServer: config.acmeServer,
+    rateLimit: config.rateLimit,
+    waf: config.waf,
+    gatewayImage: config.gatewayImage,
+    backupBucket: bucketName,
+    awsRegion: config.awsRegion,
+  });
+  const whatsapp = config.whatsapp;
+  const gatewayEnv = pulumi
+    .all([config.apiSecret, whatsapp?.accessToken, whatsapp?.appSecret, whatsapp?.verifyToken])
+    .apply(([apiSecret, accessToken, appSecret, verifyToken]) =>
+      renderGatewayEnvFile({
+        apiSecret,
+        whatsapp:
+          whatsapp && accessToken && appSecret && verifyToken
+            ? { accessToken, appSecret, verifyToken, phoneNumberId: whatsapp.phoneNumberId }
+            : undefined,
+      }),
+    );
+  let buildContext: { stagedDir: string; digest: string } | undefined;
+  if (!config.gatewayImage) {
+    const files = listBuildContext(repoRoot);
+    const digest = buildContextDigest(repoRoot, files);
+    const stageParent = `.local/pulumi/${stack}`;
+    // A path relative to the project root (Pulumi's working directory), the same on every machine.
+    const staged = stageBuildContext(
+      repoRoot,
+      files,
+      fileURLToPath(new URL(`../${stageParent}`, import.meta.url)),
+      digest,
+    );
+    buildContext = { stagedDir: `${stageParent}/${staged.name}`, digest };
+  }
+  new Provision("wagate", {
+    host: host.publicIp,
+    user: host.sshUser,
+    privateKey: host.privateKey,
+    instanceId: host.instanceId,
+    bundle,
+    gatewayEnv: pulumi.secret(gatewayEnv),
+    buildContext,
+    dependsOn: dns,
+  });
+}
+
+export const url = `https://${config.domain}`;
+export const publicIp = host.publicIp;
+export const instanceId = host.instanceId;
+export const sshUser = host.sshUser;
+export const privateKey = host.privateKey;
+export const backupBucket = bucketName;

@@ -1,0 +1,60 @@
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join, posix, relative, sep } from "node:path";
+import { digestOf, sha256 } from "./provision.js";
+
+// The gateway's build context when the host builds the image itself (no pinned `gatewayImage`): the
+// repository's `gateway/` sources and the root package.json + package-lock.json (npm workspaces resolve from
+// the root). Dependencies, build output, tests and local data stay behind: they are rebuilt in the image or
+// have no place in it, and copying node_modules over SFTP would take minutes.
+
+export const BUILD_CONTEXT_ROOT_FILES = ["package.json", "package-lock.json"] as const;
+export const BUILD_CONTEXT_DIR = "gateway";
+const EXCLUDED_DIRS = new Set(["node_modules", "dist", "coverage", ".local", "test", "data"]);
+const EXCLUDED_FILE = /(\.log|\.db|\.db-wal|\.db-shm|\.sqlite3?)$/;
+
+/** Context files as sorted POSIX paths relative to the repository root. */
+export function listBuildContext(repoRoot: string): string[] {
+  const found: string[] = [...BUILD_CONTEXT_ROOT_FILES];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!EXCLUDED_DIRS.has(entry.name)) walk(path);
+      } else if (entry.isFile() && !EXCLUDED_FILE.test(entry.name)) {
+        found.push(relative(repoRoot, path).split(sep).join(posix.sep));
+      }
+    }
+  };
+  walk(join(repoRoot, BUILD_CONTEXT_DIR));
+  return found.sort();
+}
+
+/** Digest of the context's paths and contents (bytes, so binary files count too). */
+export function buildContextDigest(repoRoot: string, files: readonly string[]): string {
+  return digestOf(Object.fromEntries(files.map((f) => [f, sha256(readFileSync(join(repoRoot, f)))])));
+}
+
+/**
+ * Copies the context into `<stageParent>/src-<digest>` (the directory a `FileArchive` hands to the host),
+ * removing older stages. The name changes with the content, so the host never mixes two versions.
+ */
+export function stageBuildContext(
+  repoRoot: string,
+  files: readonly string[],
+  stageParent: string,
+  digest: string,
+) {
+  const name = `src-${digest.slice(0, 16)}`;
+  const dir = join(stageParent, name);
+  mkdirSync(stageParent, { recursive: true });
+  for (const entry of readdirSync(stageParent)) {
+    if (entry.startsWith("src-") && entry !== name)
+      rmSync(join(stageParent, entry), { recursive: true, force: true });
+  }
+  rmSync(dir, { recursive: true, force: true });
+  for (const file of files) {
+    mkdirSync(join(dir, posix.dirname(file)), { recursive: true });
+    cpSync(join(repoRoot, file), join(dir, file));
+  }
+  return { name, dir };
+}

@@ -1,0 +1,175 @@
+import * as pulumi from "@pulumi/pulumi";
+import { vi } from "vitest";
+import { DEBIAN_AMI_OWNER } from "../../plan/ami.js";
+import type { StackConfig } from "./stack-config.js";
+
+// Runs the Pulumi program (infra/index.ts) under Pulumi's unit-test mocks and records what it registered: every
+// resource with the inputs the engine would receive (secret inputs keep their secret wrapper), every invoke,
+// and the module's exports (the stack outputs).
+
+export const ACCOUNT_ID = "123456789012";
+export const ELASTIC_IP = "198.51.100.10";
+/** What the mocked tls.PrivateKey returns as its private key: must only ever travel as a secret. */
+export const TEST_PRIVATE_KEY =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYb3BlbnNzaC1rZXktdjEAAAAA7f3c9e1a\n-----END OPENSSH PRIVATE KEY-----\n";
+export const TEST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTPUBLICKEY wagate";
+
+export interface Registered {
+  type: string;
+  name: string;
+  id: string;
+  inputs: Record<string, unknown>;
+  state: Record<string, unknown>;
+}
+
+export interface AmiAnswer {
+  name: string;
+  ownerId: string;
+  architecture: string;
+}
+
+export interface ProgramRun {
+  resources: Registered[];
+  calls: { token: string; inputs: Record<string, unknown> }[];
+  outputs: Record<string, unknown>;
+}
+
+export interface RunOptions {
+  ami?: AmiAnswer;
+  preview?: boolean;
+}
+
+/** The wrapper Pulumi's RPC layer puts around a secret value. */
+export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+export const isSecretWrapper = (v: unknown): v is { value: unknown } =>
+  typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
+
+/** Replaces secret wrappers by their values (what the provider receives). */
+export function unwrapSecrets(v: unknown): unknown {
+  if (isSecretWrapper(v)) return unwrapSecrets(v.value);
+  if (Array.isArray(v)) return v.map(unwrapSecrets);
+  if (typeof v === "object" && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  }
+  return v;
+}
+
+function computedState(type: string, name: string, inputs: Record<string, unknown>, id: string) {
+  switch (type) {
+    case "aws:s3/bucket:Bucket": {
+      const bucket = String(unwrapSecrets(inputs.bucket) ?? `${name}-generated`);
+      return { bucket, arn: `arn:aws:s3:::${bucket}`, id: bucket };
+    }
+    case "aws:cloudwatch/logGroup:LogGroup":
+      return { arn: `arn:aws:logs:us-east-2:${ACCOUNT_ID}:log-group:${String(inputs.name)}` };
+    case "aws:iam/role:Role":
+      return { name: `${name}-role`, arn: `arn:aws:iam::${ACCOUNT_ID}:role/${name}` };
+    case "aws:iam/instanceProfile:InstanceProfile":
+      return { name: `${name}-profile`, arn: `arn:aws:iam::${ACCOUNT_ID}:instance-profile/${name}` };
+    case "aws:ec2/keyPair:KeyPair":
+      return { keyName: `${name}-key` };
+    case "aws:ec2/eip:Eip":
+      return { publicIp: ELASTIC_IP, allocationId: "eipalloc-0123456789abcdef0" };
+    case "aws:ec2/eipAssociation:EipAssociation":
+      return { publicIp: ELASTIC_IP };
+    case "aws:ec2/instance:Instance":
+      return { arn: `arn:aws:ec2:us-east-2:${ACCOUNT_ID}:instance/${id}`, privateIp: "10.42.1.10" };
+    case "tls:index/privateKey:PrivateKey":
+      return { privateKeyOpenssh: TEST_PRIVATE_KEY, publicKeyOpenssh: TEST_PUBLIC_KEY };
+    default:
+      return {};
+  }
+}
+
+const DEFAULT_AMI: AmiAnswer = {
+  name: "debian-12-arm64-20250428-2096",
+  ownerId: DEBIAN_AMI_OWNER,
+  architecture: "arm64",
+};
+
+function answer(token: string, inputs: Record<string, unknown>, ami: AmiAnswer): Record<string, unknown> {
+  switch (token) {
+    case "aws:index/getCallerIdentity:getCallerIdentity":
+      return {
+        accountId: ACCOUNT_ID,
+        arn: `arn:aws:iam::${ACCOUNT_ID}:user/test`,
+        userId: "AIDTEST",
+        id: ACCOUNT_ID,
+      };
+    case "aws:index/getAvailabilityZones:getAvailabilityZones":
+      return {
+        names: ["us-east-2b", "us-east-2a", "us-east-2c"],
+        zoneIds: ["use2-az2", "use2-az1", "use2-az3"],
+        id: "us-east-2",
+      };
+    case "aws:ec2/getAmi:getAmi": {
+      const filters = (inputs.filters ?? []) as { name: string; values: string[] }[];
+      const imageId = filters.find((f) => f.name === "image-id")?.values[0] ?? "ami-unknown";
+      return { id: imageId, imageId, ...ami };
+    }
+    default:
+      throw new Error(`unexpected invoke ${token}`);
+  }
+}
+
+/** Waits until the program's outstanding registrations and invokes have all been answered. */
+async function settle(): Promise<void> {
+  const waitForRPCs = (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs;
+  if (typeof waitForRPCs !== "function")
+    throw new Error("@pulumi/pulumi no longer exposes runtime.waitForRPCs");
+  await waitForRPCs();
+}
+
+/** Resolves an output's value and secretness (unknowns never resolve under preview: tests run as updates). */
+export async function resolve(value: unknown): Promise<{ value: unknown; secret: boolean }> {
+  if (!pulumi.Output.isInstance(value)) return { value, secret: false };
+  const output = value as pulumi.Output<unknown> & { isSecret: Promise<boolean> };
+  const [v, secret] = await Promise.all([new Promise((r) => output.apply(r)), output.isSecret]);
+  return { value: v, secret };
+}
+
+/** Runs infra/index.ts for one stack configuration; rejects when the program does. */
+export async function runProgram(
+  stack: string,
+  config: StackConfig,
+  options: RunOptions = {},
+): Promise<ProgramRun> {
+  const resources: Registered[] = [];
+  const calls: ProgramRun["calls"] = [];
+  const ami = options.ami ?? DEFAULT_AMI;
+  vi.resetModules();
+  pulumi.runtime.setAllConfig(config.values, config.secretKeys);
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const id = `${args.name}-id`;
+        const inputs = args.inputs as Record<string, unknown>;
+        const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
+        resources.push({ type: args.type, name: args.name, id, inputs, state });
+        return { id: (state.id as string | undefined) ?? id, state };
+      },
+      call: (args) => {
+        calls.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+        return answer(args.token, args.inputs as Record<string, unknown>, ami);
+      },
+    },
+    "wagate",
+    stack,
+    options.preview ?? false,
+  );
+  const program = (await import("../../index.js")) as Record<string, unknown>;
+  const outputs: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(program)) outputs[name] = value;
+  for (const value of Object.values(outputs)) await resolve(value);
+  await settle();
+  return { resources, calls, outputs };
+}
+
+export const ofType = (run: ProgramRun, type: string) => run.resources.filter((r) => r.type === type);
+
+export function only(run: ProgramRun, type: string): Registered {
+  const found = ofType(run, type);
+  if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+  return found[0] as Registered;
+}
