@@ -21,8 +21,11 @@ export interface RecordedRequest {
 
 export type ScriptedAnswer =
   | { status: number; body?: unknown; delayMs?: number }
-  /** Close the connection without answering, after the request was read (the sender cannot know the outcome). */
-  | { hangUp: true; delayMs?: number };
+  /**
+   * Close the connection without answering, after the request was read: the sender cannot know the outcome.
+   * The message counts as accepted (Meta got it, the answer was lost) unless `accepted: false`.
+   */
+  | { hangUp: true; accepted?: boolean; delayMs?: number };
 
 export interface StatusWebhookOptions {
   /** The gateway's `/webhooks/whatsapp` URL. */
@@ -226,7 +229,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       answer = graphError(190, 401, "(#190) Invalid OAuth access token");
     }
     answer ??= { status: 200 };
-    const accepted = "status" in answer && answer.status >= 200 && answer.status < 300;
+    const accepted =
+      "hangUp" in answer ? answer.accepted !== false : answer.status >= 200 && answer.status < 300;
     const wamid = accepted ? `wamid.fake${String(++counter).padStart(8, "0")}` : undefined;
     requests.push({ at: Date.now(), method: req.method ?? "", path, headers: req.headers, body, wamid });
     for (const waiter of [...waiters]) {
