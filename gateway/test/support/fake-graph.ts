@@ -239,10 +239,10 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
         waiter.resolve();
       }
     }
-    if (wamid) deliverStatuses(wamid, body as Record<string, unknown>);
-
     const delay = latencyMs + (answer.delayMs ?? 0);
     if (delay > 0) await sleep(delay);
+    // Like Meta, statuses follow the answer (whether or not the answer reached the sender).
+    if (wamid) deliverStatuses(wamid, body as Record<string, unknown>);
     if ("hangUp" in answer) {
       req.socket.destroy();
       return;

@@ -1,0 +1,121 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort, type Started, startProcess, waitForPort } from "../../scripts/lib/processes.js";
+import { mintToken } from "../src/auth/index.js";
+import { type FakeGraph, startFakeGraph } from "./support/fake-graph.js";
+import { eventually } from "./support/gateway.js";
+
+// The gateway as a real process: accept messages, SIGKILL it right after the 202s while some sends are in
+// flight at the provider and the rest are still queued, restart it on the same database, and check that the
+// fake Graph API received every accepted message exactly once.
+
+const APP_SECRET = randomBytes(16).toString("hex");
+const API_SECRET = randomBytes(32).toString("hex");
+const COUNT = 40;
+const CONCURRENCY = 8;
+
+const dir = mkdtempSync(join(tmpdir(), "wagate-crash-"));
+const processes: Started[] = [];
+let fake: FakeGraph | undefined;
+
+afterAll(async () => {
+  for (const p of processes) await p.stop();
+  await fake?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function startGateway(port: number, graphBaseUrl: string): Started {
+  const started = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+    cwd: join(import.meta.dirname, "../.."),
+    logFile: join(dir, "gateway.log"),
+    env: {
+      PATH: process.env.PATH ?? "",
+      API_SECRET,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      DATABASE_PATH: join(dir, "wagate.db"),
+      WHATSAPP_TRANSPORT: "cloud",
+      GRAPH_API_BASE_URL: graphBaseUrl,
+      WHATSAPP_ACCESS_TOKEN: "crash-test-token",
+      WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      OUTBOX_CONCURRENCY: String(CONCURRENCY),
+      OUTBOX_SEND_TIMEOUT_MS: "10000",
+      OUTBOX_IN_DOUBT_GRACE_SECONDS: "60",
+      OUTBOX_POLL_INTERVAL_MS: "50",
+    },
+  });
+  processes.push(started);
+  return started;
+}
+
+describe("crash safety", () => {
+  it("sends every accepted message exactly once across a SIGKILL and a restart", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    // The fake holds its answers long enough that the kill lands while sends are in flight.
+    fake = await startFakeGraph({
+      accessToken: "crash-test-token",
+      latencyMs: 3_000,
+      statusWebhook: { url: `${base}/webhooks/whatsapp`, appSecret: APP_SECRET, retryEveryMs: 100 },
+    });
+    const first = startGateway(port, fake.baseUrl);
+    await waitForPort(port, "127.0.0.1", 30_000);
+
+    const { token } = await mintToken({
+      secret: API_SECRET,
+      sub: "crash-test",
+      scopes: ["messages:send", "messages:read"],
+      ttlSeconds: 600,
+      issuer: "wagate",
+      audience: "wagate",
+    });
+    const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const ids = await Promise.all(
+      Array.from({ length: COUNT }, async (_, i) => {
+        const response = await fetch(`${base}/v1/messages`, {
+          method: "POST",
+          headers: auth,
+          body: JSON.stringify({ type: "text", to: "+14155550123", text: { body: `message ${i}` } }),
+        });
+        expect(response.status).toBe(202);
+        return ((await response.json()) as { id: string }).id;
+      }),
+    );
+    await fake.waitForRequests(CONCURRENCY);
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBe("SIGKILL");
+    // At the kill: CONCURRENCY sends were at the provider without an answer, the rest never left.
+    expect(fake.requests.length).toBe(CONCURRENCY);
+
+    fake.setLatency(0);
+    startGateway(port, fake.baseUrl);
+    await waitForPort(port, "127.0.0.1", 30_000);
+
+    const statuses = await eventually(
+      async () => {
+        const all = await Promise.all(
+          ids.map(async (id) => {
+            const r = await fetch(`${base}/v1/messages/${id}`, { headers: auth });
+            return ((await r.json()) as { status: string }).status;
+          }),
+        );
+        return all.every((s) => s === "sent") ? all : undefined;
+      },
+      45_000,
+      "all messages sent after the restart",
+    );
+    expect(statuses).toHaveLength(COUNT);
+
+    const received = new Map<string, number>();
+    for (const body of fake.accepted()) {
+      const id = String(body.biz_opaque_callback_data);
+      received.set(id, (received.get(id) ?? 0) + 1);
+    }
+    for (const id of ids) expect(received.get(id), `message ${id}`).toBe(1);
+    expect(fake.accepted()).toHaveLength(COUNT);
+  });
+});
