@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { WAF_JAIL } from "../../infra/render/fail2ban.js";
 
 // The commands an operator would run to ban clients, printed for review and never executed here. Every IP
 // is re-validated before it is put in a command line, so a crafted log line can never inject shell syntax.
@@ -10,7 +11,8 @@ export interface NftablesTarget {
   set6: string;
 }
 
-export const DEFAULT_JAIL = "wagate-manual";
+/** The edge's WAF jail: its ban time (an hour) and nftables action apply to a manual ban as well. */
+export const DEFAULT_JAIL = WAF_JAIL;
 export const DEFAULT_NFT: NftablesTarget = { table: "inet wagate", set4: "banned4", set6: "banned6" };
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
