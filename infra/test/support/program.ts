@@ -20,6 +20,8 @@ export interface Registered {
   id: string;
   inputs: Record<string, unknown>;
   state: Record<string, unknown>;
+  /** `type::name` of the resources it depends on (explicit `dependsOn` and through its inputs). */
+  dependencies: string[];
 }
 
 export interface AmiAnswer {
@@ -113,12 +115,60 @@ function answer(token: string, inputs: Record<string, unknown>, ami: AmiAnswer):
   }
 }
 
+interface RegisterRequest {
+  getName(): string;
+  getType(): string;
+  getDependenciesList(): string[];
+}
+
+/**
+ * The mock monitor hands `newResource` no dependencies, so the registration requests are read on their way to
+ * it: each carries the URNs the resource depends on.
+ */
+function recordDependencies(resources: Registered[]): void {
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterRequest, callback: unknown): unknown;
+  };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    const [name, type] = [req.getName(), req.getType()];
+    const dependencies = req.getDependenciesList().map(keyOfUrn);
+    const wrapped = (error: unknown, response: unknown) => {
+      const resource = resources.findLast((r) => r.name === name && r.type === type);
+      if (resource) resource.dependencies = dependencies;
+      (callback as (e: unknown, r: unknown) => void)(error, response);
+    };
+    return register(req, wrapped);
+  };
+}
+
+/** `type::name` from `urn:pulumi:<stack>::<project>::<parent types$>type::name`. */
+function keyOfUrn(urn: string): string {
+  const [, , qualifiedType = "", ...name] = urn.split("::");
+  return `${qualifiedType.slice(qualifiedType.lastIndexOf("$") + 1)}::${name.join("::")}`;
+}
+
+export const keyOf = (r: Registered) => `${r.type}::${r.name}`;
+
 /** Waits until the program's outstanding registrations and invokes have all been answered. */
 async function settle(): Promise<void> {
   const waitForRPCs = (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs;
   if (typeof waitForRPCs !== "function")
     throw new Error("@pulumi/pulumi no longer exposes runtime.waitForRPCs");
   await waitForRPCs();
+}
+
+/** Assets and archives arrive with their text, path or members as promises: await them all, in place. */
+async function materialize(value: unknown): Promise<unknown> {
+  const v = await value;
+  if (Array.isArray(v)) return Promise.all(v.map(materialize));
+  if (typeof v === "object" && v !== null) {
+    const entries = await Promise.all(
+      Object.entries(v).map(async ([k, x]) => [k, await materialize(x)] as const),
+    );
+    return Object.fromEntries(entries);
+  }
+  return v;
 }
 
 /** Resolves an output's value and secretness (unknowns never resolve under preview: tests run as updates). */
@@ -146,7 +196,7 @@ export async function runProgram(
         const id = `${args.name}-id`;
         const inputs = args.inputs as Record<string, unknown>;
         const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
-        resources.push({ type: args.type, name: args.name, id, inputs, state });
+        resources.push({ type: args.type, name: args.name, id, inputs, state, dependencies: [] });
         return { id: (state.id as string | undefined) ?? id, state };
       },
       call: (args) => {
@@ -158,11 +208,13 @@ export async function runProgram(
     stack,
     options.preview ?? false,
   );
+  recordDependencies(resources);
   const program = (await import("../../index.js")) as Record<string, unknown>;
   const outputs: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(program)) outputs[name] = value;
   for (const value of Object.values(outputs)) await resolve(value);
   await settle();
+  for (const r of resources) r.inputs = (await materialize(r.inputs)) as Record<string, unknown>;
   return { resources, calls, outputs };
 }
 

@@ -1,0 +1,3 @@
+import { describeStack } from "./support/stack-suite.js";
+
+describeStack("dev");
