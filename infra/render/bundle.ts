@@ -25,6 +25,7 @@ import {
   GATEWAY_UNIT,
   GATEWAY_USER,
   LOCAL_GATEWAY_IMAGE,
+  type PodmanOptions,
   podmanSchema,
   renderBackupEnv,
   renderBackupScript,
@@ -95,7 +96,7 @@ export interface HostBundleInput {
    */
   acmeCaPem?: string;
   /** Host-specific podman flags (test boxes under systemd-nspawn need some). */
-  podman?: z.input<typeof podmanSchema> & { extraBuildArgs?: string[] };
+  podman?: PodmanOptions;
 }
 
 export interface ProvisionStep {
@@ -131,7 +132,7 @@ const inputSchema = z
     backupBucket: z.string(),
     awsRegion: z.string(),
     acmeCaPem: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
-    podman: podmanSchema.extend({ extraBuildArgs: z.array(z.string()).default([]) }).optional(),
+    podman: podmanSchema.optional(),
   })
   .strict();
 
@@ -146,7 +147,6 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const c = parsed.data;
   const layout = vmLayout();
   const podman = podmanSchema.parse(c.podman ?? {});
-  const extraBuildArgs = c.podman?.extraBuildArgs ?? [];
   const image = c.gatewayImage ?? LOCAL_GATEWAY_IMAGE;
   const files: Record<string, string> = {};
 
@@ -212,7 +212,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     GATEWAY_DOCKERFILE,
     GATEWAY_UPSTREAM: `${layout.upstream.host}:${layout.upstream.port}`,
     PODMAN_GLOBAL_ARGS: podman.globalArgs,
-    PODMAN_BUILD_ARGS: extraBuildArgs,
+    PODMAN_BUILD_ARGS: podman.extraBuildArgs,
     BACKUP_DIR,
     BACKUP_SCRIPT,
     BACKUP_ENV_FILE,

@@ -32,6 +32,8 @@ export const podmanSchema = z
     cgroups: z.enum(["no-conmon", "disabled"]).default("no-conmon"),
     /** Extra `podman run` flags for a particular host (test boxes: ulimits). Never used for secrets. */
     extraRunArgs: z.array(z.string().regex(/^[^%\n]+$/, "must be one line without %")).default([]),
+    /** Extra `podman build` flags (test boxes: the locally built base image as a build argument). */
+    extraBuildArgs: z.array(z.string().regex(/^[^\n]+$/, "must be one line")).default([]),
   })
   .strict();
 export type PodmanOptions = z.input<typeof podmanSchema>;
@@ -192,14 +194,17 @@ export function renderBackupScript(): string {
   return `#!/bin/bash
 # Rendered by wagate (infra/render/systemd.ts). Run by ${BACKUP_SERVICE}; restore: see the README.
 set -euo pipefail
-db=${GATEWAY_DATA_DIR}/${GATEWAY_DATABASE_FILE}
-backup_dir=${BACKUP_DIR}
+# The defaults are the host's paths; the overrides exist for the tests.
+db=\${WAGATE_DATABASE:-${GATEWAY_DATA_DIR}/${GATEWAY_DATABASE_FILE}}
+backup_dir=\${WAGATE_BACKUP_DIR:-${BACKUP_DIR}}
 if [[ ! -f "$db" ]]; then
   echo "no database at $db yet: nothing to back up"
   exit 0
 fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-copy="$backup_dir/wagate-$stamp.db"
+# Unique even when two runs share a second (the timer and a manual run).
+copy=$(mktemp "$backup_dir/wagate-$stamp-XXXXXX.db")
+name=$(basename "$copy").gz
 sqlite3 "$db" ".timeout 10000" ".backup '$copy'"
 check=$(sqlite3 "$copy" "PRAGMA integrity_check;")
 if [[ "$check" != "ok" ]]; then
@@ -210,8 +215,8 @@ fi
 gzip -9 "$copy"
 echo "backup written: $copy.gz"
 if [[ -n "\${BACKUP_BUCKET:-}" ]]; then
-  aws s3 cp --only-show-errors "$copy.gz" "s3://$BACKUP_BUCKET/$BACKUP_PREFIX/wagate-$stamp.db.gz"
-  echo "uploaded to s3://$BACKUP_BUCKET/$BACKUP_PREFIX/wagate-$stamp.db.gz"
+  aws s3 cp --only-show-errors "$copy.gz" "s3://$BACKUP_BUCKET/$BACKUP_PREFIX/$name"
+  echo "uploaded to s3://$BACKUP_BUCKET/$BACKUP_PREFIX/$name"
 else
   echo "BACKUP_BUCKET is empty: local copy only"
 fi
