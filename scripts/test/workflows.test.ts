@@ -1,0 +1,165 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ROOT } from "./helpers/run-script.js";
+import {
+  ciProblems,
+  commonProblems,
+  deployProblems,
+  type Json,
+  jobs,
+  loadWorkflow,
+  previewProblems,
+  steps,
+  teardownProblems,
+  WORKFLOW_DIR,
+  type Workflow,
+} from "./helpers/workflow-rules.js";
+
+const FILES = ["ci.yml", "deploy.yml", "preview.yml", "teardown-staging.yml"];
+
+function copy(wf: Workflow): Workflow {
+  return structuredClone(wf);
+}
+
+type Obj = { [key: string]: Json };
+
+function job(wf: Workflow, name: string): Obj {
+  const found = jobs(wf).find(([n]) => n === name);
+  if (!found) throw new Error(`no job ${name}`);
+  return found[1];
+}
+
+function step(wf: Workflow, jobName: string, match: (s: Obj) => boolean): Obj {
+  const found = steps(job(wf, jobName)).find(match);
+  if (!found) throw new Error(`no such step in ${jobName}`);
+  return found;
+}
+
+const pulumiStep = (command: string) => (s: Obj) =>
+  String(s.uses ?? "").startsWith("pulumi/actions@") && (s.with as Obj | undefined)?.command === command;
+
+describe("the workflows as committed", () => {
+  it("are exactly the four expected files, all valid YAML", () => {
+    expect(readdirSync(WORKFLOW_DIR).sort()).toEqual(FILES);
+    for (const file of FILES) expect(loadWorkflow(file).jobs, file).toBeTypeOf("object");
+  });
+
+  it.each(FILES)(
+    "%s keeps the common rules (pinned actions, least privilege, OIDC only, no --remove)",
+    (file) => {
+      expect(commonProblems(loadWorkflow(file))).toEqual([]);
+    },
+  );
+
+  it("ci runs the README's test command on every push and pull request", () => {
+    expect(ciProblems(loadWorkflow("ci.yml"))).toEqual([]);
+    expect(readFileSync(join(ROOT, ".ci/run"), "utf8")).toMatch(/\nnpm ci && npm test\n?$/);
+    expect(readFileSync(join(ROOT, "README.md"), "utf8")).toContain("npm ci && npm test");
+  });
+
+  it("preview comments one edited preview per affected stack, with the policy pack and the guard", () => {
+    expect(previewProblems(loadWorkflow("preview.yml"))).toEqual([]);
+  });
+
+  it("deploy sends staging on merge, prod only by an approved manual run after staging, one deploy per stack", () => {
+    expect(deployProblems(loadWorkflow("deploy.yml"))).toEqual([]);
+  });
+
+  it("teardown-staging destroys staging only, manually and on a schedule, keeping its config", () => {
+    expect(teardownProblems(loadWorkflow("teardown-staging.yml"), loadWorkflow("deploy.yml"))).toEqual([]);
+  });
+});
+
+describe("a careless edit fails", () => {
+  it("an action pinned to a moving tag, or long-lived AWS keys", () => {
+    const wf = copy(loadWorkflow("deploy.yml"));
+    (steps(job(wf, "staging"))[0] as Obj).uses = "actions/checkout@v4";
+    step(wf, "staging", (s) => String(s.uses).startsWith("aws-actions/")).with = {
+      "aws-access-key-id": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+      "aws-region": "us-east-2",
+    };
+    expect(commonProblems(wf)).toEqual([
+      "long-lived AWS keys are referenced",
+      "staging: actions/checkout@v4 is not pinned to a full version",
+      "staging: AWS credentials without an OIDC role",
+    ]);
+  });
+
+  it("write-all permissions, or OIDC without id-token", () => {
+    const wf = copy(loadWorkflow("teardown-staging.yml"));
+    wf.permissions = "write-all";
+    job(wf, "teardown").permissions = { contents: "read" };
+    expect(commonProblems(wf)).toEqual([
+      "top-level permissions must be exactly { contents: read }",
+      "teardown: OIDC needs id-token: write on the job",
+    ]);
+  });
+
+  it("a preview that posts a new comment per push, skips the policy pack, or loses its guard", () => {
+    const wf = copy(loadWorkflow("preview.yml"));
+    const preview = step(wf, "preview", pulumiStep("preview"));
+    (preview.with as Obj)["edit-pr-comment"] = false;
+    delete (preview.with as Obj).policyPacks;
+    job(wf, "preview").steps = steps(job(wf, "preview")).filter(
+      (s) => !/preview-guard/.test(String(s.run ?? "")),
+    );
+    job(wf, "stacks").permissions = { contents: "write" };
+    expect(previewProblems(wf)).toEqual([
+      "preview: edit-pr-comment must be true (one comment per stack)",
+      "preview: the policy pack infra/policy must run",
+      "preview: no protected-resource guard on pulumi preview --json",
+      "stacks: only the preview job may write",
+    ]);
+  });
+
+  it("prod deployed on merge, without staging first, or in parallel with itself", () => {
+    const wf = copy(loadWorkflow("deploy.yml"));
+    const prod = job(wf, "prod");
+    prod.if = "github.ref == 'refs/heads/main'";
+    delete prod.needs;
+    prod.concurrency = { group: "deploy", "cancel-in-progress": true };
+    expect(deployProblems(wf)).toEqual([
+      "prod: concurrency group must be pulumi-prod",
+      "prod: a deploy must never be cancelled half-way (cancel-in-progress: false)",
+      "prod: prod must need the staging job (staging healthy first)",
+      "prod: prod must only run on a manual dispatch from main",
+    ]);
+  });
+
+  it("prod outside its approved environment, or smoke before up", () => {
+    const wf = copy(loadWorkflow("deploy.yml"));
+    delete job(wf, "prod").environment;
+    const all = job(wf, "staging").steps as Obj[];
+    const smoke = all.findIndex((s) => /npm run smoke/.test(String(s.run ?? "")));
+    const up = all.findIndex(pulumiStep("up"));
+    [all[smoke], all[up]] = [all[up] as Obj, all[smoke] as Obj];
+    expect(deployProblems(wf)).toEqual([
+      "staging: smoke must run after pulumi up",
+      "prod: must run in the prod environment",
+    ]);
+  });
+
+  it("a teardown pointed at prod, or with --remove", () => {
+    const wf = copy(loadWorkflow("teardown-staging.yml"));
+    const destroy = step(wf, "teardown", (s) => /teardown/.test(String(s.run ?? "")));
+    destroy.run = "npm run teardown -- prod --yes";
+    expect(teardownProblems(wf, loadWorkflow("deploy.yml"))).toEqual([
+      "teardown-staging mentions prod",
+      "teardown: touches a stack other than staging",
+      "teardown: must destroy staging through npm run teardown or pulumi/actions destroy",
+    ]);
+    destroy.run = "pulumi destroy --yes --remove --stack staging";
+    expect(commonProblems(wf)).toEqual(["teardown: a step removes a stack (--remove / stack rm)"]);
+  });
+
+  it("a teardown that can overlap a staging deploy, or is only manual", () => {
+    const wf = copy(loadWorkflow("teardown-staging.yml"));
+    job(wf, "teardown").concurrency = "teardown";
+    delete (wf.on as Obj).schedule;
+    expect(teardownProblems(wf, loadWorkflow("deploy.yml"))).toEqual([
+      "teardown must be manual and scheduled",
+      "teardown: must share staging's deploy concurrency group",
+    ]);
+  });
+});
