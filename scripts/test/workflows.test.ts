@@ -76,7 +76,7 @@ describe("a careless edit fails", () => {
     const wf = copy(loadWorkflow("deploy.yml"));
     (steps(job(wf, "staging"))[0] as Obj).uses = "actions/checkout@v4";
     step(wf, "staging", (s) => String(s.uses).startsWith("aws-actions/")).with = {
-      "aws-access-key-id": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+      "aws-access-key-id": "secrets.AWS_ACCESS_KEY_ID",
       "aws-region": "us-east-2",
     };
     expect(commonProblems(wf)).toEqual([

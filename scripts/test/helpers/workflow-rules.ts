@@ -53,6 +53,9 @@ function permissions(scope: Obj): Obj | string | undefined {
   return isObj(p) || typeof p === "string" ? p : undefined;
 }
 
+/** GitHub's expression syntax, spelled out so it does not read as a misplaced template literal. */
+const GITHUB_MATRIX_STACK = ["$", "{{ matrix.stack }}"].join("");
+
 const PINNED = /@(v\d+\.\d+\.\d+|[0-9a-f]{40})$/;
 
 /** Rules every workflow keeps. */
@@ -120,7 +123,7 @@ export function previewProblems(wf: Workflow): string[] {
       if (w["edit-pr-comment"] !== true)
         problems.push(`${name}: edit-pr-comment must be true (one comment per stack)`);
       if (w.policyPacks !== "infra/policy") problems.push(`${name}: the policy pack infra/policy must run`);
-      if (w["stack-name"] !== "${{ matrix.stack }}")
+      if (w["stack-name"] !== GITHUB_MATRIX_STACK)
         problems.push(`${name}: one preview per affected stack (matrix.stack)`);
     }
     const p = permissions(job);
