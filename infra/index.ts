@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { Backup } from "./components/backup.js";
-import { Host } from "./components/host.js";
+import { Host, verifyDebianAmi } from "./components/host.js";
 import { Network } from "./components/network.js";
 import { Provision } from "./components/provision.js";
 import { loadConfig } from "./config.js";
@@ -19,10 +19,11 @@ const { stack } = config;
 const tags = { project: "wagate", stack };
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
-// The account id makes the bucket's global name; it is read before any resource so the bundle that holds the
-// name is plain data, rendered (and hashed) before anything exists.
+// Looked up before any resource: the account id makes the bucket's global name (so the bundle that holds it is
+// plain data, rendered and hashed up front), and a wrong AMI stops the program cleanly.
 const { accountId } = await aws.getCallerIdentity({});
 const bucketName = backupBucketName(stack, accountId, config.awsRegion);
+const amiId = await verifyDebianAmi(config.amiId, config.instanceType);
 
 const network = new Network("wagate", { adminCidrs: config.adminCidrs, tags });
 const backup = new Backup("wagate-backups", {
@@ -34,7 +35,7 @@ const backup = new Backup("wagate-backups", {
 });
 const host = new Host("wagate", {
   stack,
-  amiId: config.amiId,
+  amiId,
   instanceType: config.instanceType,
   detailedMonitoring: config.detailedMonitoring,
   subnetId: network.subnetId,

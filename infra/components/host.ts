@@ -8,6 +8,7 @@ import type { Protection } from "../plan/protection.js";
 
 export interface HostArgs {
   stack: string;
+  /** Checked with `verifyDebianAmi` before any resource is made. */
   amiId: string;
   instanceType: string;
   detailedMonitoring: boolean;
@@ -23,6 +24,24 @@ export interface HostArgs {
 }
 
 export const ROOT_VOLUME_GB = 20;
+
+/**
+ * Looks the pinned id up in Debian's account only, before any resource exists: another publisher's image, another
+ * distribution or the wrong architecture for the instance type stops the program with the config key named.
+ */
+export async function verifyDebianAmi(amiId: string, instanceType: string): Promise<string> {
+  const image = await aws.ec2.getAmi({
+    owners: [DEBIAN_AMI_OWNER],
+    filters: [{ name: "image-id", values: [amiId] }],
+    includeDeprecated: true,
+  });
+  const problem = amiProblem(
+    { imageId: image.id, name: image.name, ownerId: image.ownerId, architecture: image.architecture },
+    instanceType,
+  );
+  if (problem) throw new pulumi.RunError(`wagate:amiId: ${problem}`);
+  return image.id;
+}
 export const LOG_RETENTION_DAYS = 30;
 
 /** The Debian 12 VM: pinned AMI, IMDSv2 only, encrypted gp3 root, its own role, key pair and Elastic IP. */
@@ -48,25 +67,6 @@ export class Host extends pulumi.ComponentResource {
       { publicKey: key.publicKeyOpenssh, tags: tags("ssh") },
       identity,
     );
-
-    // The pinned id, looked up in Debian's account only: another publisher's image or distribution, or the
-    // wrong architecture for the instance type, fails the preview with the config key named.
-    const ami = aws.ec2.getAmiOutput(
-      {
-        owners: [DEBIAN_AMI_OWNER],
-        filters: [{ name: "image-id", values: [args.amiId] }],
-        includeDeprecated: true,
-      },
-      parent,
-    );
-    const verifiedAmiId = ami.apply((image) => {
-      const problem = amiProblem(
-        { imageId: image.id, name: image.name, ownerId: image.ownerId, architecture: image.architecture },
-        args.instanceType,
-      );
-      if (problem) throw new pulumi.RunError(`wagate:amiId: ${problem}`);
-      return image.id;
-    });
 
     const logs = new aws.cloudwatch.LogGroup(
       `${name}-logs`,
@@ -104,7 +104,7 @@ export class Host extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       `${name}-vm`,
       {
-        ami: verifiedAmiId,
+        ami: args.amiId,
         instanceType: args.instanceType,
         subnetId: args.subnetId,
         vpcSecurityGroupIds: [args.securityGroupId],

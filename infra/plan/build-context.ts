@@ -1,4 +1,13 @@
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import { join, posix, relative, sep } from "node:path";
 import { digestOf, sha256 } from "./provision.js";
 
@@ -35,8 +44,10 @@ export function buildContextDigest(repoRoot: string, files: readonly string[]): 
 }
 
 /**
- * Copies the context into `<stageParent>/src-<digest>` (the directory a `FileArchive` hands to the host),
- * removing older stages. The name changes with the content, so the host never mixes two versions.
+ * Copies the context into `<stageParent>/src-<digest>` (the directory a `FileArchive` hands to the host) and
+ * removes older stages. The name is the content's digest, so the host never mixes two versions, and an existing
+ * stage is complete by construction: it is filled under a temporary name and renamed into place, which also keeps
+ * two programs staging the same sources at once (parallel tests, two terminals) from tripping over each other.
  */
 export function stageBuildContext(
   repoRoot: string,
@@ -47,14 +58,22 @@ export function stageBuildContext(
   const name = `src-${digest.slice(0, 16)}`;
   const dir = join(stageParent, name);
   mkdirSync(stageParent, { recursive: true });
+  if (!existsSync(dir)) {
+    const tmp = mkdtempSync(join(stageParent, `.${name}-`));
+    for (const file of files) {
+      mkdirSync(join(tmp, posix.dirname(file)), { recursive: true });
+      cpSync(join(repoRoot, file), join(tmp, file));
+    }
+    try {
+      renameSync(tmp, dir);
+    } catch (error) {
+      rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(dir)) throw error;
+    }
+  }
   for (const entry of readdirSync(stageParent)) {
     if (entry.startsWith("src-") && entry !== name)
       rmSync(join(stageParent, entry), { recursive: true, force: true });
-  }
-  rmSync(dir, { recursive: true, force: true });
-  for (const file of files) {
-    mkdirSync(join(dir, posix.dirname(file)), { recursive: true });
-    cpSync(join(repoRoot, file), join(dir, file));
   }
   return { name, dir };
 }
