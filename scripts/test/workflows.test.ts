@@ -10,13 +10,14 @@ import {
   jobs,
   loadWorkflow,
   previewProblems,
+  reviewProblems,
   steps,
   teardownProblems,
   WORKFLOW_DIR,
   type Workflow,
 } from "./helpers/workflow-rules.js";
 
-const FILES = ["ci.yml", "deploy.yml", "preview.yml", "teardown-staging.yml"];
+const FILES = ["ci.yml", "deploy.yml", "preview.yml", "review-stack.yml", "teardown-staging.yml"];
 
 function copy(wf: Workflow): Workflow {
   return structuredClone(wf);
@@ -40,7 +41,7 @@ const pulumiStep = (command: string) => (s: Obj) =>
   String(s.uses ?? "").startsWith("pulumi/actions@") && (s.with as Obj | undefined)?.command === command;
 
 describe("the workflows as committed", () => {
-  it("are exactly the four expected files, all valid YAML", () => {
+  it("are exactly the expected files, all valid YAML", () => {
     expect(readdirSync(WORKFLOW_DIR).sort()).toEqual(FILES);
     for (const file of FILES) expect(loadWorkflow(file).jobs, file).toBeTypeOf("object");
   });
@@ -68,6 +69,27 @@ describe("the workflows as committed", () => {
 
   it("teardown-staging destroys staging only, manually and on a schedule, keeping its config", () => {
     expect(teardownProblems(loadWorkflow("teardown-staging.yml"), loadWorkflow("deploy.yml"))).toEqual([]);
+  });
+});
+
+describe("review stacks (optional)", () => {
+  it("deploy pr-<number> from staging's config and destroy it when the pull request closes", () => {
+    expect(reviewProblems(loadWorkflow("review-stack.yml"))).toEqual([]);
+  });
+
+  it("fail when pointed at another stack, when they stop copying staging's config, or outlive the pull request", () => {
+    const wf = copy(loadWorkflow("review-stack.yml"));
+    const create = step(wf, "deploy", (s) => /stack init/.test(String(s.run ?? "")));
+    create.run = String(create.run).replace("--copy-config-from staging", "--copy-config-from prod");
+    const destroy = step(wf, "destroy", (s) => /teardown/.test(String(s.run ?? "")));
+    destroy.run = 'pulumi stack rm "$STACK" --yes';
+    expect(reviewProblems(wf)).toEqual([
+      "review stacks mention prod",
+      "deploy: a review stack must copy staging's config",
+      "closing the pull request must destroy the review stack through npm run teardown",
+    ]);
+    (wf.env as Obj).STACK = "staging";
+    expect(commonProblems(wf)).toEqual(["destroy: a step removes a stack (--remove / stack rm)"]);
   });
 });
 

@@ -55,6 +55,7 @@ function permissions(scope: Obj): Obj | string | undefined {
 
 /** GitHub's expression syntax, spelled out so it does not read as a misplaced template literal. */
 const GITHUB_MATRIX_STACK = ["$", "{{ matrix.stack }}"].join("");
+const PR_NUMBER = ["$", "{{ github.event.pull_request.number }}"].join("");
 
 const PINNED = /@(v\d+\.\d+\.\d+|[0-9a-f]{40})$/;
 
@@ -77,8 +78,15 @@ export function commonProblems(wf: Workflow): string[] {
     for (const step of steps(job)) {
       if (uses(step) && !PINNED.test(uses(step)))
         problems.push(`${name}: ${uses(step)} is not pinned to a full version`);
-      if (/--remove\b|stack rm\b/.test(run(step)))
-        problems.push(`${name}: a step removes a stack (--remove / stack rm)`);
+      // Only a review stack, which has no committed Pulumi.<stack>.yaml, may be removed along with its resources.
+      if (/--remove\b|stack rm\b/.test(run(step))) {
+        const removesReviewStack =
+          !/--remove\b/.test(run(step)) &&
+          /stack rm "\$STACK"/.test(run(step)) &&
+          isObj(wf.env) &&
+          wf.env.STACK === `pr-${PR_NUMBER}`;
+        if (!removesReviewStack) problems.push(`${name}: a step removes a stack (--remove / stack rm)`);
+      }
       if (uses(step).startsWith("pulumi/actions@") && String(withOf(step).remove ?? "false") !== "false") {
         problems.push(`${name}: pulumi/actions with remove`);
       }
@@ -253,6 +261,46 @@ export function teardownProblems(wf: Workflow, deploy: Workflow): string[] {
     if (!stagingDeploy || group !== concurrencyGroup(stagingDeploy[1]).group) {
       problems.push(`${name}: must share staging's deploy concurrency group`);
     }
+  }
+  return problems;
+}
+
+/** Optional review stacks: pr-<number> only, staging's config, destroyed (and removed) when the PR closes. */
+export function reviewProblems(wf: Workflow): string[] {
+  const problems: string[] = [];
+  const on = wf.on as Obj;
+  if (JSON.stringify(triggers(wf)) !== JSON.stringify(["pull_request"]))
+    problems.push("review stacks run on pull_request only");
+  const types = isObj(on?.pull_request) && Array.isArray(on.pull_request.types) ? on.pull_request.types : [];
+  if (!types.includes("closed")) problems.push("review stacks must react to the pull request closing");
+  const stack = isObj(wf.env) ? wf.env.STACK : undefined;
+  if (stack !== `pr-${PR_NUMBER}`) problems.push("the review stack must be pr-<number>");
+  if (/prod/i.test(JSON.stringify(wf))) problems.push("review stacks mention prod");
+  for (const [name, job] of jobs(wf)) {
+    for (const s of stacksTouched(job)) {
+      if (s !== "staging" && !/^\$\{\{ env\.STACK \}\}$|^\$STACK$/.test(s))
+        problems.push(`${name}: touches stack ${s}`);
+    }
+    for (const step of steps(job)) {
+      if (/stack init/.test(run(step)) && !/--copy-config-from staging\b/.test(run(step))) {
+        problems.push(`${name}: a review stack must copy staging's config`);
+      }
+      if (/pulumi (up|destroy)\b/.test(run(step)) && /--stack staging\b/.test(run(step)))
+        problems.push(`${name}: changes staging`);
+    }
+    const cond = typeof job.if === "string" ? job.if : "";
+    const { group, cancel } = concurrencyGroup(job);
+    if (group !== `pulumi-pr-${PR_NUMBER}` || cancel !== false) {
+      problems.push(`${name}: one operation per review stack at a time, never cancelled`);
+    }
+    if (!cond.includes("'review-stack'"))
+      problems.push(`${name}: only for pull requests labelled review-stack`);
+  }
+  const destroyer = jobs(wf).find(([, job]) =>
+    steps(job).some((s) => /npm run teardown -- "\$STACK" --yes/.test(run(s))),
+  );
+  if (!destroyer || !String(destroyer[1].if).includes("github.event.action == 'closed'")) {
+    problems.push("closing the pull request must destroy the review stack through npm run teardown");
   }
   return problems;
 }
