@@ -83,7 +83,7 @@ if (config.provision) {
             : undefined,
       }),
     );
-  let buildContext: { stagedDir: string; digest: string } | undefined;
+  let buildContext: { localDir: string; digest: string } | undefined;
   if (!config.gatewayImage) {
     const files = listBuildContext(repoRoot);
     const digest = buildContextDigest(repoRoot, files);
@@ -95,7 +95,7 @@ if (config.provision) {
       fileURLToPath(new URL(`../${stageParent}`, import.meta.url)),
       digest,
     );
-    buildContext = { stagedDir: `${stageParent}/${staged.name}`, digest };
+    buildContext = { localDir: `${stageParent}/${staged.name}`, digest };
   }
   new Provision("wagate", {
     host: host.publicIp,

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
-import type { HostBundle } from "../render/bundle.js";
+import { GATEWAY_BUILD_CONTEXT, GATEWAY_ENV_FILE, GATEWAY_STEP, type HostBundle } from "../render/bundle.js";
 
 // What the provisioning does to a host, as data: which files go where, which command runs as root in which
 // order, and when each one must run again. The Pulumi component (components/provision.ts) turns this into
@@ -132,10 +132,11 @@ export function planProvision(
  * recoverable errors", which Debian's images report for harmless datasource warnings), then makes the bundle's
  * directories, owned by the SSH user so that SFTP can write into them.
  */
-export function readyCommand(plan: ProvisionPlan, sshUser: string): string {
-  const dirs = plan.directories.map(shellQuote).join(" ");
+export function readyCommand(directories: readonly string[], sshUser: string): string {
+  const dirs = directories.map(shellQuote).join(" ");
   return [
-    "cloud-init status --wait >/dev/null || [ $? -eq 2 ]",
+    // A host without cloud-init (a test box) is ready as soon as SSH answers.
+    "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || [ $? -eq 2 ]; fi",
     `sudo -n install -d -m 0755 -o ${shellQuote(sshUser)} -g ${shellQuote(sshUser)} ${dirs}`,
   ].join(" && ");
 }
@@ -157,4 +158,133 @@ export function envFileCommand(envFile: string): string {
     `mv -f ${shellQuote(tmp)} ${shellQuote(envFile)}`,
   ].join("; ");
   return `sudo -n bash -c ${shellQuote(script)}`;
+}
+
+/** Where a staged build context lands (owned by the SSH user) before it replaces GATEWAY_BUILD_CONTEXT as root. */
+export const REMOTE_STAGE_DIR = "/opt/wagate/stage";
+
+/** Replaces the build context atomically with the staged copy (root-owned) and drops older stages. */
+export function installContextScript(staged: string): string {
+  const target = GATEWAY_BUILD_CONTEXT;
+  const script = [
+    "set -euo pipefail",
+    `rm -rf ${shellQuote(`${target}.new`)}`,
+    `cp -a ${shellQuote(`${staged}/.`)} ${shellQuote(`${target}.new`)}`,
+    `chown -R root:root ${shellQuote(`${target}.new`)}`,
+    `rm -rf ${shellQuote(target)}`,
+    `mv ${shellQuote(`${target}.new`)} ${shellQuote(target)}`,
+    `find ${shellQuote(REMOTE_STAGE_DIR)} -mindepth 1 -maxdepth 1 ! -name ${shellQuote(posix.basename(staged))} -exec rm -rf {} +`,
+  ].join("; ");
+  return `sudo -n bash -c ${shellQuote(script)}`;
+}
+
+/** The staged build context on this machine (a directory named `src-<digest>`) and its digest. */
+export interface StagedContext {
+  localDir: string;
+  digest: string;
+}
+
+interface ActionBase {
+  /** Unique, stable: the Pulumi resource name suffix, and what `after` refers to. */
+  id: string;
+  /** Ids of earlier actions that must have completed. */
+  after: string[];
+  /** Digests whose change makes the action run again (an executor adds its own, such as the instance id). */
+  triggers: string[];
+}
+
+/**
+ * What an executor does on the host, in order. `run`: a command line (nothing secret in it); with `stdin`, the
+ * executor feeds the named secret on stdin and keeps the output out of its logs; with `secretTriggers`, it also
+ * re-runs the action when that secret changes. `copy`: a text file. `upload`: a local directory, copied as a tree
+ * into `remoteParent`.
+ */
+export type RemoteAction =
+  | (ActionBase & {
+      kind: "run";
+      command: string;
+      /** The first action: the host may still be booting, keep dialling. */
+      waitForHost?: true;
+      stdin?: "gatewayEnv";
+      secretTriggers?: "gatewayEnv";
+    })
+  | (ActionBase & { kind: "copy"; remotePath: string; content: string })
+  | (ActionBase & { kind: "upload"; localDir: string; remoteParent: string });
+
+/**
+ * The whole remote sequence — wait for the host, copy the bundle, write the env file, stage the build context,
+ * run the steps — as one ordered list that both executors follow: the Pulumi component (one resource per action,
+ * `after` as dependencies) and the Debian box (one action after the other over SSH).
+ */
+export function remoteActions(plan: ProvisionPlan, sshUser: string, context?: StagedContext): RemoteAction[] {
+  const directories = [...plan.directories, ...(context ? [REMOTE_STAGE_DIR] : [])];
+  const actions: RemoteAction[] = [
+    {
+      kind: "run",
+      id: "ready",
+      command: readyCommand(directories, sshUser),
+      after: [],
+      triggers: [],
+      waitForHost: true,
+    },
+    ...plan.copies.map(
+      (c): RemoteAction => ({
+        kind: "copy",
+        id: `file-${c.resourceSuffix}`,
+        remotePath: c.remotePath,
+        content: c.content,
+        after: ["ready"],
+        triggers: [],
+      }),
+    ),
+    {
+      kind: "run",
+      id: "gateway-env",
+      command: envFileCommand(GATEWAY_ENV_FILE),
+      stdin: "gatewayEnv",
+      after: ["ready"],
+      triggers: [],
+    },
+  ];
+  if (context) {
+    const staged = posix.join(REMOTE_STAGE_DIR, posix.basename(context.localDir));
+    actions.push(
+      {
+        kind: "upload",
+        id: "build-context",
+        localDir: context.localDir,
+        remoteParent: REMOTE_STAGE_DIR,
+        after: ["ready"],
+        triggers: [context.digest],
+      },
+      {
+        kind: "run",
+        id: "build-context-install",
+        command: installContextScript(staged),
+        after: ["build-context"],
+        triggers: [context.digest],
+      },
+    );
+  }
+  let previous = actions.filter((a) => a.id !== "ready").map((a) => a.id);
+  for (const step of plan.steps) {
+    const gateway = step.name === GATEWAY_STEP;
+    actions.push({
+      kind: "run",
+      id: step.resourceSuffix,
+      command: step.command,
+      after: previous,
+      triggers: [step.trigger, ...(gateway && context ? [context.digest] : [])],
+      ...(gateway ? { secretTriggers: "gatewayEnv" as const } : {}),
+    });
+    previous = [step.resourceSuffix];
+  }
+  const ids = new Set<string>();
+  for (const action of actions) {
+    if (ids.has(action.id)) throw new Error(`two remote actions are named ${action.id}`);
+    for (const dep of action.after)
+      if (!ids.has(dep)) throw new Error(`${action.id} runs after unknown ${dep}`);
+    ids.add(action.id);
+  }
+  return actions;
 }

@@ -25,9 +25,11 @@ import {
   envFileCommand,
   type ProvisionPlan,
   planProvision,
+  REMOTE_STAGE_DIR,
   readyCommand,
+  remoteActions,
 } from "../plan/provision.js";
-import { type HostBundle, type HostBundleInput, renderHostBundle } from "../render/bundle.js";
+import { GATEWAY_STEP, type HostBundle, type HostBundleInput, renderHostBundle } from "../render/bundle.js";
 import { stackConfig } from "./support/stack-config.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "wagate-plan-"));
@@ -104,9 +106,56 @@ describe("provisioning triggers", () => {
       expect(copy.remotePath).toBe(`${bundle.remoteDir}/${copy.path}`);
       expect(base.directories).toContain(copy.remotePath.slice(0, copy.remotePath.lastIndexOf("/")));
     }
-    const ready = readyCommand(base, "admin");
+    const ready = readyCommand(base.directories, "admin");
     for (const dir of base.directories) expect(ready).toContain(`'${dir}'`);
     expect(ready).toContain("-o 'admin'");
+  });
+});
+
+describe("the remote sequence both executors follow", () => {
+  const plan = planProvision(renderHostBundle(bundleInput()));
+  const context = { localDir: ".local/pulumi/dev/src-0123456789abcdef", digest: "d".repeat(64) };
+  const actions = remoteActions(plan, "admin", context);
+  const ids = actions.map((a) => a.id);
+
+  it("waits for the host first, then copies, env file and build context, then the steps in order", () => {
+    expect(actions[0]).toMatchObject({ id: "ready", kind: "run", waitForHost: true, after: [] });
+    const steps = plan.steps.map((s) => s.resourceSuffix);
+    expect(ids.slice(-steps.length)).toEqual(steps);
+    const setup = ids.slice(1, -steps.length);
+    expect(setup).toEqual([
+      ...plan.copies.map((c) => `file-${c.resourceSuffix}`),
+      "gateway-env",
+      "build-context",
+      "build-context-install",
+    ]);
+    expect(actions.find((a) => a.id === steps[0])?.after).toEqual(setup);
+    steps.slice(1).forEach((id, i) => expect(actions.find((a) => a.id === id)?.after).toEqual([steps[i]]));
+  });
+
+  it("only ever waits on earlier actions", () => {
+    actions.forEach((a, i) => {
+      for (const dep of a.after) expect(ids.indexOf(dep)).toBeLessThan(i);
+    });
+  });
+
+  it("feeds the secret env on stdin to one command, and re-runs the gateway step when it or the context changes", () => {
+    expect(actions.filter((a) => a.kind === "run" && a.stdin).map((a) => a.id)).toEqual(["gateway-env"]);
+    const gateway = actions.find((a) => a.id === GATEWAY_STEP);
+    expect(gateway).toMatchObject({ secretTriggers: "gatewayEnv" });
+    expect(gateway?.triggers).toContain(context.digest);
+    expect(actions.filter((a) => a.kind === "run" && a.secretTriggers).map((a) => a.id)).toEqual([
+      GATEWAY_STEP,
+    ]);
+  });
+
+  it("stages the build context under the SSH user's directory made by the first command", () => {
+    expect(actions.find((a) => a.id === "build-context")).toMatchObject({
+      kind: "upload",
+      remoteParent: REMOTE_STAGE_DIR,
+    });
+    expect(actions[0]?.kind === "run" && actions[0].command).toContain(`'${REMOTE_STAGE_DIR}'`);
+    expect(remoteActions(plan, "admin").map((a) => a.id)).not.toContain("build-context");
   });
 });
 
