@@ -12,9 +12,11 @@ export const WHOLE_INTERNET_V4 = "0.0.0.0/0";
 
 /**
  * Ingress: HTTP (ACME challenges and the redirect) and HTTPS from anywhere, SSH only from the admin ranges.
- * Egress: HTTP and HTTPS only — Debian's mirrors, Let's Encrypt, the WhatsApp Graph API, S3 for backups and the
- * customers' HTTPS webhooks. DNS, NTP and the instance metadata service are link-local AWS services that
- * security groups do not filter, so they need no rule; anything else (SMTP, arbitrary ports) stays closed.
+ * Egress: HTTP and HTTPS — Debian's mirrors, Let's Encrypt, the WhatsApp Graph API, S3 for backups and the
+ * customers' HTTPS webhooks — and NTP, in case the image's time client uses public pools rather than Amazon Time
+ * Sync (certificates and JWT expiry need a right clock). The VPC's DNS resolver, Amazon Time Sync and the
+ * metadata service are link-local services that security groups do not filter, so they need no rule; anything
+ * else (SMTP, arbitrary ports) stays closed.
  */
 export function securityGroupRules(adminCidrs: readonly string[]): {
   ingress: SecurityGroupRule[];
@@ -37,6 +39,7 @@ export function securityGroupRules(adminCidrs: readonly string[]): {
     egress: [
       tcp("HTTP: Debian package mirrors", 80, [WHOLE_INTERNET_V4]),
       tcp("HTTPS: ACME, WhatsApp Graph API, S3, webhooks", 443, [WHOLE_INTERNET_V4]),
+      { description: "NTP", protocol: "udp", fromPort: 123, toPort: 123, cidrBlocks: [WHOLE_INTERNET_V4] },
     ],
   };
 }

@@ -228,14 +228,17 @@ describe("securityGroupRules", () => {
     expect(() => securityGroupRules([])).toThrow();
   });
 
-  it("opens SSH to each admin range and nothing else to the world but 80/443", () => {
+  it("opens SSH to each admin range and nothing else to the world but 80/443, and lets out HTTP(S) and NTP only", () => {
     const rules = securityGroupRules(["203.0.113.0/24", "198.51.100.7/32"]);
     const ssh = rules.ingress.filter((r) => r.fromPort === 22);
     expect(ssh).toEqual([expect.objectContaining({ cidrBlocks: ["203.0.113.0/24", "198.51.100.7/32"] })]);
-    const world = [...rules.ingress, ...rules.egress].filter((r) => r.cidrBlocks.includes("0.0.0.0/0"));
-    expect(
-      world.every((r) => r.protocol === "tcp" && r.fromPort === r.toPort && [80, 443].includes(r.fromPort)),
-    ).toBe(true);
+    const open = (r: { protocol: string; fromPort: number; toPort: number }) =>
+      `${r.protocol}/${r.fromPort}-${r.toPort}`;
+    expect(rules.ingress.filter((r) => r.cidrBlocks.includes("0.0.0.0/0")).map(open)).toEqual([
+      "tcp/80-80",
+      "tcp/443-443",
+    ]);
+    expect(rules.egress.map(open)).toEqual(["tcp/80-80", "tcp/443-443", "udp/123-123"]);
   });
 });
 

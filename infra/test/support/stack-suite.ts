@@ -79,7 +79,7 @@ export function describeStack(stack: StackName): void {
       expect(run.resources.length).toBeGreaterThan(20);
     });
 
-    it("opens 80 and 443 to all, SSH only to the admin ranges, and lets out only HTTP(S)", () => {
+    it("opens 80 and 443 to all, SSH only to the admin ranges, and lets out only HTTP(S) and NTP", () => {
       const group = input(only(run, "aws:ec2/securityGroup:SecurityGroup"));
       const summary = (rules: unknown) =>
         (rules as { protocol: string; fromPort: number; toPort: number; cidrBlocks: string[] }[])
@@ -92,7 +92,11 @@ export function describeStack(stack: StackName): void {
           `tcp/22-22 ${[...config.adminCidrs].sort().join(",")}`,
         ].sort(),
       );
-      expect(summary(group.egress)).toEqual(["tcp/443-443 0.0.0.0/0", "tcp/80-80 0.0.0.0/0"]);
+      expect(summary(group.egress)).toEqual([
+        "tcp/443-443 0.0.0.0/0",
+        "tcp/80-80 0.0.0.0/0",
+        "udp/123-123 0.0.0.0/0",
+      ]);
       expect(group).not.toHaveProperty("ipv6CidrBlocks");
     });
 
