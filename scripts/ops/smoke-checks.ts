@@ -260,7 +260,9 @@ async function legacyRefused(ctx: Context, version: "TLSv1" | "TLSv1.1"): Promis
   const outcome = await handshake(ctx.target, version);
   if (outcome.kind === "accepted") return fail(`the server accepted ${outcome.protocol}`);
   if (outcome.kind === "untestable") return fail(`cannot tell: ${outcome.reason}`);
-  if (!ctx.tls12Connected) return fail("cannot tell: TLS 1.2 did not connect either");
+  // A refusal only means something if the server does speak TLS on that port.
+  if (!ctx.tls12Connected) ctx.tls12Connected = (await handshake(ctx.target, "TLSv1.2")).kind === "accepted";
+  if (!ctx.tls12Connected) return fail("cannot tell: TLS 1.2 does not connect either");
   return pass(`refused (${outcome.reason})`);
 }
 
