@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import type { GatewayEnv } from "./render/gateway-env.js";
 import {
   type AcmeServer,
   acmeServerSchema,
@@ -357,4 +358,20 @@ export function loadConfig(): WagateConfig {
   const isSecret = configIsSecret();
   const secretKeys = new Set(Object.keys(raw).filter((k) => isSecret(k)));
   return parseConfig(raw, secretKeys, pulumi.getStack());
+}
+
+/** The gateway's environment (render/gateway-env.ts) from the stack's secrets: a secret itself. */
+export function gatewayEnvOf(config: WagateConfig): pulumi.Output<GatewayEnv> {
+  const w = config.whatsapp;
+  return pulumi.secret(
+    pulumi.all([config.apiSecret, w?.accessToken, w?.appSecret, w?.verifyToken]).apply(
+      ([apiSecret, accessToken, appSecret, verifyToken]): GatewayEnv => ({
+        apiSecret,
+        whatsapp:
+          w && accessToken && appSecret && verifyToken
+            ? { accessToken, appSecret, verifyToken, phoneNumberId: w.phoneNumberId }
+            : undefined,
+      }),
+    ),
+  );
 }

@@ -2,11 +2,12 @@ import { fileURLToPath } from "node:url";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { Backup } from "./components/backup.js";
+import { Dns } from "./components/dns.js";
 import { Host, verifyDebianAmi } from "./components/host.js";
 import { Network } from "./components/network.js";
 import { Provision } from "./components/provision.js";
-import { loadConfig } from "./config.js";
-import { buildContextDigest, listBuildContext, stageBuildContext } from "./plan/build-context.js";
+import { gatewayEnvOf, loadConfig } from "./config.js";
+import { prepareBuildContext } from "./plan/build-context.js";
 import { backupBucketName } from "./plan/names.js";
 import { protectionFor } from "./plan/protection.js";
 import { renderHostBundle } from "./render/bundle.js";
@@ -17,7 +18,6 @@ import { renderGatewayEnvFile } from "./render/gateway-env.js";
 const config = loadConfig();
 const { stack } = config;
 const tags = { project: "wagate", stack };
-const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
 // Looked up before any resource: the account id makes the bucket's global name (so the bundle that holds it is
 // plain data, rendered and hashed up front), and a wrong AMI stops the program cleanly.
@@ -46,66 +46,32 @@ const host = new Host("wagate", {
   identityProtection: protectionFor(stack, "identity"),
   tags,
 });
-
 const dns = config.hostedZoneId
-  ? [
-      new aws.route53.Record("wagate", {
-        zoneId: config.hostedZoneId,
-        name: config.domain,
-        type: "A",
-        ttl: 300,
-        records: [host.publicIp],
-      }),
-    ]
-  : [];
+  ? new Dns("wagate", { hostedZoneId: config.hostedZoneId, domain: config.domain, address: host.publicIp })
+  : undefined;
 
 if (config.provision) {
-  const bundle = renderHostBundle({
-    stack,
-    domain: config.domain,
-    acmeEmail: config.acmeEmail,
-    acmeServer: config.acmeServer,
-    rateLimit: config.rateLimit,
-    waf: config.waf,
-    gatewayImage: config.gatewayImage,
-    backupBucket: bucketName,
-    awsRegion: config.awsRegion,
-  });
-  const whatsapp = config.whatsapp;
-  const gatewayEnv = pulumi
-    .all([config.apiSecret, whatsapp?.accessToken, whatsapp?.appSecret, whatsapp?.verifyToken])
-    .apply(([apiSecret, accessToken, appSecret, verifyToken]) =>
-      renderGatewayEnvFile({
-        apiSecret,
-        whatsapp:
-          whatsapp && accessToken && appSecret && verifyToken
-            ? { accessToken, appSecret, verifyToken, phoneNumberId: whatsapp.phoneNumberId }
-            : undefined,
-      }),
-    );
-  let buildContext: { localDir: string; digest: string } | undefined;
-  if (!config.gatewayImage) {
-    const files = listBuildContext(repoRoot);
-    const digest = buildContextDigest(repoRoot, files);
-    const stageParent = `.local/pulumi/${stack}`;
-    // A path relative to the project root (Pulumi's working directory), the same on every machine.
-    const staged = stageBuildContext(
-      repoRoot,
-      files,
-      fileURLToPath(new URL(`../${stageParent}`, import.meta.url)),
-      digest,
-    );
-    buildContext = { localDir: `${stageParent}/${staged.name}`, digest };
-  }
   new Provision("wagate", {
     host: host.publicIp,
     user: host.sshUser,
     privateKey: host.privateKey,
     instanceId: host.instanceId,
-    bundle,
-    gatewayEnv: pulumi.secret(gatewayEnv),
-    buildContext,
-    dependsOn: dns,
+    bundle: renderHostBundle({
+      stack,
+      domain: config.domain,
+      acmeEmail: config.acmeEmail,
+      acmeServer: config.acmeServer,
+      rateLimit: config.rateLimit,
+      waf: config.waf,
+      gatewayImage: config.gatewayImage,
+      backupBucket: bucketName,
+      awsRegion: config.awsRegion,
+    }),
+    gatewayEnv: pulumi.secret(gatewayEnvOf(config).apply(renderGatewayEnvFile)),
+    buildContext: config.gatewayImage
+      ? undefined
+      : prepareBuildContext(fileURLToPath(new URL("..", import.meta.url)), `.local/pulumi/${stack}`),
+    dependsOn: dns ? [dns.record] : [],
   });
 }
 

@@ -77,3 +77,17 @@ export function stageBuildContext(
   }
   return { name, dir };
 }
+
+/**
+ * Lists, hashes and stages the context of `repoRoot` under `<repoRoot>/<stageParent>`, and returns the staged
+ * directory relative to the repository root (Pulumi's working directory: the same path on every machine).
+ */
+export function prepareBuildContext(
+  repoRoot: string,
+  stageParent: string,
+): { localDir: string; digest: string } {
+  const files = listBuildContext(repoRoot);
+  const digest = buildContextDigest(repoRoot, files);
+  const { name } = stageBuildContext(repoRoot, files, join(repoRoot, stageParent), digest);
+  return { localDir: posix.join(stageParent, name), digest };
+}

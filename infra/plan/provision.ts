@@ -160,6 +160,22 @@ export function envFileCommand(envFile: string): string {
   return `sudo -n bash -c ${shellQuote(script)}`;
 }
 
+/**
+ * Removes files the bundle no longer holds (a dropped nginx snippet must not linger where a glob would load it).
+ * Runs as the SSH user, who owns the bundle directory.
+ */
+export function pruneCommand(remoteDir: string, paths: readonly string[]): string {
+  const keep = paths.map(shellQuote).join(" ");
+  const script = [
+    "set -euo pipefail",
+    `cd ${shellQuote(remoteDir)}`,
+    // grep finding nothing to prune exits 1: that is the usual, successful case.
+    `find . -type f -printf '%P\\n' | { grep -vxF -f <(printf '%s\\n' ${keep}) || true; } | while IFS= read -r f; do rm -f -- "$f"; done`,
+    "find . -mindepth 1 -type d -empty -delete",
+  ].join("; ");
+  return `bash -c ${shellQuote(script)}`;
+}
+
 /** Where a staged build context lands (owned by the SSH user) before it replaces GATEWAY_BUILD_CONTEXT as root. */
 export const REMOTE_STAGE_DIR = "/opt/wagate/stage";
 
@@ -237,6 +253,16 @@ export function remoteActions(plan: ProvisionPlan, sshUser: string, context?: St
         triggers: [],
       }),
     ),
+    {
+      kind: "run",
+      id: "bundle-prune",
+      command: pruneCommand(
+        plan.remoteDir,
+        plan.copies.map((c) => c.path),
+      ),
+      after: plan.copies.map((c) => `file-${c.resourceSuffix}`),
+      triggers: [digestOf(Object.fromEntries(plan.copies.map((c) => [c.path, ""])))],
+    },
     {
       kind: "run",
       id: "gateway-env",

@@ -25,6 +25,7 @@ import {
   envFileCommand,
   type ProvisionPlan,
   planProvision,
+  pruneCommand,
   REMOTE_STAGE_DIR,
   readyCommand,
   remoteActions,
@@ -125,6 +126,7 @@ describe("the remote sequence both executors follow", () => {
     const setup = ids.slice(1, -steps.length);
     expect(setup).toEqual([
       ...plan.copies.map((c) => `file-${c.resourceSuffix}`),
+      "bundle-prune",
       "gateway-env",
       "build-context",
       "build-context-install",
@@ -186,6 +188,20 @@ describe("remote commands, run for real with a sudo that only drops its -n", () 
 
   it("asRoot stops at the first failing command", () => {
     expect(() => sh(asRoot("false; echo reached", scratch))).toThrow();
+  });
+
+  it("pruneCommand removes files the bundle dropped and keeps the others", () => {
+    const dir = join(scratch, "bundle-prune");
+    for (const f of ["keep.sh", "nginx/keep.conf", "nginx/old.conf", "gone/x.conf", "it's odd.txt"]) {
+      mkdirSync(join(dir, f, ".."), { recursive: true });
+      writeFileSync(join(dir, f), "x");
+    }
+    const command = pruneCommand(dir, ["keep.sh", "nginx/keep.conf", "it's odd.txt"]);
+    sh(command);
+    expect(readdirSync(dir).sort()).toEqual(["it's odd.txt", "keep.sh", "nginx"]);
+    expect(readdirSync(join(dir, "nginx"))).toEqual(["keep.conf"]);
+    sh(command);
+    expect(readdirSync(join(dir, "nginx"))).toEqual(["keep.conf"]);
   });
 
   it("envFileCommand writes stdin to a 0600 file and keeps the secret off the command line", () => {
