@@ -152,7 +152,7 @@ describe("invalid configurations fail naming the key", () => {
   });
 
   it("no message repeats a secret value", () => {
-    const bad = "zz" + "9f".repeat(40);
+    const bad = `zz${"9f".repeat(40)}`;
     const problems = problemsOf(() =>
       parse("dev", (c) => {
         c.values["wagate:apiSecret"] = bad;

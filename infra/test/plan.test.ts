@@ -132,7 +132,9 @@ describe("the remote sequence both executors follow", () => {
       "build-context-install",
     ]);
     expect(actions.find((a) => a.id === steps[0])?.after).toEqual(setup);
-    steps.slice(1).forEach((id, i) => expect(actions.find((a) => a.id === id)?.after).toEqual([steps[i]]));
+    steps.slice(1).forEach((id, i) => {
+      expect(actions.find((a) => a.id === id)?.after).toEqual([steps[i]]);
+    });
   });
 
   it("only ever waits on earlier actions", () => {
