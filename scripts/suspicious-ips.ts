@@ -11,11 +11,13 @@ import { type Analysis, analyzeLogs } from "./ops/log-analysis.js";
 import { expandLogPaths } from "./ops/log-files.js";
 import { parseWhen } from "./ops/time-window.js";
 
-const USAGE = `Usage: npm run suspicious-ips -- [options] <log file or glob>...
+const USAGE = `Usage: npm run suspicious-ips -- [options] <log file or glob | ->...
 
 Ranks client IPs in nginx access logs (the edge's JSON format or nginx's default "combined" format, plain or
 gzipped, read as a stream) by requests, POSTs, 4xx, 403, 429 and WAF denials, and flags those over a maximum.
-Quote globs so they reach the command: '/var/log/nginx/access.log*'. Malformed lines are counted and skipped.
+Quote globs so they reach the command: '/var/log/nginx/access.json*'. "-" reads stdin (plain or gzipped), e.g.
+  ssh admin@<host> 'sudo cat /var/log/nginx/access.json*' | npm run suspicious-ips -- -
+Malformed lines are counted and skipped.
 
 Options:
   --since <when>        only entries at or after this time: ISO 8601 with zone, or a duration back from now (1h)

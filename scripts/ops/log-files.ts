@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { open, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 
 // Reading rotated nginx logs: plain and gzipped files (told apart by their magic bytes, not their names),
@@ -25,6 +25,10 @@ function globToRegExp(pattern: string): RegExp {
 export async function expandLogPaths(patterns: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const pattern of patterns) {
+    if (pattern === STDIN) {
+      files.push(STDIN);
+      continue;
+    }
     const name = basename(pattern);
     if (!/[*?]/.test(name)) {
       const info = await stat(pattern).catch(() => undefined);
@@ -56,7 +60,29 @@ async function isGzip(path: string): Promise<boolean> {
   }
 }
 
+/** `-`: the log arrives on stdin, e.g. `ssh admin@host 'sudo cat /var/log/nginx/access.json*' | ...`. */
+export const STDIN = "-";
+
+/** A stream that may be gzipped: peeks at its first bytes, then passes everything on, gunzipped if needed. */
+async function maybeGunzip(input: Readable): Promise<Readable> {
+  const iterator = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) return Readable.from([]);
+  const head = first.value as Buffer;
+  async function* rest(): AsyncGenerator<Buffer> {
+    yield head;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value as Buffer;
+    }
+  }
+  const stream = Readable.from(rest(), { objectMode: false });
+  return head[0] === 0x1f && head[1] === 0x8b ? stream.pipe(createGunzip()) : stream;
+}
+
 export async function openLog(path: string): Promise<Readable> {
+  if (path === STDIN) return maybeGunzip(process.stdin);
   const raw = createReadStream(path, { highWaterMark: 1024 * 1024 });
   return (await isGzip(path)) ? raw.pipe(createGunzip()) : raw;
 }

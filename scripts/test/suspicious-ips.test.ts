@@ -298,6 +298,21 @@ describe("suspicious-ips on a generated rotation (JSON, gzipped JSON, combined, 
     ]);
   });
 
+  it("reads a gzipped log piped on stdin ('-') together with files", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const fromFiles = await analyze([]);
+    const piped = await runScript(
+      "suspicious-ips.ts",
+      ["-", join(dir, "access.log"), join(dir, "access.log.2"), "--json", "--top", "0"],
+      { stdin: await readFile(join(dir, "access.log.1.gz")) },
+    );
+    expect(piped.code).toBe(0);
+    const out = JSON.parse(piped.stdout) as JsonOut;
+    expect(out.files[0]).toBe("-");
+    expect(out.entries).toBe(fromFiles.entries);
+    expect(out.ips).toEqual(fromFiles.ips);
+  });
+
   it("exits 3 with --fail-on-flagged only when a client is flagged", async () => {
     const flagged = await runScript("suspicious-ips.ts", [
       `${dir}/access.log*`,

@@ -13,7 +13,7 @@ export interface RunResult {
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
-  stdin?: string;
+  stdin?: string | Buffer;
   cwd?: string;
   /** Extra node flags placed before `--import tsx`, e.g. a heap limit. */
   nodeFlags?: string[];
