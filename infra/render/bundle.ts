@@ -32,6 +32,7 @@ import {
   renderBackupService,
   renderBackupTimer,
   renderCertbotCaDropIn,
+  renderContainersConf,
   renderGatewayUnit,
 } from "./systemd.js";
 
@@ -196,6 +197,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     envFile: GATEWAY_ENV_FILE,
     podman,
   });
+  if (!podman.keyring) files["containers/wagate.conf"] = renderContainersConf();
   files[`systemd/${BACKUP_SERVICE}`] = renderBackupService();
   files[`systemd/${BACKUP_TIMER}`] = renderBackupTimer();
   files["backup/backup.sh"] = renderBackupScript();
@@ -246,7 +248,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     nginx: [...common, ...under("nginx/")],
     certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/")],
     fail2ban: [...common, ...under("fail2ban/")],
-    gateway: [...common, `systemd/${GATEWAY_UNIT}`],
+    gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/")],
     backups: [...common, ...under("backup/", `systemd/${BACKUP_SERVICE}`, `systemd/${BACKUP_TIMER}`)],
     // Whatever changed, check the whole path again.
     health: all,

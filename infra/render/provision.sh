@@ -57,10 +57,18 @@ daemon_reload() {
   fi
 }
 
+# `systemctl enable` is slow for units with a SysV script (it runs update-rc.d): only when not enabled yet.
+enable() {
+  local u
+  for u in "$@"; do systemctl is-enabled --quiet "$u" 2>/dev/null || systemctl enable --quiet "$u"; done
+}
+
 step_packages() {
-  local missing=() p
+  local missing=() p installed
+  # One dpkg-query for all of them (unknown packages are simply absent from its output).
+  installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null | awk '/ ok installed$/ {print $1}' || true)
   for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    grep -qxF "$p" <<<"$installed" || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
     log "all ${#PACKAGES[@]} packages present"
@@ -94,8 +102,15 @@ step_nginx() {
   install -d -m 0700 -o "$NGINX_USER" -g "$NGINX_USER" "$NGINX_MODSECURITY_TMP"
   if put_tree "$BUNDLE_DIR/nginx" "$NGINX_CONF_DIR" 0644; then changed=0; fi
   bootstrap_certificate
-  nginx -t -q || die "nginx -t refused the rendered configuration"
-  systemctl enable --quiet nginx
+  # `nginx -t` loads the whole CRS (seconds): only when something changed or nginx is down.
+  if ((changed == 0)) || ! nginx_running; then
+    local out
+    if ! out=$(nginx -t -q 2>&1); then
+      printf '%s\n' "$out" >&2
+      die "nginx -t refused the rendered configuration"
+    fi
+  fi
+  enable nginx
   if ! nginx_running; then
     log "starting nginx"
     systemctl start nginx
@@ -133,14 +148,17 @@ step_certificate() {
     fi
     systemctl reload nginx
   fi
-  systemctl enable --quiet --now certbot.timer
+  enable certbot.timer
+  systemctl is-active --quiet certbot.timer || systemctl start certbot.timer
 }
 
 step_fail2ban() {
   local changed=1
   if put_tree "$BUNDLE_DIR/fail2ban" /etc/fail2ban 0644; then changed=0; fi
-  fail2ban-client --test >/dev/null || die "fail2ban refused the rendered configuration"
-  systemctl enable --quiet fail2ban
+  if ((changed == 0)) || ! systemctl is-active --quiet fail2ban; then
+    fail2ban-client --test >/dev/null || die "fail2ban refused the rendered configuration"
+  fi
+  enable fail2ban
   if ! systemctl is-active --quiet fail2ban; then
     log "starting fail2ban"
     systemctl restart fail2ban
@@ -202,15 +220,23 @@ step_gateway() {
   [[ -f "$GATEWAY_ENV_FILE" ]] || die "missing $GATEWAY_ENV_FILE (the stack copies it before this step)"
   chown root:root "$GATEWAY_ENV_FILE"
   chmod 0600 "$GATEWAY_ENV_FILE"
+  local containers_conf=/etc/containers/containers.conf.d/wagate.conf
+  if [[ -f "$BUNDLE_DIR/containers/wagate.conf" ]]; then
+    put "$BUNDLE_DIR/containers/wagate.conf" "$containers_conf" 0644 || true
+  elif [[ -f "$containers_conf" ]]; then
+    rm -f "$containers_conf"
+    log "removed $containers_conf"
+  fi
   ensure_gateway_image
   unit "$GATEWAY_UNIT" || true
   daemon_reload
-  # Restart only when what the container runs with changed: unit, secrets, image.
+  # Restart only when what the container runs with changed: unit, secrets, podman settings, image.
   local state_file=/var/lib/wagate-provision/gateway.state state image_id
   image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE")
-  state=$(cat "/etc/systemd/system/$GATEWAY_UNIT" "$GATEWAY_ENV_FILE" <(echo "$image_id") | sha256sum | cut -d' ' -f1)
+  state=$(cat "/etc/systemd/system/$GATEWAY_UNIT" "$GATEWAY_ENV_FILE" <(cat "$containers_conf" 2>/dev/null || true) \
+    <(echo "$image_id") | sha256sum | cut -d' ' -f1)
   install -d -m 0700 /var/lib/wagate-provision
-  systemctl enable --quiet "$GATEWAY_UNIT"
+  enable "$GATEWAY_UNIT"
   if systemctl is-active --quiet "$GATEWAY_UNIT" && [[ -f "$state_file" && "$(cat "$state_file")" == "$state" ]]; then
     log "gateway unchanged"
   else
@@ -222,6 +248,7 @@ step_gateway() {
 }
 
 step_backups() {
+  ensure_gateway_user
   install -d -m 0700 -o "$GATEWAY_USER" -g "$GATEWAY_USER" "$BACKUP_DIR"
   put "$BUNDLE_DIR/backup/backup.sh" "$BACKUP_SCRIPT" 0755 || true
   put "$BUNDLE_DIR/backup/backup.env" "$BACKUP_ENV_FILE" 0644 || true
@@ -231,7 +258,8 @@ step_backups() {
     systemctl restart "$BACKUP_TIMER"
   fi
   daemon_reload
-  systemctl enable --quiet --now "$BACKUP_TIMER"
+  enable "$BACKUP_TIMER"
+  systemctl is-active --quiet "$BACKUP_TIMER" || systemctl start "$BACKUP_TIMER"
 }
 
 step_health() {

@@ -30,6 +30,17 @@ export const podmanSchema = z
      * (no cgroups at all: only where the host's cgroups cannot be delegated, such as a systemd-nspawn box).
      */
     cgroups: z.enum(["no-conmon", "disabled"]).default("no-conmon"),
+    /**
+     * `bridge`: the container in its own network namespace, its port published on the loopback address only.
+     * `host`: no network namespace (hosts that cannot make one, such as a box sharing its host's network without
+     * CAP_NET_ADMIN); the gateway then binds the loopback address itself.
+     */
+    network: z.enum(["bridge", "host"]).default("bridge"),
+    /**
+     * false only where the kernel keyring syscalls are blocked for services (a systemd-nspawn box): podman's
+     * containers.conf then tells the runtime not to create a session keyring for the container.
+     */
+    keyring: z.boolean().default(true),
     /** Extra `podman run` flags for a particular host (test boxes: ulimits). Never used for secrets. */
     extraRunArgs: z.array(z.string().regex(/^[^%\n]+$/, "must be one line without %")).default([]),
     /** Extra `podman build` flags (test boxes: the locally built base image as a build argument). */
@@ -78,10 +89,14 @@ export function gatewayRunArgs(input: GatewayUnitInput): string[] {
     "--security-opt=no-new-privileges",
     "--pids-limit=512",
     `--volume=${GATEWAY_DATA_DIR}:/data:rw`,
-    `--publish=${input.upstream.host}:${input.upstream.port}:${GATEWAY_CONTAINER_PORT}`,
     `--env-file=${input.envFile}`,
-    "--env=HOST=0.0.0.0",
-    `--env=PORT=${GATEWAY_CONTAINER_PORT}`,
+    ...(podman.network === "host"
+      ? ["--network=host", `--env=HOST=${input.upstream.host}`, `--env=PORT=${input.upstream.port}`]
+      : [
+          `--publish=${input.upstream.host}:${input.upstream.port}:${GATEWAY_CONTAINER_PORT}`,
+          "--env=HOST=0.0.0.0",
+          `--env=PORT=${GATEWAY_CONTAINER_PORT}`,
+        ]),
     `--env=DATABASE_PATH=/data/${GATEWAY_DATABASE_FILE}`,
     "--env=SANDBOX_OUTBOX_PATH=/data/sandbox-outbox.jsonl",
     "--log-driver=journald",
@@ -224,6 +239,11 @@ fi
 find "$backup_dir" -maxdepth 1 -name 'wagate-*.db.gz' -printf '%T@ %p\\n' | sort -rn |
   tail -n +"$(( \${BACKUP_KEEP_LOCAL:-7} + 1 ))" | cut -d' ' -f2- | xargs -r rm -f --
 `;
+}
+
+/** containers.conf drop-in for hosts where `keyring` is false. */
+export function renderContainersConf(): string {
+  return "# Rendered by wagate (infra/render/systemd.ts): this host blocks the kernel keyring syscalls.\n[containers]\nkeyring = false\n";
 }
 
 /** certbot.service drop-in that trusts a private ACME server's listener (a Pebble in a test box; never on AWS). */

@@ -109,14 +109,26 @@ describe("renderHostBundle", () => {
       ...base,
       acmeServer: "https://10.0.0.1:14000/dir",
       acmeCaPem: pem,
-      podman: { globalArgs: ["--runtime", "crun", "--cgroup-manager", "cgroupfs"], cgroups: "disabled" },
+      podman: {
+        globalArgs: ["--runtime", "crun", "--cgroup-manager", "cgroupfs"],
+        cgroups: "disabled",
+        network: "host",
+        keyring: false,
+      },
     });
     expect(bundle.files["certbot/acme-ca.pem"]).toBe(pem);
     expect(bundle.files["systemd/certbot.service.d/wagate-acme-ca.conf"]).toContain("REQUESTS_CA_BUNDLE=");
     expect(bundle.files["systemd/wagate-gateway.service"]).toContain(
       "ExecStart=/usr/bin/podman --runtime crun --cgroup-manager cgroupfs run",
     );
-    expect(bundle.files["systemd/wagate-gateway.service"]).toContain("--cgroups=disabled");
+    const unit = bundle.files["systemd/wagate-gateway.service"] ?? "";
+    expect(unit).toContain("--cgroups=disabled");
+    // Host network: no port publishing, the gateway binds the loopback address itself.
+    expect(unit).toContain("--network=host --env=HOST=127.0.0.1 --env=PORT=3000");
+    expect(unit).not.toContain("--publish");
+    expect(bundle.files["containers/wagate.conf"]).toContain("keyring = false");
+    expect(bundle.steps.find((s) => s.name === "gateway")?.uses).toContain("containers/wagate.conf");
+    expect(renderHostBundle(base).files["containers/wagate.conf"]).toBeUndefined();
     expect(bundle.steps.find((s) => s.name === "certificate")?.uses).toContain("certbot/acme-ca.pem");
   });
 
