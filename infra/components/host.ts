@@ -30,11 +30,18 @@ export const ROOT_VOLUME_GB = 20;
  * distribution or the wrong architecture for the instance type stops the program with the config key named.
  */
 export async function verifyDebianAmi(amiId: string, instanceType: string): Promise<string> {
-  const image = await aws.ec2.getAmi({
-    owners: [DEBIAN_AMI_OWNER],
-    filters: [{ name: "image-id", values: [amiId] }],
-    includeDeprecated: true,
-  });
+  const image = await aws.ec2
+    .getAmi({
+      owners: [DEBIAN_AMI_OWNER],
+      filters: [{ name: "image-id", values: [amiId] }],
+      includeDeprecated: true,
+    })
+    .catch((error: unknown) => {
+      const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      throw new pulumi.RunError(
+        `wagate:amiId: ${amiId} is not one of Debian's images (owner ${DEBIAN_AMI_OWNER}) in this region: ${reason}`,
+      );
+    });
   const problem = amiProblem(
     { imageId: image.id, name: image.name, ownerId: image.ownerId, architecture: image.architecture },
     instanceType,

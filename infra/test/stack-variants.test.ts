@@ -3,6 +3,7 @@ import { GATEWAY_STEP } from "../render/bundle.js";
 import {
   ELASTIC_IP,
   keyOf,
+  MISSING_AMI,
   ofType,
   only,
   type ProgramRun,
@@ -160,5 +161,17 @@ describe("refused configurations stop the program before any resource", () => {
     const attempt = runProgram("dev", stackConfig("dev"), { ami });
     await expect(attempt).rejects.toThrow(/wagate:amiId/);
     await expect(attempt).rejects.toThrow(problem);
+  });
+
+  it("an AMI id Debian does not publish in the region", async () => {
+    const attempt = runProgram(
+      "dev",
+      devWith((c) => {
+        c.values["wagate:amiId"] = MISSING_AMI;
+      }),
+    );
+    await expect(attempt).rejects.toThrow(
+      /^wagate:amiId: ami-0000000000000dead is not one of Debian's images/,
+    );
   });
 });

@@ -9,6 +9,8 @@ import type { StackConfig } from "./stack-config.js";
 
 export const ACCOUNT_ID = "123456789012";
 export const ELASTIC_IP = "198.51.100.10";
+/** An AMI id the mocked EC2 does not know, as AWS answers for another region's or a mistyped id. */
+export const MISSING_AMI = "ami-0000000000000dead";
 /** What the mocked tls.PrivateKey returns as its private key: must only ever travel as a secret. */
 export const TEST_PRIVATE_KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYb3BlbnNzaC1rZXktdjEAAAAA7f3c9e1a\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -108,6 +110,8 @@ function answer(token: string, inputs: Record<string, unknown>, ami: AmiAnswer):
     case "aws:ec2/getAmi:getAmi": {
       const filters = (inputs.filters ?? []) as { name: string; values: string[] }[];
       const imageId = filters.find((f) => f.name === "image-id")?.values[0] ?? "ami-unknown";
+      if (imageId === MISSING_AMI)
+        throw new Error("Your query returned no results. Please change your search criteria");
       return { id: imageId, imageId, ...ami };
     }
     default:
