@@ -138,32 +138,6 @@ afterAll(async () => {
 });
 
 describe("smoke against the edge as rendered for the VM", () => {
-  it("passes every check, one line each, exit 0", async () => {
-    const result = await runScript("smoke.ts", [...smokeArgs(good), "--token-file", tokenFile]);
-    expect(result.stderr).toBe("");
-    const checks = lines(result.stdout);
-    expect(Object.fromEntries(checks)).toEqual({
-      "tls1.2-accepted": "PASS",
-      "tls1.3-accepted": "PASS",
-      certificate: "PASS",
-      "tls1.0-refused": "PASS",
-      "tls1.1-refused": "PASS",
-      "http-redirects": "PASS",
-      health: "PASS",
-      headers: "PASS",
-      "internal-routes-refused": "PASS",
-      "unauthenticated-refused": "PASS",
-      "forged-token-refused": "PASS",
-      "token-accepted": "PASS",
-      "waf-blocks-sqli": "PASS",
-      "rate-limit": "PASS",
-    });
-    expect(result.stdout).toMatch(/: 14 passed, 0 failed, 0 skipped\n$/);
-    expect(result.code).toBe(0);
-    // The token is never echoed.
-    expect(result.stdout).not.toContain((await import("node:fs")).readFileSync(tokenFile, "utf8").trim());
-  });
-
   it("accepts a token without messages:read as authenticated (403, not 401), and skips the check without one", async () => {
     const admin = await runScript(
       "smoke.ts",
@@ -206,6 +180,33 @@ describe("smoke against the edge as rendered for the VM", () => {
     expect(checks.get("health")).toBe("FAIL");
     expect(checks.get("tls1.0-refused")).toBe("PASS");
     expect(result.code).toBe(1);
+  });
+
+  // The full run comes after the others: its rate-limit burst leaves this client's bucket empty for a moment.
+  it("passes every check, one line each, exit 0", async () => {
+    const result = await runScript("smoke.ts", [...smokeArgs(good), "--token-file", tokenFile]);
+    expect(result.stderr).toBe("");
+    const checks = lines(result.stdout);
+    expect(Object.fromEntries(checks)).toEqual({
+      "tls1.2-accepted": "PASS",
+      "tls1.3-accepted": "PASS",
+      certificate: "PASS",
+      "tls1.0-refused": "PASS",
+      "tls1.1-refused": "PASS",
+      "http-redirects": "PASS",
+      health: "PASS",
+      headers: "PASS",
+      "internal-routes-refused": "PASS",
+      "unauthenticated-refused": "PASS",
+      "forged-token-refused": "PASS",
+      "token-accepted": "PASS",
+      "waf-blocks-sqli": "PASS",
+      "rate-limit": "PASS",
+    });
+    expect(result.stdout).toMatch(/: 14 passed, 0 failed, 0 skipped\n$/);
+    expect(result.code).toBe(0);
+    // The token is never echoed.
+    expect(result.stdout).not.toContain((await import("node:fs")).readFileSync(tokenFile, "utf8").trim());
   });
 
   it("left the edge's own JSON log in a shape suspicious-ips reads: the WAF probe and the 429s are counted", async () => {
