@@ -155,7 +155,7 @@ describe("fail2ban-server with the rendered jails", () => {
     await server?.stop();
   });
 
-  it("bans an address that keeps hitting the rate limit, and only that one", async () => {
+  it("bans an address that keeps hitting the rate limit, and one the WAF keeps refusing, and no one else", async () => {
     const confDir = join(dir, "fail2ban");
     // Debian's stock configuration (actions, paths, the sshd jail) plus ours on top, as on the VM.
     await cp("/etc/fail2ban", confDir, { recursive: true });
@@ -225,5 +225,20 @@ actionunban = echo "unban <ip> <name>" >> ${bansFile}
       (await client("status", RATE_LIMIT_JAIL)).match(/Banned IP list:\s*(.*)/)?.[1]?.split(/\s+/) ?? [];
     expect(banned).toContain("127.0.0.31");
     expect(banned).not.toContain("127.0.0.32");
+
+    // A scanner the WAF keeps refusing (3 attacks: within the burst, so every one reaches ModSecurity).
+    const probes = [
+      "/v1/messages?id=1%20UNION%20SELECT%20password%20FROM%20users",
+      "/v1/messages?x=%3Cscript%3E",
+      "/v1/messages?f=..%2F..%2Fetc%2Fshadow",
+    ];
+    for (const path of probes) expect(await hit("127.0.0.41", path)).toBe(403);
+    const wafDeadline = Date.now() + 20_000;
+    while (!bans.includes(`ban 127.0.0.41 ${WAF_JAIL}`) && Date.now() < wafDeadline) {
+      await sleep(200);
+      bans = await readFile(bansFile, "utf8");
+    }
+    expect(bans).toContain(`ban 127.0.0.41 ${WAF_JAIL}`);
+    expect(bans).not.toContain(`ban 127.0.0.41 ${RATE_LIMIT_JAIL}`);
   });
 });
