@@ -41,15 +41,13 @@ import {
 // triggers are the hash of the bundle files it `uses`; the box test (a Debian 12 under systemd-nspawn) runs the
 // same commands over SSH. Contract for both executors:
 //
-// 0. Run prepareRemoteDirsCommand(sshUser) (as the SSH user): remoteDir and GATEWAY_BUILD_CONTEXT exist and the
-//    SSH user may write them (Debian's AMIs log in as `admin`, which cannot write /opt).
+// (infra/plan/provision.ts turns this into one ordered list of remote actions that both executors follow.)
 // 1. Copy `files` to `remoteDir` (keys are paths relative to it). The steps only read it.
-// 2. Install the gateway's env file (renderGatewayEnvFile in gateway-env.ts, the secrets) with
-//    asRoot(INSTALL_GATEWAY_ENV_COMMAND, sshUser), the file's content given on stdin (remote.Command `stdin`,
-//    logging off), before the step named GATEWAY_STEP; re-run that step when the env file changes.
+// 2. Write the gateway's env file (renderGatewayEnvFile in gateway-env.ts, the secrets) to GATEWAY_ENV_FILE,
+//    root 0600, from stdin, before the step named GATEWAY_STEP; re-run that step when the env file changes.
 // 3. When no pinned `gatewayImage` is given, copy the build context (the repository's `package.json`,
 //    `package-lock.json` and `gateway/`) to GATEWAY_BUILD_CONTEXT before GATEWAY_STEP; re-run it when they change.
-// 4. Run `steps` in order, each as asRoot(step.command, sshUser); stop at the first failure. Every step is
+// 4. Run `steps` in order as root (through `sudo -n` for Debian's `admin`); stop at the first failure. Every step is
 //    idempotent and prints `changed …` for what it changed; a second run with the same bundle changes nothing.
 
 /** Where the bundle is copied on the host. */
@@ -82,20 +80,6 @@ export const HOST_PACKAGES = [
   "ca-certificates",
 ] as const;
 
-/** Reads the env file from stdin and installs it root-owned, 0600 (no secret on a command line or in /tmp). */
-export const INSTALL_GATEWAY_ENV_COMMAND = `install -D -m 0600 -o root -g root /dev/stdin ${GATEWAY_ENV_FILE}`;
-
-/** A step's command as the SSH user runs it: directly as root, through `sudo -n` otherwise. */
-export function asRoot(command: string, sshUser: string): string {
-  return sshUser === "root" ? command : `sudo -n ${command}`;
-}
-
-/** Creates the directories the SSH user copies into (run before copying the bundle and the build context). */
-export function prepareRemoteDirsCommand(sshUser: string): string {
-  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(sshUser)) throw new Error(`ssh user ${sshUser} is not a user name`);
-  return asRoot(`install -d -m 0755 -o ${sshUser} ${REMOTE_BUNDLE_DIR} ${GATEWAY_BUILD_CONTEXT}`, sshUser);
-}
-
 export interface HostBundleInput {
   stack: string;
   domain: string;
@@ -119,7 +103,7 @@ export interface HostBundleInput {
 
 export interface ProvisionStep {
   name: string;
-  /** Run on the host as root (asRoot() for another SSH user); no secrets. */
+  /** Run on the host as root; no secrets. */
   command: string;
   /** Bundle paths (keys of `files`) whose content determines when the step re-runs. */
   uses: string[];
