@@ -1,5 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { Agent, request as httpsRequest } from "node:https";
+import { isIP } from "node:net";
 import { type SecureVersion, connect as tlsConnect } from "node:tls";
 
 // The two ways smoke talks to an edge: an HTTP(S) request, and a bare TLS handshake pinned to one protocol
@@ -25,6 +26,11 @@ export interface ProbeResponse {
 
 const MAX_BODY = 64 * 1024;
 
+/** SNI carries host names only: for a URL with an IP address, none is sent (and the certificate names the IP). */
+function sni(target: Target): string | undefined {
+  return isIP(target.host) === 0 ? target.host : undefined;
+}
+
 export function probe(
   scheme: "http" | "https",
   target: Target,
@@ -46,7 +52,7 @@ export function probe(
       scheme === "https"
         ? httpsRequest({
             ...common,
-            servername: target.host,
+            servername: sni(target),
             ca: target.ca,
             agent: options.agent ?? false,
             rejectUnauthorized: true,
@@ -93,7 +99,7 @@ export function handshake(target: Target, version: SecureVersion): Promise<Hands
     const socket = tlsConnect({
       host: target.address,
       port: target.port,
-      servername: target.host,
+      servername: sni(target),
       minVersion: version,
       maxVersion: version,
       ca: target.ca,
@@ -140,5 +146,5 @@ export function handshake(target: Target, version: SecureVersion): Promise<Hands
 
 /** A keep-alive agent for the burst of the rate-limit check (fresh connections would measure the handshake). */
 export function burstAgent(target: Target, sockets: number): Agent {
-  return new Agent({ keepAlive: true, maxSockets: sockets, ca: target.ca, servername: target.host });
+  return new Agent({ keepAlive: true, maxSockets: sockets, ca: target.ca, servername: sni(target) });
 }
