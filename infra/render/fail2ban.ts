@@ -124,7 +124,8 @@ ${jail(RATE_LIMIT_JAIL, "wagate-nginx-limit", accessLog, c.rateLimit)}
 ${jail(WAF_JAIL, "wagate-nginx-waf", errorLog, c.waf)}`;
   return {
     // Debian's fail2ban.conf leaves allowipv6 unset and every client command warns about it.
-    "fail2ban.d/wagate.local": "# Rendered by wagate (infra/render/fail2ban.ts).\n[Definition]\nallowipv6 = auto\n",
+    "fail2ban.d/wagate.local":
+      "# Rendered by wagate (infra/render/fail2ban.ts).\n[Definition]\nallowipv6 = auto\n",
     "filter.d/wagate-nginx-limit.conf": renderRateLimitFilter(),
     "filter.d/wagate-nginx-waf.conf": renderWafFilter(),
     "jail.d/wagate.local": jails,

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { promisify } from "node:util";
 import {
   type CertbotDirs,
@@ -19,10 +19,6 @@ import { requireBinary } from "./processes.js";
 // certbot state under one directory, so the local stack and the tests never touch /etc/letsencrypt.
 
 const execFileAsync = promisify(execFile);
-
-export function localCertbotDirs(root: string): CertbotDirs {
-  return { configDir: join(root, "config"), workDir: join(root, "work"), logsDir: join(root, "logs") };
-}
 
 export interface LocalCertbot {
   dirs: CertbotDirs;

@@ -51,6 +51,28 @@ export async function missingPackages(): Promise<string[]> {
   return missing;
 }
 
+/**
+ * nginx started as root runs its workers as `nobody`: they must be able to walk down to the ACME webroot, or
+ * every HTTP-01 validation fails with a 404. Checked up front, with the fix named, rather than after a failed
+ * certbot run (a checkout under /root is the usual case).
+ */
+async function assertWorkersCanTraverse(dir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { stat } = await import("node:fs/promises");
+  let current = resolve(dir, "..");
+  for (;;) {
+    const info = await stat(current).catch(() => undefined);
+    if (info && (info.mode & 0o001) === 0) {
+      throw new Error(
+        `nginx's workers (user nobody) cannot enter ${current}: use --dir under a traversable path (e.g. /tmp/wagate-local) or chmod o+x ${current}`,
+      );
+    }
+    const parent = resolve(current, "..");
+    if (parent === current) return;
+    current = parent;
+  }
+}
+
 export interface LocalStackOptions {
   /** Everything the stack writes (default `<repo>/.local`); wiped at start: the stack is throwaway. */
   rootDir?: string;
@@ -105,6 +127,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const missing = await missingPackages();
   if (missing.length) throw new Error(`missing Debian packages: apt-get install ${missing.join(" ")}`);
 
+  await assertWorkersCanTraverse(rootDir);
   await rm(rootDir, { recursive: true, force: true });
   // nginx's workers (nobody, when started as root) must traverse it to serve the ACME webroot; the secrets in
   // it are files of their own with mode 0600.
