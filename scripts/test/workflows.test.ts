@@ -60,7 +60,7 @@ describe("the workflows as committed", () => {
   });
 
   it("preview comments one edited preview per affected stack, with the policy pack and the guard", () => {
-    expect(previewProblems(loadWorkflow("preview.yml"))).toEqual([]);
+    expect(previewProblems(loadWorkflow("preview.yml"), loadWorkflow("deploy.yml"))).toEqual([]);
   });
 
   it("deploy sends staging on merge, prod only by an approved manual run after staging, one deploy per stack", () => {
@@ -127,11 +127,19 @@ describe("a careless edit fails", () => {
       (s) => !/preview-guard/.test(String(s.run ?? "")),
     );
     job(wf, "stacks").permissions = { contents: "write" };
-    expect(previewProblems(wf)).toEqual([
+    expect(previewProblems(wf, loadWorkflow("deploy.yml"))).toEqual([
       "preview: edit-pr-comment must be true (one comment per stack)",
       "preview: the policy pack infra/policy must run",
       "preview: no protected-resource guard on pulumi preview --json",
       "stacks: only the preview job may write",
+    ]);
+  });
+
+  it("a preview whose prod guard drifts from deploy's never-destroy list", () => {
+    const wf = copy(loadWorkflow("preview.yml"));
+    (job(wf, "preview").env as Obj).NEVER_DESTROY = "";
+    expect(previewProblems(wf, loadWorkflow("deploy.yml"))).toEqual([
+      "preview: prod's never-destroy types must be deploy.yml's",
     ]);
   });
 

@@ -118,7 +118,7 @@ export function ciProblems(wf: Workflow): string[] {
   return problems;
 }
 
-export function previewProblems(wf: Workflow): string[] {
+export function previewProblems(wf: Workflow, deployWf: Workflow): string[] {
   const problems: string[] = [];
   if (JSON.stringify(triggers(wf)) !== JSON.stringify(["pull_request"]))
     problems.push("preview must run on pull_request only");
@@ -138,6 +138,16 @@ export function previewProblems(wf: Workflow): string[] {
     const expected = { contents: "read", "id-token": "write", "pull-requests": "write" };
     if (JSON.stringify(p) !== JSON.stringify(expected))
       problems.push(`${name}: permissions must be ${JSON.stringify(expected)}`);
+    const env = isObj(job.env) ? job.env : {};
+    const deployProd =
+      isObj(deployWf.jobs) && isObj(deployWf.jobs.prod) && isObj(deployWf.jobs.prod.env)
+        ? deployWf.jobs.prod.env
+        : {};
+    const prodTypes = String(deployProd.NEVER_DESTROY ?? "");
+    const expectedTypes = ["$", `{{ matrix.stack == 'prod' && '${prodTypes}' || '' }}`].join("");
+    if (!prodTypes || env.NEVER_DESTROY !== expectedTypes) {
+      problems.push(`${name}: prod's never-destroy types must be deploy.yml's`);
+    }
     const guard = steps(job).findIndex(
       (s) => /preview-guard-cli\.ts/.test(run(s)) && /pulumi preview .*--json/.test(run(s)),
     );
