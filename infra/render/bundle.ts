@@ -202,6 +202,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     NGINX_MODSECURITY_TMP: posix.join(layout.tempDir, "modsecurity"),
     LETSENCRYPT_DIR: DEBIAN_CERTBOT_DIRS.configDir,
     CERT_NAME,
+    ACME_SERVER_URL: acmeDirectoryUrl(c.acmeServer),
     CERT_FILE: layout.certificate,
     KEY_FILE: layout.certificateKey,
     ACME_CA_FILE,

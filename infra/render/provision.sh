@@ -122,6 +122,15 @@ step_nginx() {
   fi
 }
 
+# The lineage certbot keeps is for this domain and this ACME server (a changed `domain` or a move from Let's
+# Encrypt staging to production must get a new certificate, not keep renewing the old one).
+lineage_matches() {
+  local conf="$LETSENCRYPT_DIR/renewal/$CERT_NAME.conf"
+  [[ -f "$conf" ]] || return 1
+  grep -qxF "server = $ACME_SERVER_URL" "$conf" || return 1
+  openssl x509 -noout -ext subjectAltName -in "$CERT_FILE" 2>/dev/null | grep -qE "DNS:${DOMAIN//./\\.}(,|$)"
+}
+
 step_certificate() {
   local live
   live=$(dirname "$CERT_FILE")
@@ -133,14 +142,20 @@ step_certificate() {
     export REQUESTS_CA_BUNDLE=$ACME_CA_FILE
   fi
   daemon_reload
-  if [[ -f "$LETSENCRYPT_DIR/renewal/$CERT_NAME.conf" ]]; then
-    log "certificate $CERT_NAME present; Debian's certbot.timer renews it"
+  if lineage_matches; then
+    log "certificate $CERT_NAME for $DOMAIN present; Debian's certbot.timer renews it"
   else
-    # Only our own throwaway certificate may be removed: certbot refuses to create a lineage over a live dir.
-    # nginx keeps serving the one it loaded until the reload below.
-    if [[ -f "$live/.wagate-bootstrap" ]]; then rm -rf "$live"; fi
     local args=()
     mapfile -t args <"$BUNDLE_DIR/certbot/certonly.args"
+    if [[ -f "$LETSENCRYPT_DIR/renewal/$CERT_NAME.conf" ]]; then
+      # Same lineage, new domain or ACME server: certbot replaces it only when told to renew now.
+      log "certificate $CERT_NAME is for another domain or ACME server: replacing it"
+      args+=(--force-renewal)
+    elif [[ -f "$live/.wagate-bootstrap" ]]; then
+      # Only our own throwaway certificate may be removed: certbot refuses to create a lineage over a live dir.
+      # nginx keeps serving the one it loaded until the reload below.
+      rm -rf "$live"
+    fi
     log "requesting a certificate for $DOMAIN"
     if ! certbot "${args[@]}"; then
       bootstrap_certificate

@@ -128,6 +128,50 @@ describe("provision.sh's file installer", () => {
   });
 });
 
+describe("provision.sh's certificate decision", () => {
+  it("keeps the lineage only when it is for this domain and this ACME server", async () => {
+    const le = join(dir, "letsencrypt");
+    const live = join(le, "live", "wagate");
+    await mkdir(live, { recursive: true });
+    await mkdir(join(le, "renewal"), { recursive: true });
+    const cert = join(live, "fullchain.pem");
+    await execFileAsync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=api.example.com",
+      "-addext",
+      "subjectAltName=DNS:api.example.com",
+      "-keyout",
+      join(live, "privkey.pem"),
+      "-out",
+      cert,
+    ]);
+    const server = "https://acme-v02.api.letsencrypt.org/directory";
+    const decide = (domain: string, acmeServer: string) =>
+      run("bash", [
+        "-c",
+        `source ${bundleDir}/provision.sh; LETSENCRYPT_DIR=${le}; CERT_FILE=${cert}; DOMAIN=${domain}; ` +
+          `ACME_SERVER_URL=${acmeServer}; if lineage_matches; then echo KEEP; else echo ISSUE; fi`,
+      ]).then((r) => r.out.trim());
+    expect(await decide("api.example.com", server)).toBe("ISSUE"); // no renewal config: never issued
+    await writeFile(join(le, "renewal", "wagate.conf"), `[renewalparams]\nserver = ${server}\n`);
+    expect(await decide("api.example.com", server)).toBe("KEEP");
+    expect(await decide("api2.example.com", server)).toBe("ISSUE");
+    expect(await decide("api.example", server)).toBe("ISSUE");
+    expect(await decide("api.example.com", "https://acme-staging-v02.api.letsencrypt.org/directory")).toBe(
+      "ISSUE",
+    );
+  });
+});
+
 describe("systemd units", () => {
   it("pass systemd-analyze verify", async () => {
     await requireBinary("systemd-analyze", "systemd");
