@@ -1,6 +1,11 @@
+import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { requireBinary } from "../lib/processes.js";
 import { ROOT } from "./helpers/run-script.js";
 import {
   ciProblems,
@@ -52,6 +57,32 @@ describe("the workflows as committed", () => {
       expect(commonProblems(loadWorkflow(file))).toEqual([]);
     },
   );
+
+  it("every run: block passes shellcheck (GitHub expressions stand in as a plain word)", async () => {
+    await requireBinary("shellcheck", "shellcheck");
+    const dir = await mkdtemp(join(tmpdir(), "wagate-workflow-sh-"));
+    const findings: string[] = [];
+    try {
+      let n = 0;
+      for (const file of FILES) {
+        for (const [name, j] of jobs(loadWorkflow(file))) {
+          for (const s of steps(j)) {
+            if (typeof s.run !== "string") continue;
+            const path = join(dir, `${file}-${name}-${n++}.sh`);
+            // GitHub runs `run:` with `bash -e {0}`.
+            await writeFile(path, `#!/bin/bash\nset -e\n${s.run.replace(/\$\{\{[^}]*\}\}/g, "EXPR")}`);
+            await promisify(execFile)("shellcheck", [path]).catch((e: { stdout?: string }) => {
+              findings.push(e.stdout ?? String(e));
+            });
+          }
+        }
+      }
+      expect(n).toBeGreaterThan(10);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(findings).toEqual([]);
+  });
 
   it("ci runs the README's test command on every push and pull request", () => {
     expect(ciProblems(loadWorkflow("ci.yml"))).toEqual([]);
