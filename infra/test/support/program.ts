@@ -154,6 +154,27 @@ function keyOfUrn(urn: string): string {
 
 export const keyOf = (r: Registered) => `${r.type}::${r.name}`;
 
+/** Mocks that answer like AWS would for this program and record every resource and invoke. */
+export function recordingMocks(
+  resources: Registered[],
+  calls: ProgramRun["calls"],
+  ami: AmiAnswer = DEFAULT_AMI,
+): pulumi.runtime.Mocks {
+  return {
+    newResource: (args) => {
+      const id = `${args.name}-id`;
+      const inputs = args.inputs as Record<string, unknown>;
+      const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
+      resources.push({ type: args.type, name: args.name, id, inputs, state, dependencies: [] });
+      return { id: (state.id as string | undefined) ?? id, state };
+    },
+    call: (args) => {
+      calls.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+      return answer(args.token, args.inputs as Record<string, unknown>, ami);
+    },
+  };
+}
+
 /** Waits until the program's outstanding registrations and invokes have all been answered. */
 async function settle(): Promise<void> {
   const waitForRPCs = (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs;
@@ -195,19 +216,7 @@ export async function runProgram(
   vi.resetModules();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   await pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        const id = `${args.name}-id`;
-        const inputs = args.inputs as Record<string, unknown>;
-        const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
-        resources.push({ type: args.type, name: args.name, id, inputs, state, dependencies: [] });
-        return { id: (state.id as string | undefined) ?? id, state };
-      },
-      call: (args) => {
-        calls.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
-        return answer(args.token, args.inputs as Record<string, unknown>, ami);
-      },
-    },
+    recordingMocks(resources, calls, ami),
     "wagate",
     stack,
     options.preview ?? false,
