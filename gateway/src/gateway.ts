@@ -69,6 +69,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
       stopped ??= (async () => {
         await app.close();
         await worker.stop();
+        await transport.close?.();
         await store.close();
       })();
       return stopped;

@@ -90,6 +90,7 @@ describe("messages", () => {
       token,
       body: { type: "text", to: "+14155550123", text: { body: "private" } },
     });
+    await settled(mine.json.id);
     const other = await gw.token(["messages:read"], { sub: "someone-else" });
     const response = await gw.request("GET", `/v1/messages/${mine.json.id}`, { token: other });
     expect(response.status).toBe(404);

@@ -34,8 +34,8 @@ async function start(env: Record<string, string> = {}) {
           return undefined;
         }
         const line = text
-          .trim()
           .split("\n")
+          .filter((l) => l.length > 0)
           .map((l) => JSON.parse(l))
           .find((l) => l.messageId === messageId);
         return line?.template.components[0].parameters[0].text as string | undefined;

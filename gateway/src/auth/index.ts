@@ -5,5 +5,6 @@ export {
   mintToken,
   type Principal,
   secretKey,
+  verificationKey,
   verifyToken,
 } from "./tokens.js";

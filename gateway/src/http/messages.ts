@@ -1,5 +1,6 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
+import { uuidv7 } from "../ids.js";
 import { type OutgoingMessage, PRIORITY, publicStatus } from "../messages.js";
 import type { Metrics } from "../metrics.js";
 import type { MessageRecord, Store } from "../store/store.js";
@@ -69,8 +70,8 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
           throw new ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 printable characters");
         key = parsed.data;
       }
-      const id = randomUUID();
       const now = Date.now();
+      const id = uuidv7(now);
       const answer = { statusCode: 202, body: { id, status: "queued" } };
       const result = await store.enqueueMessage(
         {

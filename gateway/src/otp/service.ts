@@ -1,6 +1,6 @@
-import { randomUUID } from "node:crypto";
 import type { Config } from "../config.js";
 import { createSealer } from "../crypto/sealer.js";
+import { uuidv7 } from "../ids.js";
 import { type OutgoingMessage, PRIORITY, SECRET_PLACEHOLDER } from "../messages.js";
 import type { Store } from "../store/store.js";
 import { codeMatches, deriveOtpKey, generateCode, hashCode } from "./codes.js";
@@ -50,10 +50,10 @@ export function createOtpService(config: Config, store: Store, now: () => number
 
   return {
     async issue(subject, phone) {
-      const otpId = randomUUID();
-      const messageId = randomUUID();
-      const code = generateCode(config.OTP_LENGTH);
       const createdAt = now();
+      const otpId = uuidv7(createdAt);
+      const messageId = uuidv7(createdAt);
+      const code = generateCode(config.OTP_LENGTH);
       const expiresAt = createdAt + ttlMs;
       const result = await store.issueOtp(
         {

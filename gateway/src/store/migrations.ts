@@ -23,7 +23,7 @@ export const MIGRATIONS: readonly Migration[] = [
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_at INTEGER NOT NULL,
         lease_until INTEGER,
-        provider_message_id TEXT UNIQUE,
+        provider_message_id TEXT,
         error_code TEXT,
         error_message TEXT,
         created_at INTEGER NOT NULL,
@@ -31,6 +31,7 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX messages_queued ON messages (priority, next_attempt_at) WHERE status = 'queued';
       CREATE INDEX messages_sending ON messages (lease_until) WHERE status = 'sending';
+      CREATE UNIQUE INDEX messages_provider_id ON messages (provider_message_id) WHERE provider_message_id IS NOT NULL;
 
       CREATE TABLE idempotency_keys (
         subject TEXT NOT NULL,

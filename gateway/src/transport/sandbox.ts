@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { OutgoingMessage } from "../messages.js";
 import type { SendContext, SendOutcome, Transport } from "./transport.js";
@@ -9,6 +9,8 @@ import type { SendContext, SendOutcome, Transport } from "./transport.js";
  */
 export function createSandboxTransport(outboxPath: string): Transport {
   mkdirSync(dirname(outboxPath), { recursive: true });
+  // Opened once in append mode: each line is one write(2), atomic with respect to other appenders.
+  const fd = openSync(outboxPath, "a", 0o600);
   return {
     name: "sandbox",
     async send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
@@ -20,7 +22,7 @@ export function createSandboxTransport(outboxPath: string): Transport {
         ...message,
       };
       try {
-        appendFileSync(outboxPath, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+        writeSync(fd, `${JSON.stringify(line)}\n`);
       } catch (error) {
         return {
           kind: "retryable",
@@ -29,6 +31,9 @@ export function createSandboxTransport(outboxPath: string): Transport {
         };
       }
       return { kind: "accepted", providerMessageId };
+    },
+    async close() {
+      closeSync(fd);
     },
   };
 }

@@ -18,4 +18,5 @@ export interface SendContext {
 export interface Transport {
   readonly name: string;
   send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome>;
+  close?(): Promise<void>;
 }
