@@ -191,12 +191,14 @@ describe("a careless edit fails", () => {
   it("prod outside its approved environment, or smoke before up", () => {
     const wf = copy(loadWorkflow("deploy.yml"));
     delete job(wf, "prod").environment;
+    delete job(wf, "staging").if;
     const all = job(wf, "staging").steps as Obj[];
     const smoke = all.findIndex((s) => /npm run smoke/.test(String(s.run ?? "")));
     const up = all.findIndex(pulumiStep("up"));
     [all[smoke], all[up]] = [all[up] as Obj, all[smoke] as Obj];
     expect(deployProblems(wf)).toEqual([
       "staging: smoke must run after pulumi up",
+      "staging: only main may deploy staging",
       "prod: must run in the prod environment",
     ]);
   });

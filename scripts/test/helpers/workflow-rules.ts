@@ -224,6 +224,9 @@ export function deployProblems(wf: Workflow): string[] {
     else if (withOf(all[up] as Obj).policyPacks !== "infra/policy")
       problems.push(`${name}: up must run the policy pack`);
     if (smoke === -1 || smoke < up) problems.push(`${name}: smoke must run after pulumi up`);
+    const condition = typeof job.if === "string" ? job.if.replace(/\s+/g, " ") : "";
+    if (!condition.includes("github.ref == 'refs/heads/main'"))
+      problems.push(`${name}: only main may deploy ${stack}`);
     if (stack === "prod") {
       const guard = all.findIndex((s) => /preview-guard-cli\.ts/.test(run(s)));
       if (guard === -1 || guard > up)
