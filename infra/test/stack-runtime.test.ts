@@ -19,6 +19,9 @@ const project = parse(readFileSync(`${root}Pulumi.yaml`, "utf8")) as {
   runtime: { name: string; options: { typescript: boolean; nodeargs: string } };
 };
 
+/** A whole program run in a second Node process (tsx transpiling every module): generous on 2 shared cores. */
+const RUNNER_TIMEOUT = 120_000;
+
 let engine: FakeEngine | undefined;
 let program: Started | undefined;
 afterEach(async () => {
@@ -86,26 +89,34 @@ describe("the program under Pulumi's nodejs runner", () => {
     expect(project.runtime.options.nodeargs).toBe("--import tsx");
   });
 
-  it("runs infra/index.ts from package.json's main and exports the stack outputs", async () => {
-    const run = await runAsPulumiWould("staging", stackConfig("staging"));
-    expect(run.logs.filter((l) => l.severity >= 3)).toEqual([]);
-    expect(run.code).toBe(0);
-    expect(run.resources.map((r) => r.type)).toContain("aws:ec2/instance:Instance");
-    expect(run.resources.filter((r) => r.type === "command:remote:Command").length).toBeGreaterThan(5);
-    expect(run.outputs?.url).toBe("https://staging.gateway.example.com");
-    expect(run.outputs?.sshUser).toBe("admin");
-  });
+  it(
+    "runs infra/index.ts from package.json's main and exports the stack outputs",
+    async () => {
+      const run = await runAsPulumiWould("staging", stackConfig("staging"));
+      expect(run.logs.filter((l) => l.severity >= 3)).toEqual([]);
+      expect(run.code).toBe(0);
+      expect(run.resources.map((r) => r.type)).toContain("aws:ec2/instance:Instance");
+      expect(run.resources.filter((r) => r.type === "command:remote:Command").length).toBeGreaterThan(5);
+      expect(run.outputs?.url).toBe("https://staging.gateway.example.com");
+      expect(run.outputs?.sshUser).toBe("admin");
+    },
+    RUNNER_TIMEOUT,
+  );
 
-  it("stops on a plain-text secret with one message naming the key, before any resource", async () => {
-    const config = stackConfig("staging");
-    config.secretKeys = config.secretKeys.filter((k) => k !== "wagate:apiSecret");
-    const run = await runAsPulumiWould("staging", config, {
-      failsWith: /wagate:apiSecret: is stored in plain text/,
-    });
-    expect(run.code).toBe("announced");
-    expect(run.stderr).toMatch(/^error: .*invalid stack configuration/m);
-    expect(run.stderr).not.toContain(config.values["wagate:apiSecret"]);
-    expect(run.stderr).not.toMatch(/\n\s+at /);
-    expect(run.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
-  });
+  it(
+    "stops on a plain-text secret with one message naming the key, before any resource",
+    async () => {
+      const config = stackConfig("staging");
+      config.secretKeys = config.secretKeys.filter((k) => k !== "wagate:apiSecret");
+      const run = await runAsPulumiWould("staging", config, {
+        failsWith: /wagate:apiSecret: is stored in plain text/,
+      });
+      expect(run.code).toBe("announced");
+      expect(run.stderr).toMatch(/^error: .*invalid stack configuration/m);
+      expect(run.stderr).not.toContain(config.values["wagate:apiSecret"]);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+      expect(run.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
+    },
+    RUNNER_TIMEOUT,
+  );
 });
