@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import { z } from "zod";
 import type { EdgeLayout } from "./layout.js";
-import { ACCESS_LOG_FILE, ERROR_LOG_FILE } from "./nginx.js";
+import { ACCESS_LOG_FIELDS, ACCESS_LOG_FILE, ERROR_LOG_FILE } from "./nginx.js";
 
 // fail2ban for the edge: IPs that keep hitting the rate limits or keep being refused by the WAF are banned at
 // the firewall (nftables), so they stop costing nginx anything. Two filters of our own (Debian ships none for
@@ -53,6 +53,13 @@ export type Fail2banInput = z.input<typeof fail2banInputSchema>;
  * limit_req and "conn" for limit_conn.
  */
 export function renderRateLimitFilter(): string {
+  // The regex below relies on the leading fields' order: a reordered log format must fail here, not match nothing.
+  const leading = Object.keys(ACCESS_LOG_FIELDS).slice(0, 4).join(",");
+  if (leading !== "time,remote_addr,edge,status") {
+    throw new Error(
+      `fail2ban's rate-limit filter expects the access log to start with time,remote_addr,edge,status, not ${leading}`,
+    );
+  }
   return `# Rendered by wagate (infra/render/fail2ban.ts). nginx JSON access log (ACCESS_LOG_FIELDS in nginx.ts):
 # one object per line, "time", "remote_addr" and "edge" first. "edge" is "rate" (limit_req) or "conn"
 # (limit_conn) when nginx answered 429 itself; a 429 from the gateway has edge "" and is not counted.
