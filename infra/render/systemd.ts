@@ -96,6 +96,9 @@ export function gatewayRunArgs(input: GatewayUnitInput): string[] {
           `--publish=${input.upstream.host}:${input.upstream.port}:${GATEWAY_CONTAINER_PORT}`,
           "--env=HOST=0.0.0.0",
           `--env=PORT=${GATEWAY_CONTAINER_PORT}`,
+          // Published ports reach the container from the bridge's gateway address, not from loopback: nginx's
+          // X-Forwarded-For is trusted from any peer, which is only nginx (the port is published on loopback only).
+          "--env=TRUST_PROXY=true",
         ]),
     `--env=DATABASE_PATH=/data/${GATEWAY_DATABASE_FILE}`,
     "--env=SANDBOX_OUTBOX_PATH=/data/sandbox-outbox.jsonl",

@@ -200,6 +200,7 @@ describe("the gateway's systemd unit", () => {
       "--publish=127.0.0.1:3000:3000",
       `--env-file=${GATEWAY_ENV_FILE}`,
       "--pull=never",
+      "--env=TRUST_PROXY=true",
     ]) {
       expect(args).toContain(flag);
     }
