@@ -151,5 +151,8 @@ describe("affected stacks", () => {
     });
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual(["prod"]);
+    const bad = await runScript("ops/affected-stacks-cli.ts", ["--base", "main"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/unknown option --base/);
   });
 });
