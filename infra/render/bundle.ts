@@ -73,6 +73,8 @@ export const HOST_PACKAGES = [
   "python3-systemd",
   "nftables",
   "podman",
+  // podman's network plugins publish ports with iptables (nft backend); Debian's cloud images lack the command.
+  "iptables",
   "sqlite3",
   "awscli",
   "curl",
