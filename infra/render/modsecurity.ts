@@ -11,11 +11,15 @@ import type { Waf } from "./settings.js";
 //   application exclusions), 905 (Apache localhost exceptions), 910 (IP reputation: no RBL/GeoIP here), 912 (DoS:
 //   nginx's limit_req does it), 922 (multipart: the API accepts JSON only), 933 (PHP), 944 (Java), every
 //   RESPONSE-* file. The per-(IP, User-Agent) persistent collection of 901 is not initialised: only 910/912 read it.
-// - Audit log: only transactions a rule matched; parts A, H, Z (no request line, no headers, no body), so a
-//   bearer token, an OTP code or Meta's verify token never reaches it. Rule targets exclude the Authorization
-//   header and the OTP code everywhere, so neither can appear as "matched data" in the error log either.
-// - Limits: nginx enforces each route's body size (client_max_body_size); ModSecurity's own limits are the
-//   largest route's, so a 100,000-recipient broadcast is parsed and inspected instead of refused.
+// - Audit log: only transactions a rule matched; parts A, H, Z (A carries the method and URI, no headers, no
+//   body), so a bearer token or an OTP code never reaches it. No rule reads the Authorization header, the OTP
+//   code or Meta's verify token, so none can appear as "matched data" in the audit or error log either.
+// - Limits: nginx enforces each route's body size (client_max_body_size); ModSecurity caps the number of JSON
+//   values it inspects. Two bodies are deliberately not inspected: signed Meta webhooks and broadcasts (rules
+//   10100/10120 below say why).
+// - Speed: CRS's setup is one action, the paranoia level is fixed at render time (rules above it and the
+//   per-level skip rules are removed), and no exclusion is by tag (ModSecurity 3.0.9 re-evaluates every rule's
+//   tags on every request for those).
 
 /** CRS files loaded, in this order (REQUEST-949 last). */
 export const CRS_RULE_FILES = [
@@ -38,12 +42,14 @@ export const CRS_RULE_FILES = [
 export const ALLOWED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] as const;
 
 /**
- * ModSecurity's request body limits, the largest of any route. nginx refuses a larger body per route first.
- * A broadcast of 100,000 recipients with per-recipient parameters is the largest request, both in bytes and in
- * the number of JSON values (each value is one ARGS entry).
+ * ModSecurity's request body limits. nginx refuses a body larger than its route allows first (BODY_LIMITS in
+ * nginx.ts); ModSecurity's byte limit is the largest route's. The value limit bounds the WAF's CPU per request:
+ * CRS costs roughly 50-100 µs per JSON value here, so 1,000 values are tens of milliseconds while 100,000 would
+ * hold a worker for about half a minute. No request of the API needs more, except the two routes whose bodies
+ * are deliberately not inspected (see the rules file).
  */
 export const MODSECURITY_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
-export const MODSECURITY_ARGUMENTS_LIMIT = 500_000;
+export const MODSECURITY_ARGUMENTS_LIMIT = 1_000;
 
 // Content types, charsets and HTTP versions stay CRS's defaults: narrowing them to JSON and UTF-8 here would
 // fail 8 of CRS's own regression tests, and the gateway answers 415 to anything but JSON anyway.
@@ -147,6 +153,20 @@ export function rulesAboveParanoiaLevel(level: number): string[] {
   return [...CRS_PARANOIA_SKIP_RULES, ...above];
 }
 
+/** CRS 3.3.4 rules (loaded files, any paranoia level) whose targets include the whole REQUEST_HEADERS collection. */
+export const HEADER_WIDE_RULES = [
+  "913110",
+  "920270",
+  "920271",
+  "920272",
+  "920274",
+  "920460",
+  "921140",
+  "930100",
+  "930110",
+  "932170",
+] as const;
+
 /** The audit log file name, inside layout.logDir. */
 export const AUDIT_LOG_FILE = "modsec_audit.log";
 
@@ -186,8 +206,8 @@ SecStatusEngine Off
 SecDebugLogLevel 0
 
 # Audit: only transactions a rule matched (the gateway's own 4xx are not WAF events); parts A (who, when, the
-# request id), H (rule ids and messages), Z. Never B/I/C: those carry the Authorization header, OTP codes and
-# Meta's hub.verify_token. One JSON object per line.
+# request id, method and URI), H (rule ids and messages), Z. Never B/I/C: those carry the Authorization header,
+# OTP codes and bodies. One JSON object per line.
 SecAuditEngine RelevantOnly
 SecAuditLogRelevantStatus "^$"
 SecAuditLogParts AHZ
@@ -198,11 +218,10 @@ SecAuditLog ${posix.join(layout.logDir, AUDIT_LOG_FILE)}
 # JSON bodies go through the JSON processor, so each value is inspected as one ARGS entry.
 SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
     "id:10000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
-# A body the processor could not parse is refused: what the WAF could not read, it cannot vouch for.
+# A body the processor could not parse, or with more values than SecArgumentsLimit (the parser stops there and
+# flags an error), is refused: what the WAF could not read, it cannot vouch for.
 SecRule REQBODY_ERROR "!@eq 0" \\
     "id:10001,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body',logdata:'%{reqbody_error_msg}',severity:2"
-SecRule &ARGS "@ge ${MODSECURITY_ARGUMENTS_LIMIT}" \\
-    "id:10002,phase:2,t:none,log,deny,status:413,msg:'Too many arguments',severity:2"
 SecRule TX:/^MSC_/ "!@streq 0" \\
     "id:10003,phase:2,t:none,log,deny,status:500,msg:'ModSecurity internal error flagged: %{MATCHED_VAR_NAME}'"
 
@@ -234,24 +253,32 @@ SecAction "id:900000,phase:1,nolog,pass,t:none,\\
     setvar:tx.enforce_bodyproc_urlencoded=0"
 
 # --- Exclusions that must run before the CRS rules ------------------------------------------------------------
-# Meta's webhook (POST /webhooks/whatsapp). Its body is what WhatsApp users typed: message text, captions,
-# profile names, button titles. Anything at all, including text that looks like SQL or a <script> tag, is a
-# legitimate message the gateway must receive, and Meta retries then drops a delivery that keeps failing. The
-# gateway accepts the body only if X-Hub-Signature-256 is the HMAC-SHA256 of the raw body with the app secret,
-# so the sender is Meta, not the attacker. The exclusion is minimal: only on this path, only for POST, only when
-# a well-formed signature header is present; only the JSON *values* (ARGS) leave the injection families (SQLi,
-# XSS, RCE, LFI, RFI, Node.js). Key names (ARGS_NAMES), the URI, the query string, the headers, the method, the
-# content type and protocol enforcement stay inspected.
+# Two routes whose bodies are not inspected by CRS, deliberately; everything else about them still is in phase 1
+# (request line, URI, headers, method, protocol), with an early block on that score (rule 10130).
+#
+# POST /webhooks/whatsapp with a well-formed X-Hub-Signature-256: Meta's webhook. Its body is what WhatsApp users
+# typed (message text, captions, profile names, button titles): anything at all, including text that looks like
+# SQL or a <script> tag, is a message the gateway must receive, and Meta retries, then drops, a delivery that keeps
+# failing. The gateway accepts the body only if the signature is the HMAC-SHA256 of the raw body with the app
+# secret, so what passes here unread is refused there unless Meta sent it. Up to 3 MB is up to ~100,000 JSON
+# values: inspecting them would also hold an nginx worker for tens of seconds.
 SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
     "id:10100,phase:1,pass,nolog,t:none,chain"
     SecRule REQUEST_METHOD "@streq POST" "chain"
+    SecRule &ARGS_GET "@eq 0" "chain"
     SecRule REQUEST_HEADERS:X-Hub-Signature-256 "@rx ^sha256=[0-9a-f]{64}$" \\
-        "ctl:ruleRemoveTargetByTag=attack-sqli;ARGS,\\
-        ctl:ruleRemoveTargetByTag=attack-xss;ARGS,\\
-        ctl:ruleRemoveTargetByTag=attack-rce;ARGS,\\
-        ctl:ruleRemoveTargetByTag=attack-lfi;ARGS,\\
-        ctl:ruleRemoveTargetByTag=attack-rfi;ARGS,\\
-        ctl:ruleRemoveTargetByTag=attack-injection-nodejs;ARGS"
+        "ctl:requestBodyAccess=Off,setvar:tx.wagate_body_not_inspected=1"
+
+# POST /v1/broadcasts: up to 100,000 recipients (E.164 numbers, optional template parameters), which the gateway
+# validates one by one with its schema and stores with parameterised statements. CRS over 100,000 values costs an
+# nginx worker about half a minute of CPU (measured), during which every other client on that worker waits: a
+# denial of service by itself. Only without a query string (the route takes none): with one, the whole request is
+# inspected, and a large body then meets the ${MODSECURITY_ARGUMENTS_LIMIT}-value limit.
+SecRule REQUEST_FILENAME "@streq /v1/broadcasts" \\
+    "id:10120,phase:1,pass,nolog,t:none,chain"
+    SecRule REQUEST_METHOD "@streq POST" "chain"
+    SecRule &ARGS_GET "@eq 0" \\
+        "ctl:requestBodyAccess=Off,setvar:tx.wagate_body_not_inspected=1"
 
 # The OTP code is digits the gateway validates; keeping it out of every rule keeps it out of every log line.
 SecRule REQUEST_FILENAME "@streq /v1/otp/verify" \\
@@ -265,9 +292,18 @@ SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
 # --- OWASP CRS ------------------------------------------------------------------------------------------------
 ${crs}
 
+# --- After the CRS rules ----------------------------------------------------------------------------------------
+# ModSecurity 3.0.9 skips phase 2 entirely when the request body is not read, and CRS 3.3 blocks only in phase 2
+# (949110): for the two routes above, block here on what phase 1 found.
+SecRule TX:wagate_body_not_inspected "@eq 1" \\
+    "id:10130,phase:1,t:none,deny,status:403,log,chain,\\
+    msg:'Inbound anomaly score exceeded in phase 1 (request body not inspected on this route)'"
+    SecRule TX:ANOMALY_SCORE_PL1 "@ge %{tx.inbound_anomaly_score_threshold}" "t:none"
+
 # --- Exclusions after the CRS rules ---------------------------------------------------------------------------
 # The bearer token is verified cryptographically by the gateway; no rule inspects it, so no log can quote it.
-SecRuleUpdateTargetByTag "OWASP_CRS" "!REQUEST_HEADERS:Authorization"
+# These are the loaded rules that read every request header (by id: an exclusion by tag costs on every request).
+${HEADER_WIDE_RULES.map((id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization"`).join("\n")}
 # REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
 # rendered, not typed by hand) and its sampling rules (sampling is 100 %). 901318/901321 initialise the persistent
 # per-client collection that only 910 (IP reputation) and 912 (DoS) read; neither is loaded, and it costs a SHA-1
