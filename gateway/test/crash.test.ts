@@ -27,7 +27,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function startGateway(port: number, graphBaseUrl: string): Started {
+function startGateway(port: number, graphBaseUrl: string, database: string): Started {
   const started = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
     cwd: join(import.meta.dirname, "../.."),
     logFile: join(dir, "gateway.log"),
@@ -36,7 +36,7 @@ function startGateway(port: number, graphBaseUrl: string): Started {
       API_SECRET,
       HOST: "127.0.0.1",
       PORT: String(port),
-      DATABASE_PATH: join(dir, "wagate.db"),
+      DATABASE_PATH: join(dir, database),
       WHATSAPP_TRANSPORT: "cloud",
       GRAPH_API_BASE_URL: graphBaseUrl,
       WHATSAPP_ACCESS_TOKEN: "crash-test-token",
@@ -62,7 +62,7 @@ describe("crash safety", () => {
       latencyMs: 3_000,
       statusWebhook: { url: `${base}/webhooks/whatsapp`, appSecret: APP_SECRET, retryEveryMs: 100 },
     });
-    const first = startGateway(port, fake.baseUrl);
+    const first = startGateway(port, fake.baseUrl, "crash.db");
     await waitForPort(port, "127.0.0.1", 30_000);
 
     const { token } = await mintToken({
@@ -92,7 +92,7 @@ describe("crash safety", () => {
     expect(fake.requests.length).toBe(CONCURRENCY);
 
     fake.setLatency(0);
-    startGateway(port, fake.baseUrl);
+    const second = startGateway(port, fake.baseUrl, "crash.db");
     await waitForPort(port, "127.0.0.1", 30_000);
 
     const statuses = await eventually(
@@ -117,5 +117,44 @@ describe("crash safety", () => {
     }
     for (const id of ids) expect(received.get(id), `message ${id}`).toBe(1);
     expect(fake.accepted()).toHaveLength(COUNT);
+    await second.stop();
+  });
+
+  it("stops cleanly on SIGTERM: exit code 0, accepted messages kept", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const graph = await startFakeGraph({ accessToken: "crash-test-token" });
+    try {
+      const gateway = startGateway(port, graph.baseUrl, "sigterm.db");
+      await waitForPort(port, "127.0.0.1", 30_000);
+      const { token } = await mintToken({
+        secret: API_SECRET,
+        sub: "sigterm-test",
+        scopes: ["messages:send", "messages:read"],
+        ttlSeconds: 600,
+        issuer: "wagate",
+        audience: "wagate",
+      });
+      const response = await fetch(`${base}/v1/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ type: "text", to: "+14155550123", text: { body: "before SIGTERM" } }),
+      });
+      expect(response.status).toBe(202);
+      gateway.child.kill("SIGTERM");
+      expect(await gateway.exited).toBe(0);
+      // The message was either sent before the stop or is still queued in the database for the next start.
+      const { default: Database } = await import("better-sqlite3");
+      const db = new Database(join(dir, "sigterm.db"), { readonly: true });
+      const { id } = (await response.json()) as { id: string };
+      const row = db.prepare("SELECT status FROM messages WHERE id = ?").get(id) as
+        | { status: string }
+        | undefined;
+      db.close();
+      expect(["queued", "sent"]).toContain(row?.status);
+      expect(graph.accepted().length).toBe(row?.status === "sent" ? 1 : 0);
+    } finally {
+      await graph.close();
+    }
   });
 });

@@ -166,14 +166,14 @@ export class OutboxWorker {
         return;
       case "permanent":
         await o.store.markFailed(record.id, { code: outcome.code, message: outcome.message }, now);
-        o.log.warn({ ...log, code: outcome.code }, "outbox: refused by the provider");
+        o.log.warn({ ...log, errorCode: outcome.code }, "outbox: refused by the provider");
         return;
       case "retryable": {
         if (outcome.code === "130429" || outcome.code === "http_429") o.limiter?.onThrottled?.(record);
         const error = { code: outcome.code, message: outcome.message };
         if (record.attempts >= o.maxAttempts) {
           await o.store.markFailed(record.id, error, now);
-          o.log.warn({ ...log, code: outcome.code }, "outbox: giving up after the last attempt");
+          o.log.warn({ ...log, errorCode: outcome.code }, "outbox: giving up after the last attempt");
           return;
         }
         const delay = Math.max(
@@ -181,13 +181,13 @@ export class OutboxWorker {
           backoffDelay(record.attempts, o.backoffBaseMs, o.backoffMaxMs),
         );
         await o.store.markRetry(record.id, now + delay, error, now);
-        o.log.info({ ...log, code: outcome.code, delayMs: delay }, "outbox: will retry");
+        o.log.info({ ...log, errorCode: outcome.code, delayMs: delay }, "outbox: will retry");
         return;
       }
       case "in_doubt":
         // Left `sending`: a status webhook may still prove the send; otherwise the lease ends and it is retried.
         o.log.warn(
-          { ...log, code: outcome.code },
+          { ...log, errorCode: outcome.code },
           "outbox: outcome unknown, waiting for proof before resending",
         );
         return;
