@@ -304,6 +304,10 @@ SecRule TX:wagate_body_not_inspected "@eq 1" \\
 # The bearer token is verified cryptographically by the gateway; no rule inspects it, so no log can quote it.
 # These are the loaded rules that read every request header (by id: an exclusion by tag costs on every request).
 ${HEADER_WIDE_RULES.map((id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization"`).join("\n")}
+# 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
+# UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other
+# scripts trip it. JSON body values leave this one rule; the query string and form bodies keep it.
+SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
 # REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
 # rendered, not typed by hand) and its sampling rules (sampling is 100 %). 901318/901321 initialise the persistent
 # per-client collection that only 910 (IP reputation) and 912 (DoS) read; neither is loaded, and it costs a SHA-1
