@@ -82,6 +82,16 @@ describe("shell scripts in the bundle", () => {
     expect(result.out).toBe("<--build-arg><BASE=x y>");
   });
 
+  it("dispatches exactly the steps the bundle lists", async () => {
+    const script = await readFile(join(bundleDir, "provision.sh"), "utf8");
+    const cases = script
+      .match(/^case "\$step" in\n(.*)\) "step_\$step" ;;$/m)?.[1]
+      ?.split("|")
+      .map((s) => s.trim());
+    expect(cases).toEqual(renderHostBundle(input).steps.map((s) => s.name));
+    for (const name of cases ?? []) expect(script).toMatch(new RegExp(`^step_${name}\\(\\) \\{$`, "m"));
+  });
+
   it("refuses an unknown step, naming the usage", async () => {
     const result = await run("bash", [join(bundleDir, "provision.sh"), "everything"]);
     expect(result.code).toBe(1);
