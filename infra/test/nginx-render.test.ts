@@ -1,0 +1,205 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { localLayout, vmLayout } from "../render/layout.js";
+import {
+  CRS_PARANOIA_SKIP_RULES,
+  CRS_RULE_FILES,
+  CRS_RULES_BY_PARANOIA_LEVEL,
+  HEADER_WIDE_RULES,
+  renderModsecurity,
+  rulesAboveParanoiaLevel,
+} from "../render/modsecurity.js";
+import { renderNginx } from "../render/nginx.js";
+import { rateLimitSchema, wafSchema } from "../render/settings.js";
+
+// The renderers as pure functions: what the VM gets, what config changes, what is refused.
+
+const vm = () =>
+  renderNginx({
+    domain: "api.example.com",
+    rateLimit: rateLimitSchema.parse({}),
+    waf: wafSchema.parse({}),
+    layout: vmLayout(),
+  });
+
+describe("renderNginx", () => {
+  it("renders a whole nginx.conf for the VM: Debian paths, 80/443 on every address, www-data, no includes", () => {
+    const conf = vm()["nginx.conf"] ?? "";
+    expect(conf).toMatch(/^load_module \/usr\/lib\/nginx\/modules\/ngx_http_modsecurity_module\.so;$/m);
+    expect(conf).toMatch(/^user www-data;$/m);
+    expect(conf).toContain("listen 443 ssl http2 default_server;");
+    expect(conf).toContain("listen [::]:443 ssl http2 default_server;");
+    expect(conf).toContain("listen 80 default_server;");
+    expect(conf).toContain("ssl_certificate /etc/letsencrypt/live/wagate/fullchain.pem;");
+    expect(conf).toContain("ssl_protocols TLSv1.2 TLSv1.3;");
+    expect(conf).not.toMatch(/ssl_stapling|TLSv1\.1|TLSv1 /);
+    expect(conf).toContain("server_tokens off;");
+    expect(conf).toContain("return 301 https://api.example.com$request_uri;");
+    expect(conf).not.toMatch(/^\s*include\b/m);
+    expect(conf).toContain("server 127.0.0.1:3000 max_fails=0;");
+    // Rules loaded once, at http level; switched on only where requests are proxied.
+    expect(conf.match(/modsecurity_rules_file/g)?.length).toBe(1);
+    expect(conf).toContain("modsecurity_rules_file /etc/nginx/modsecurity.d/wagate.conf;");
+    expect(Object.keys(vm()).sort()).toEqual(["ffdhe2048.pem", "modsecurity.d/wagate.conf", "nginx.conf"]);
+  });
+
+  it("takes every limit from the stack config", () => {
+    const conf =
+      renderNginx({
+        domain: "api.example.com",
+        rateLimit: rateLimitSchema.parse({
+          perIp: { rate: 7, burst: 13 },
+          otpPerMinute: { rate: 3, burst: 2 },
+          perToken: { rate: 40, burst: 80 },
+          webhookPerIp: { rate: 90, burst: 150 },
+          connectionsPerIp: 33,
+        }),
+        waf: wafSchema.parse({}),
+        layout: vmLayout(),
+      })["nginx.conf"] ?? "";
+    expect(conf).toContain("zone=wagate_ip:10m rate=7r/s;");
+    expect(conf).toContain("zone=wagate_otp:10m rate=3r/m;");
+    expect(conf).toContain("zone=wagate_token:10m rate=40r/s;");
+    expect(conf).toContain("zone=wagate_webhook:1m rate=90r/s;");
+    expect(conf).toContain("limit_req zone=wagate_ip burst=13 nodelay;");
+    expect(conf).toContain("limit_req zone=wagate_otp burst=2 nodelay;");
+    expect(conf).toContain("limit_req zone=wagate_token burst=80 nodelay;");
+    expect(conf).toContain("limit_req zone=wagate_webhook burst=150 nodelay;");
+    expect(conf).toContain("limit_conn wagate_conn 33;");
+    expect(conf).toContain("limit_req_status 429;");
+  });
+
+  it("never keys a zone on the bearer token itself", () => {
+    const conf = vm()["nginx.conf"] ?? "";
+    expect(conf).not.toMatch(/limit_req_zone \$http_authorization/);
+    expect(conf).toMatch(/limit_req_zone \$wagate_token_key zone=wagate_token/);
+  });
+
+  it("without the WAF, loads no module and no rules", () => {
+    const files = renderNginx({
+      domain: "api.example.com",
+      rateLimit: rateLimitSchema.parse({}),
+      waf: wafSchema.parse({ enabled: false }),
+      layout: vmLayout(),
+    });
+    expect(files["nginx.conf"]).not.toContain("modsecurity");
+    expect(Object.keys(files).sort()).toEqual(["ffdhe2048.pem", "nginx.conf"]);
+  });
+
+  it("refuses a domain that is not a DNS name (nothing reaches the config unchecked)", () => {
+    for (const domain of [
+      "api.example.com; include /etc/passwd",
+      "API.EXAMPLE.COM",
+      "localhost",
+      "-x.example.com",
+      "",
+    ]) {
+      expect(() =>
+        renderNginx({
+          domain,
+          rateLimit: rateLimitSchema.parse({}),
+          waf: wafSchema.parse({}),
+          layout: vmLayout(),
+        }),
+      ).toThrow();
+    }
+  });
+
+  it("a local layout binds 127.0.0.1 on its own ports, without a user directive", () => {
+    const layout = localLayout("/tmp/wagate-local", { http: 8080, https: 8443, upstream: 3100 });
+    const conf =
+      renderNginx({
+        domain: "gateway.test",
+        rateLimit: rateLimitSchema.parse({}),
+        waf: wafSchema.parse({}),
+        layout,
+      })["nginx.conf"] ?? "";
+    expect(conf).toContain("listen 127.0.0.1:8443 ssl http2 default_server;");
+    expect(conf).toContain("return 301 https://gateway.test:8443$request_uri;");
+    expect(conf).not.toMatch(/^user /m);
+    expect(conf).toContain("pid /tmp/wagate-local/nginx.pid;");
+  });
+});
+
+describe("renderModsecurity", () => {
+  it("blocks, with the paranoia level and thresholds from config", () => {
+    const { files } = renderModsecurity(
+      wafSchema.parse({ paranoiaLevel: 2, inboundAnomalyThreshold: 7, outboundAnomalyThreshold: 6 }),
+      vmLayout(),
+    );
+    const rules = files["modsecurity.d/wagate.conf"] ?? "";
+    expect(rules).toMatch(/^SecRuleEngine On$/m);
+    expect(rules).toContain("setvar:tx.paranoia_level=2,");
+    expect(rules).toContain("setvar:tx.inbound_anomaly_score_threshold=7,");
+    expect(rules).toContain("setvar:tx.outbound_anomaly_score_threshold=6,");
+    expect(rules).toMatch(/^SecAuditLogParts AHZ$/m);
+    expect(rules).not.toMatch(/IncludeOptional/);
+    for (const f of CRS_RULE_FILES) expect(rules).toContain(`Include /usr/share/modsecurity-crs/rules/${f}`);
+    // Level 2 keeps its own rules and removes levels 3 and 4.
+    const removed = rules
+      .split("\n")
+      .filter((l) => l.startsWith("SecRuleRemoveById 9"))
+      .join(" ");
+    expect(removed).not.toContain("942110");
+    expect(removed).toContain("942101");
+    expect(removed).toContain("942421");
+  });
+
+  it("removes, at each paranoia level, exactly the rules above it", () => {
+    expect(rulesAboveParanoiaLevel(1)).toEqual([
+      ...CRS_PARANOIA_SKIP_RULES,
+      ...CRS_RULES_BY_PARANOIA_LEVEL[2],
+      ...CRS_RULES_BY_PARANOIA_LEVEL[3],
+      ...CRS_RULES_BY_PARANOIA_LEVEL[4],
+    ]);
+    expect(rulesAboveParanoiaLevel(4)).toEqual([...CRS_PARANOIA_SKIP_RULES]);
+  });
+});
+
+describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", () => {
+  const crsRules = "/usr/share/modsecurity-crs/rules";
+  const expand = (ranges: readonly string[]) =>
+    ranges.flatMap((r) => {
+      const [a, b = a] = r.split("-").map(Number) as [number, number?];
+      return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => String(a + i));
+    });
+
+  it("skip rules and rules per paranoia level", async () => {
+    const files = await readdir(crsRules).catch(() => {
+      throw new Error("OWASP CRS is not installed: apt-get install modsecurity-crs");
+    });
+    const skip = new Set<string>();
+    const byLevel: Record<number, Set<string>> = { 2: new Set(), 3: new Set(), 4: new Set() };
+    const wide = new Set<string>();
+    for (const file of CRS_RULE_FILES.filter((f) => !/90[19]|949/.test(f.slice(8, 11)))) {
+      expect(files).toContain(file);
+      const lines = (await readFile(join(crsRules, file), "utf8")).split("\n");
+      let level = 1;
+      let target = "";
+      lines.forEach((line, i) => {
+        const plSkip = line.match(/EXECUTING_PARANOIA_LEVEL "@lt (\d)"/);
+        if (line.startsWith("SecRule ")) target = line.split(" ")[1] ?? "";
+        const id = line.match(/\bid:(\d{6})/)?.[1];
+        if (plSkip) {
+          level = Number(plSkip[1]);
+          const skipId = lines
+            .slice(i, i + 4)
+            .join(" ")
+            .match(/id:(\d{6})/)?.[1];
+          if (skipId) skip.add(skipId);
+          return;
+        }
+        if (!id) return;
+        if (level > 1) byLevel[level]?.add(id);
+        if (/(^|\|)REQUEST_HEADERS(\||$)/.test(target)) wide.add(id);
+        target = "";
+      });
+    }
+    expect(new Set(expand(CRS_PARANOIA_SKIP_RULES))).toEqual(skip);
+    for (const level of [2, 3, 4] as const) {
+      expect(new Set(expand(CRS_RULES_BY_PARANOIA_LEVEL[level])), `level ${level}`).toEqual(byLevel[level]);
+    }
+    expect(new Set(HEADER_WIDE_RULES)).toEqual(wide);
+  });
+});
