@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -163,7 +163,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
     );
     await waitForPort(acmePort);
     await waitForPort(managementPort);
-    const listenerCa = await import("node:fs/promises").then((fs) => fs.readFile(listener.caFile, "utf8"));
+    const listenerCa = await readFile(listener.caFile, "utf8");
     let issuerRootPem = "";
     for (let attempt = 0; attempt < 50 && !issuerRootPem; attempt++) {
       const root = await httpsGetText(`https://127.0.0.1:${managementPort}/roots/0`, listenerCa).catch(
