@@ -33,8 +33,9 @@ const DOMAIN = "gateway.test";
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const MESSAGE = JSON.stringify({
+  type: "text",
   to: "+15551234567",
-  text: "Your order 1234 has shipped. Track it in the app!",
+  text: { body: "Your order 1234 has shipped. Track it in the app!" },
 });
 
 interface WrkResult {
@@ -175,7 +176,7 @@ async function pacedClient(edge: RunningNginx, localAddress: string, perSecond: 
   const agent = new Agent({ keepAlive: true, maxSockets: 4, localAddress, rejectUnauthorized: false });
   const latencies: number[] = [];
   let ok = 0;
-  let refused = 0;
+  const refused: string[] = [];
   const one = () =>
     new Promise<void>((resolve) => {
       const started = performance.now();
@@ -192,13 +193,13 @@ async function pacedClient(edge: RunningNginx, localAddress: string, perSecond: 
           res.on("end", () => {
             latencies.push(performance.now() - started);
             if ((res.statusCode ?? 0) < 300) ok++;
-            else refused++;
+            else refused.push(String(res.statusCode));
             resolve();
           });
         },
       );
-      req.on("error", () => {
-        refused++;
+      req.on("error", (error: NodeJS.ErrnoException) => {
+        refused.push(error.code ?? "error");
         resolve();
       });
       req.end(MESSAGE);
@@ -222,7 +223,9 @@ async function victims(edge: RunningNginx, clients: number, perSecond: number, s
   );
   const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const ok = results.reduce((n, r) => n + r.ok, 0);
-  const refused = results.reduce((n, r) => n + r.refused, 0);
+  const counts = new Map<string, number>();
+  for (const kind of results.flatMap((r) => r.refused)) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  const refused = counts.size ? [...counts].map(([k, n]) => `${n}x ${k}`).join(", ") : "none";
   return {
     okPerSecond: ok / seconds,
     refused,
