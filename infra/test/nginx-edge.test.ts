@@ -272,3 +272,35 @@ describe("the largest valid request of every route passes", () => {
     expect(message.status).toBe(200);
   });
 });
+
+describe("reload", () => {
+  function servedCertificate(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({
+        host: "127.0.0.1",
+        port: edge.layout.httpsPort,
+        servername: DOMAIN,
+        rejectUnauthorized: false,
+      });
+      socket.once("secureConnect", () => {
+        const fingerprint = socket.getPeerCertificate().fingerprint256;
+        socket.destroy();
+        resolve(fingerprint);
+      });
+      socket.once("error", reject);
+    });
+  }
+
+  it("serves a replaced certificate after reload(), without a restart", async () => {
+    const before = await servedCertificate();
+    const { writeSelfSignedCertificate } = await import("../../scripts/lib/nginx.js");
+    await writeSelfSignedCertificate(edge.layout, DOMAIN, { overwrite: true });
+    await edge.nginx.reload();
+    const { X509Certificate } = await import("node:crypto");
+    const { readFile } = await import("node:fs/promises");
+    const replaced = new X509Certificate(await readFile(edge.layout.certificate)).fingerprint256;
+    expect(replaced).not.toBe(before);
+    expect(await servedCertificate()).toBe(replaced);
+    expect(edge.nginx.child.exitCode).toBeNull();
+  });
+});
