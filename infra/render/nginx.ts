@@ -12,9 +12,13 @@ import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "./settings
 //   (`vmLayout()`), the local stack's and the tests' (`localLayout(root, ports)`). It is a *whole* nginx.conf:
 //   it loads the ModSecurity module from `layout.modulesDir` itself and includes nothing from Debian's
 //   sites-enabled or conf.d.
-// - The certificate must exist before nginx starts (443 cannot listen without one): `scripts/lib/nginx.ts` writes a
-//   throwaway self-signed one until certbot (`--cert-name wagate`, see `CERT_NAME`) replaces it, then a reload
-//   (SIGHUP) serves the new one.
+// - Running it (local stack, tests, benchmark): `scripts/lib/nginx.ts` —
+//   `writeSelfSignedCertificate(layout, domain)` puts a throwaway certificate where certbot (`--cert-name wagate`,
+//   see `CERT_NAME`) will put the real one (443 cannot listen without one); `startNginx({ layout, files })` writes
+//   the files, runs `nginx -t`, starts nginx in the foreground under startProcess and waits for both ports; its
+//   `reload(files?)` re-checks, sends SIGHUP and returns once new workers serve (e.g. after a renewal).
+// - The error log is `<logDir>/error.log` (ModSecurity denials: "Access denied ... [id "949110"]"), the
+//   ModSecurity audit log `<logDir>/modsec_audit.log` (JSON, one transaction per line, AUDIT_LOG_FILE).
 // - The access log is `<logDir>/access.json`, one JSON object per line (ACCESS_LOG_FIELDS); `edge` says when the
 //   edge itself refused the request ("waf", "rate", "conn", ...). fail2ban's filters match on it.
 //
