@@ -28,7 +28,8 @@ export interface GatewayOverrides {
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
 export async function createGateway(config: Config, overrides: GatewayOverrides = {}): Promise<Gateway> {
-  const store = overrides.store ?? openSqliteStore(config.DATABASE_PATH);
+  const store =
+    overrides.store ?? openSqliteStore(config.DATABASE_PATH, { fsync: config.DATABASE_SYNC === "full" });
   const transport = overrides.transport ?? createTransport(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;

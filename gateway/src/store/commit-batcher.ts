@@ -18,6 +18,7 @@ const MAX_SYNCS_IN_FLIGHT = 2;
 
 interface PendingWrite {
   run: () => unknown;
+  durable: boolean;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
 }
@@ -51,9 +52,20 @@ export class CommitBatcher {
     this.walFd = walPath ? openSync(walPath, "r") : undefined;
   }
 
-  write<T>(run: () => T): Promise<T> {
+  /**
+   * Runs `run` in the next group commit. `durable` (the default): resolves once the WAL is fsynced — for what
+   * answers a client (an accepted message, an OTP issued, a revocation). `durable: false`: resolves right after
+   * COMMIT, which survives a killed process but maybe not a power cut — for bookkeeping whose loss is already
+   * handled (the outbox's claims and outcomes: a lost one makes a message in doubt, never lost).
+   */
+  write<T>(run: () => T, options: { durable?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({
+        run,
+        durable: options.durable ?? true,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -76,8 +88,9 @@ export class CommitBatcher {
     results.forEach((result, i) => {
       const write = writes[i] as PendingWrite;
       // A write that failed changed nothing: no need to wait for the disk to say so.
-      if (result.ok) this.unsynced.push({ write, value: result.value });
-      else write.reject(result.value);
+      if (!result.ok) write.reject(result.value);
+      else if (write.durable) this.unsynced.push({ write, value: result.value });
+      else write.resolve(result.value);
     });
     this.sync();
   }

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messages.js";
+import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
 import type {
@@ -45,6 +46,13 @@ interface MessageRow {
 
 const HOUR_MS = 3_600_000;
 
+/**
+ * The outbox's claims and outcomes commit without waiting for the fsync. A process kill loses none of them; a
+ * power cut may lose the last few, which at worst puts a message back in doubt (then settled by Meta's status
+ * webhook, or resent): never a lost message. What answers a client waits for the fsync.
+ */
+const OUTBOX_BOOKKEEPING = { durable: false } as const;
+
 function toRecord(row: MessageRow): MessageRecord {
   return {
     id: row.id,
@@ -83,7 +91,15 @@ function migrate(db: BetterSqlite3.Database): void {
   }
 }
 
-export function openSqliteStore(path: string): Store {
+export interface SqliteStoreOptions {
+  /**
+   * true (default): every write that answers a client waits for the WAL's fsync — survives a power cut.
+   * false: it waits for COMMIT only — survives a killed process, not a power cut or kernel crash.
+   */
+  fsync?: boolean;
+}
+
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Store {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new BetterSqlite3(path);
   db.pragma("journal_mode = WAL");
@@ -91,7 +107,14 @@ export function openSqliteStore(path: string): Store {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
-  const batcher = new CommitBatcher(db, path === ":memory:" ? undefined : `${path}-wal`);
+  // Checkpoints run on a worker thread (see checkpointer.ts); SQLite still checkpoints when the last
+  // connection closes.
+  const checkpointer = path === ":memory:" ? undefined : startCheckpointer(path);
+  if (checkpointer) db.pragma("wal_autocheckpoint = 0");
+  const batcher = new CommitBatcher(
+    db,
+    path === ":memory:" || options.fsync === false ? undefined : `${path}-wal`,
+  );
 
   const s = {
     insertMessage: db.prepare(
@@ -247,20 +270,22 @@ export function openSqliteStore(path: string): Store {
         return rows
           .map(toRecord)
           .sort((a, b) => a.priority - b.priority || a.nextAttemptAt - b.nextAttemptAt);
-      });
+      }, OUTBOX_BOOKKEEPING);
     },
 
     markSent(id, providerId, now) {
-      return batcher.write(() => void s.markSent.run({ id, providerId, now }));
+      return batcher.write(() => void s.markSent.run({ id, providerId, now }), OUTBOX_BOOKKEEPING);
     },
     markRetry(id, nextAt, error: SendError, now) {
       return batcher.write(
         () => void s.markRetry.run({ id, nextAt, code: error.code, message: error.message, now }),
+        OUTBOX_BOOKKEEPING,
       );
     },
     markFailed(id, error: SendError, now) {
       return batcher.write(
         () => void s.markFailed.run({ id, code: error.code, message: error.message, now }),
+        OUTBOX_BOOKKEEPING,
       );
     },
 
@@ -342,6 +367,7 @@ export function openSqliteStore(path: string): Store {
     async close() {
       if (!db.open) return;
       batcher.close();
+      await checkpointer?.stop();
       db.close();
     },
   };
