@@ -16,6 +16,10 @@ export interface PebbleOptions {
   dir: string;
   /** The port Pebble's validator connects to for HTTP-01: where nginx serves `/.well-known/acme-challenge/`. */
   httpPort: number;
+  /** Address Pebble's ACME listener binds (default 127.0.0.1; a test box reaches it on the host's veth address). */
+  listenAddress?: string;
+  /** What every DNS name resolves to for Pebble's validator (default 127.0.0.1; a test box: the box's address). */
+  resolveTo?: string;
 }
 
 export interface Pebble {
@@ -34,6 +38,7 @@ export interface Pebble {
 /** A CA and a `localhost`/127.0.0.1 certificate it signs, for Pebble's listener only. */
 async function makeListenerCertificate(
   dir: string,
+  extraIp?: string,
 ): Promise<{ caFile: string; certFile: string; keyFile: string }> {
   const caKey = join(dir, "listener-ca.key");
   const caFile = join(dir, "listener-ca.pem");
@@ -58,7 +63,7 @@ async function makeListenerCertificate(
   ]);
   await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", keyFile]);
   await openssl(["req", "-new", "-key", keyFile, "-subj", "/CN=localhost", "-out", csr]);
-  await writeFile(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  await writeFile(ext, `subjectAltName=DNS:localhost,IP:127.0.0.1${extraIp && extraIp !== "127.0.0.1" ? `,IP:${extraIp}` : ""}\nextendedKeyUsage=serverAuth\n`);
   await openssl([
     "x509",
     "-req",
@@ -102,7 +107,8 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   await requireBinary("openssl", "openssl");
   const dir = options.dir;
   await mkdir(dir, { recursive: true });
-  const listener = await makeListenerCertificate(dir);
+  const listenAddress = options.listenAddress ?? "127.0.0.1";
+  const listener = await makeListenerCertificate(dir, listenAddress);
   const [acmePort, managementPort, dnsPort, dnsManagementPort] = [
     await freePort(),
     await freePort(),
@@ -121,7 +127,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
           "-dns01",
           `127.0.0.1:${dnsPort}`,
           "-defaultIPv4",
-          "127.0.0.1",
+          options.resolveTo ?? "127.0.0.1",
           "-defaultIPv6",
           "",
           "-http01",
@@ -141,7 +147,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
       configFile,
       JSON.stringify({
         pebble: {
-          listenAddress: `127.0.0.1:${acmePort}`,
+          listenAddress: `${listenAddress}:${acmePort}`,
           managementListenAddress: `127.0.0.1:${managementPort}`,
           certificate: listener.certFile,
           privateKey: listener.keyFile,
@@ -161,7 +167,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
         env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_AUTHZREUSE: "0", PEBBLE_WFE_NONCEREJECT: "0" },
       }),
     );
-    await waitForPort(acmePort);
+    await waitForPort(acmePort, listenAddress);
     await waitForPort(managementPort);
     const listenerCa = await readFile(listener.caFile, "utf8");
     let issuerRootPem = "";
@@ -176,7 +182,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
     const issuerRootFile = join(dir, "pebble-root.pem");
     await writeFile(issuerRootFile, issuerRootPem);
     return {
-      directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
+      directoryUrl: `https://${listenAddress}:${acmePort}/dir`,
       listenerCaFile: listener.caFile,
       issuerRootPem,
       issuerRootFile,

@@ -1,0 +1,119 @@
+import { request } from "node:http";
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { boxBundleInput, changeLines } from "../../scripts/lib/box/box-run.js";
+import { actionInputs } from "../../scripts/lib/box/executor.js";
+import { type BoxProxy, isAllowedConnect, isAllowedUrl, startBoxProxy } from "../../scripts/lib/box/proxy.js";
+import { planProvision, remoteActions } from "../plan/provision.js";
+import { renderHostBundle } from "../render/bundle.js";
+
+// The box's parts that run without a box: the proxy's allowlist (real HTTP on loopback), what makes the box
+// executor re-run an action, and the box's bundle (the test-only inputs reach it).
+
+const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const bundleInput = (burst = 20) =>
+  boxBundleInput(
+    { directoryUrl: "https://10.231.77.1:14000/dir", listenerCaPem: pem },
+    "http://10.231.77.1:3128",
+    burst,
+  );
+
+describe("box proxy", () => {
+  let proxy: BoxProxy;
+  beforeAll(async () => {
+    proxy = await startBoxProxy("127.0.0.1");
+  });
+  afterAll(async () => {
+    await proxy.close();
+  });
+
+  it("lets through Debian's mirror over HTTP and the npm registry's CONNECT only", () => {
+    expect(isAllowedUrl("http://deb.debian.org/debian/dists/bookworm/InRelease")).toBe(true);
+    expect(isAllowedUrl("https://deb.debian.org/debian/")).toBe(false);
+    expect(isAllowedUrl("http://deb.debian.org:8080/debian/")).toBe(false);
+    expect(isAllowedUrl("http://example.com/")).toBe(false);
+    expect(isAllowedUrl("http://169.254.169.254/latest/meta-data/")).toBe(false);
+    expect(isAllowedConnect("registry.npmjs.org:443")).toBe(true);
+    expect(isAllowedConnect("github.com:443")).toBe(false);
+    expect(isAllowedConnect("registry.npmjs.org:22")).toBe(false);
+  });
+
+  it("answers 403 to any other URL, and records it", async () => {
+    const port = Number(new URL(proxy.url).port);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: "127.0.0.1", port, path: "http://169.254.169.254/latest/meta-data/", method: "GET" },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    expect(status).toBe(403);
+    expect(proxy.refused).toContain("GET http://169.254.169.254/latest/meta-data/");
+  });
+
+  it("refuses a CONNECT tunnel to anything but the npm registry", async () => {
+    const port = Number(new URL(proxy.url).port);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1", () =>
+        socket.write("CONNECT github.com:443 HTTP/1.1\r\nHost: github.com:443\r\n\r\n"),
+      );
+      let text = "";
+      socket.on("data", (b) => {
+        text += b.toString();
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 403 Forbidden");
+    expect(proxy.refused).toContain("CONNECT github.com:443");
+  });
+});
+
+describe("box executor", () => {
+  const secrets = { gatewayEnv: "API_SECRET=aa\n" };
+  const actions = () => remoteActions(planProvision(renderHostBundle(bundleInput())), "admin");
+
+  it("re-runs a copy when its content changes, a step when its triggers change, the gateway when the secret changes", () => {
+    const a = actions();
+    const b = remoteActions(planProvision(renderHostBundle(bundleInput(21))), "admin");
+    const differing = a
+      .filter((x, i) => actionInputs(x, secrets) !== actionInputs(b[i] ?? x, secrets))
+      .map((x) => x.id);
+    expect(differing.filter((id) => !id.startsWith("file-"))).toEqual(["nginx", "health"]);
+    expect(differing.some((id) => id.startsWith("file-nginx"))).toBe(true);
+    const otherSecret = { gatewayEnv: "API_SECRET=bb\n" };
+    const bySecret = a
+      .filter((x) => actionInputs(x, secrets) !== actionInputs(x, otherSecret))
+      .map((x) => x.id);
+    expect(bySecret).toEqual(["gateway"]);
+  });
+
+  it("walks the stack's own list: the box's bundle carries the test-only inputs and nothing else differs in kind", () => {
+    const bundle = renderHostBundle(bundleInput());
+    expect(bundle.files["certbot/acme-ca.pem"]).toBe(pem);
+    expect(bundle.files["systemd/wagate-gateway.service"]).toContain("--network=host");
+    expect(bundle.files["vars.sh"]).toContain("--build-arg=NODE_IMAGE=localhost/wagate-node-base:bookworm");
+    expect(actions()[0]?.id).toBe("ready");
+    expect(actions().at(-1)?.id).toBe("health");
+  });
+
+  it("finds the script's change lines and ignores the rest", () => {
+    const result = {
+      inputs: new Map(),
+      outcomes: [
+        {
+          id: "nginx",
+          ran: true,
+          seconds: 1,
+          output: "wagate[nginx]: nginx unchanged\nwagate[nginx]: reloading nginx\n",
+        },
+        { id: "packages", ran: true, seconds: 1, output: "wagate[packages]: all 14 packages present\n" },
+      ],
+    };
+    expect(changeLines(result)).toEqual(["wagate[nginx]: reloading nginx"]);
+  });
+});

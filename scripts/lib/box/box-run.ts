@@ -1,0 +1,331 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SCOPES } from "../../../gateway/src/auth/index.js";
+import { mintToken } from "../../../gateway/src/auth/tokens.js";
+import {
+  buildContextDigest,
+  listBuildContext,
+  stageBuildContext,
+} from "../../../infra/plan/build-context.js";
+import { planProvision, type RemoteAction, remoteActions } from "../../../infra/plan/provision.js";
+import { type HostBundleInput, renderHostBundle } from "../../../infra/render/bundle.js";
+import { renderGatewayEnvFile } from "../../../infra/render/gateway-env.js";
+import { rateLimitSchema, wafSchema } from "../../../infra/render/settings.js";
+import { LOCAL_GATEWAY_IMAGE } from "../../../infra/render/systemd.js";
+import type { CheckResult } from "../../ops/smoke-checks.js";
+import { REPO_ROOT } from "../local-stack.js";
+import { type Pebble, startPebble } from "../pebble.js";
+import { requireBinary } from "../processes.js";
+import {
+  type BoxCheckContext,
+  backupRestorable,
+  containerHardening,
+  fail2banActive,
+  floodBanned,
+  noFailedUnits,
+  smokeChecks,
+} from "./checks.js";
+import {
+  BOX_ADDRESS,
+  BOX_CACHE_DIR,
+  BOX_DOMAIN,
+  HOST_ADDRESS,
+  NODE_BASE_IMAGE,
+  NODE_BASE_TAR_IN_BOX,
+  SSH_USER,
+} from "./constants.js";
+import { type ExecuteResult, executeActions, type Secrets } from "./executor.js";
+import { type BootedBox, bootBox } from "./machine.js";
+import { createBoxNetwork, removeBoxNetwork } from "./network.js";
+import { type BoxProxy, startBoxProxy } from "./proxy.js";
+import { type BoxShell, boxShell } from "./remote.js";
+import { ensureBoxRoot, ensureNodeBaseTar } from "./root.js";
+
+// `npm run box`: a bare Debian 12 box provisioned over SSH with the stack's own remote sequence, then checked,
+// re-run unchanged, re-run with one rendered file changed, measured, and torn down.
+
+export interface BoxFigures {
+  /** From starting the bare box to the health step's 200 over HTTPS. */
+  bareToHealthySeconds: number;
+  /** The whole sequence again with the same bundle (every action forced). */
+  secondRunSeconds: number;
+  imageBytes: number;
+  stepSeconds: Record<string, number>;
+}
+
+export interface BoxReport {
+  checks: CheckResult[];
+  figures: BoxFigures;
+  /** Actions that ran after one rendered nginx file changed. */
+  changedFileRan: string[];
+  ok: boolean;
+}
+
+export interface BoxRunOptions {
+  say?: (line: string) => void;
+  /** Leave the box running; the caller ends it with the returned teardown. */
+  keep?: boolean;
+}
+
+const PODMAN_GLOBAL = ["--runtime", "crun", "--cgroup-manager", "cgroupfs"];
+const CHANGE_LINE =
+  /^wagate\[\w+\]: (changed|installing|starting|reloading|\(re\)starting|requesting|building|pulling|removed|no certificate yet)/m;
+
+export function boxBundleInput(
+  pebble: { directoryUrl: string; listenerCaPem: string },
+  proxyUrl: string,
+  burst = 20,
+): HostBundleInput {
+  return {
+    stack: "box",
+    domain: BOX_DOMAIN,
+    acmeEmail: "ops@example.com",
+    acmeServer: pebble.directoryUrl,
+    rateLimit: rateLimitSchema.parse({ perIp: { rate: 10, burst } }),
+    waf: wafSchema.parse({}),
+    backupBucket: "",
+    awsRegion: "eu-central-1",
+    acmeCaPem: pebble.listenerCaPem,
+    podman: {
+      // What a systemd-nspawn box needs (ENVIRONMENT.md): crun with cgroupfs, no cgroups, the host's network
+      // (no network namespace can be made inside), no kernel keyring.
+      globalArgs: PODMAN_GLOBAL,
+      cgroups: "disabled",
+      network: "host",
+      keyring: false,
+      extraBuildArgs: [
+        `--build-arg=NODE_IMAGE=${NODE_BASE_IMAGE}`,
+        "--network=host",
+        // apt and npm in the build stage reach Debian's mirror and the npm registry through the host-side proxy.
+        `--build-arg=http_proxy=${proxyUrl}`,
+        `--build-arg=https_proxy=${proxyUrl}`,
+      ],
+    },
+  };
+}
+
+/** The change lines (`changed …`, `reloading …`) the provisioning script printed. */
+export function changeLines(result: ExecuteResult): string[] {
+  return result.outcomes.flatMap((o) => o.output.split("\n").filter((l) => CHANGE_LINE.test(l)));
+}
+
+/** Main pids and start stamps of the services, plus nginx's workers (a reload replaces them). */
+async function serviceState(sh: BoxShell): Promise<Record<string, string>> {
+  const out = await sh(
+    [
+      'for u in nginx fail2ban wagate-gateway; do echo "$u $(systemctl show $u -p MainPID -p ActiveEnterTimestampMonotonic --value | paste -sd/)"; done',
+      'echo "nginx-workers $(pgrep -P $(systemctl show nginx -p MainPID --value) | sort | paste -sd,)"',
+      'echo "dpkg $(stat -c %Y /var/lib/dpkg/status)"',
+      'echo "certificate $(sha256sum /etc/letsencrypt/live/wagate/fullchain.pem | cut -c1-16)"',
+    ].join("; "),
+  );
+  return Object.fromEntries(
+    out
+      .trim()
+      .split("\n")
+      .map((l) => [l.split(" ")[0] ?? "", l.split(" ").slice(1).join(" ")]),
+  );
+}
+
+function compare(
+  name: string,
+  before: Record<string, string>,
+  after: Record<string, string>,
+  mustChange: string[],
+): CheckResult {
+  const problems: string[] = [];
+  for (const key of Object.keys(before)) {
+    const changed = before[key] !== after[key];
+    if (changed && !mustChange.includes(key)) problems.push(`${key} changed`);
+    if (!changed && mustChange.includes(key)) problems.push(`${key} did not change`);
+  }
+  return problems.length
+    ? { name, status: "fail", detail: problems.join("; ") }
+    : {
+        name,
+        status: "pass",
+        detail: mustChange.length
+          ? `only ${mustChange.join(", ")} changed`
+          : "no service restarted, no package, no certificate",
+      };
+}
+
+export async function runBox(
+  options: BoxRunOptions = {},
+): Promise<BoxReport & { teardown: () => Promise<void> }> {
+  const say = options.say ?? ((line: string) => process.stdout.write(`${line}\n`));
+  for (const [binary, pkg] of [
+    ["debootstrap", "debootstrap"],
+    ["systemd-nspawn", "systemd-container"],
+    ["ssh", "openssh-client"],
+    ["ssh-keygen", "openssh-client"],
+    ["ip", "iproute2"],
+    ["sqlite3", "sqlite3"],
+  ] as const)
+    await requireBinary(binary, pkg);
+  if (process.getuid?.() !== 0)
+    throw new Error("the box needs root (debootstrap, systemd-nspawn, network namespaces)");
+
+  const [root, baseTar] = await Promise.all([ensureBoxRoot(), ensureNodeBaseTar()]);
+  const workDir = await mkdtemp(join(tmpdir(), "wagate-box-"));
+  let proxy: BoxProxy | undefined;
+  let pebble: Pebble | undefined;
+  let box: BootedBox | undefined;
+  const teardown = async () => {
+    await box?.stop().catch((e: Error) => say(`box: stopping the box: ${e.message}`));
+    await pebble?.stop();
+    await proxy?.close();
+    await removeBoxNetwork();
+    await rm(workDir, { recursive: true, force: true });
+  };
+  try {
+    await createBoxNetwork();
+    proxy = await startBoxProxy(HOST_ADDRESS);
+    pebble = await startPebble({
+      dir: join(workDir, "pebble"),
+      httpPort: 80,
+      listenAddress: HOST_ADDRESS,
+      resolveTo: BOX_ADDRESS,
+    });
+    const pebbleInput = {
+      directoryUrl: pebble.directoryUrl,
+      listenerCaPem: await readFile(pebble.listenerCaFile, "utf8"),
+    };
+
+    const files = listBuildContext(REPO_ROOT);
+    const digest = buildContextDigest(REPO_ROOT, files);
+    const staged = stageBuildContext(REPO_ROOT, files, join(BOX_CACHE_DIR, "stage"), digest);
+    const context = { localDir: staged.dir, digest };
+    const actionsFor = (burst: number): RemoteAction[] =>
+      remoteActions(
+        planProvision(renderHostBundle(boxBundleInput(pebbleInput, proxy?.url ?? "", burst))),
+        SSH_USER,
+        context,
+      );
+    const actions = actionsFor(20);
+    const apiSecret = randomBytes(32).toString("hex");
+    const secrets: Secrets = { gatewayEnv: renderGatewayEnvFile({ apiSecret }) };
+
+    const started = performance.now();
+    box = await bootBox({ root, workDir, proxyUrl: proxy.url, nodeBaseTar: baseTar });
+    const sshArgs = box.sshArgs;
+    const sh = boxShell(sshArgs);
+    const importBase = async () => {
+      await sh(
+        `podman ${PODMAN_GLOBAL.join(" ")} image exists ${NODE_BASE_IMAGE} || podman ${PODMAN_GLOBAL.join(" ")} import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' ${NODE_BASE_TAR_IN_BOX} ${NODE_BASE_IMAGE} >/dev/null`,
+      );
+    };
+    const logFile = join(workDir, "steps.log");
+    say(`box: provisioning ${BOX_ADDRESS} over SSH (${actions.length} remote actions)`);
+    const first = await executeActions(actions, {
+      sshArgs,
+      secrets,
+      before: { gateway: importBase },
+      logFile,
+      say,
+    });
+    const bareToHealthySeconds = (performance.now() - started) / 1000;
+    say(`box: bare box to healthy HTTPS in ${bareToHealthySeconds.toFixed(1)} s`);
+
+    const token = (
+      await mintToken({
+        secret: apiSecret,
+        sub: "box",
+        scopes: [...SCOPES],
+        ttlSeconds: 3600,
+        issuer: "wagate",
+        audience: "wagate",
+      })
+    ).token;
+    const ctx: BoxCheckContext = { sh, ca: pebble.issuerRootPem, token, workDir };
+    const checks: CheckResult[] = [];
+    const record = (r: CheckResult | CheckResult[]) => {
+      for (const c of [r].flat()) {
+        checks.push(c);
+        say(`${c.status.toUpperCase().padEnd(4)}  ${c.name.padEnd(26)}  ${c.detail}`);
+      }
+    };
+    record(await smokeChecks(ctx));
+    record(await containerHardening(ctx));
+    record(await fail2banActive(ctx));
+    record(await backupRestorable(ctx));
+    record(await noFailedUnits(ctx));
+
+    // Idempotency: the same bundle again, every action forced (what a replaced trigger does).
+    const before = await serviceState(sh);
+    const secondStarted = performance.now();
+    const second = await executeActions(actions, { sshArgs, secrets, force: true, logFile });
+    const secondRunSeconds = (performance.now() - secondStarted) / 1000;
+    const changes = changeLines(second);
+    record(
+      changes.length
+        ? { name: "second-run-changes-nothing", status: "fail", detail: changes.join("; ") }
+        : {
+            name: "second-run-changes-nothing",
+            status: "pass",
+            detail: `${second.outcomes.length} actions in ${secondRunSeconds.toFixed(1)} s, no change line`,
+          },
+    );
+    record(compare("second-run-restarts-nothing", before, await serviceState(sh), []));
+
+    // One rendered file changed (nginx's per-IP burst): only what uses it runs, and only nginx reloads.
+    const changed = await executeActions(actionsFor(21), {
+      sshArgs,
+      secrets,
+      previous: first.inputs,
+      logFile,
+    });
+    const changedFileRan = changed.outcomes.filter((o) => o.ran).map((o) => o.id);
+    const ranSteps = changedFileRan.filter((id) => !id.startsWith("file-"));
+    record(
+      ranSteps.join(",") === "nginx,health"
+        ? {
+            name: "changed-file-reruns-its-steps",
+            status: "pass",
+            detail: `ran ${changedFileRan.join(", ")}`,
+          }
+        : {
+            name: "changed-file-reruns-its-steps",
+            status: "fail",
+            detail: `ran ${changedFileRan.join(", ")}`,
+          },
+    );
+    record(compare("changed-file-reloads-only-nginx", before, await serviceState(sh), ["nginx-workers"]));
+    record(await floodBanned(ctx));
+    record(await noFailedUnits(ctx));
+
+    const imageBytes = Number(
+      (
+        await sh(
+          `podman ${PODMAN_GLOBAL.join(" ")} image inspect --format '{{.Size}}' ${LOCAL_GATEWAY_IMAGE}`,
+        )
+      ).trim(),
+    );
+    const stepSeconds = Object.fromEntries(
+      first.outcomes
+        .filter((o) => o.ran && !o.id.startsWith("file-"))
+        .map((o) => [o.id, Math.round(o.seconds * 10) / 10]),
+    );
+    const figures: BoxFigures = { bareToHealthySeconds, secondRunSeconds, imageBytes, stepSeconds };
+    say(
+      `box: figures: bare box to healthy HTTPS ${bareToHealthySeconds.toFixed(1)} s; second no-change run ${secondRunSeconds.toFixed(1)} s; image ${(imageBytes / 1e6).toFixed(0)} MB`,
+    );
+    say(
+      `box: steps of the first run: ${Object.entries(stepSeconds)
+        .map(([k, v]) => `${k} ${v} s`)
+        .join(", ")}`,
+    );
+    const ok = checks.every((c) => c.status !== "fail");
+    if (!options.keep) await teardown();
+    else
+      say(
+        `box: kept running. Reach it with: ssh -i ${box.keyFile} -o UserKnownHostsFile=${join(workDir, "known_hosts")} ${SSH_USER}@${BOX_ADDRESS}\n     https://${BOX_DOMAIN} at ${BOX_ADDRESS} (CA: ${pebble.issuerRootFile}); Ctrl-C tears it down`,
+      );
+    return { checks, figures, changedFileRan, ok, teardown };
+  } catch (error) {
+    await teardown();
+    throw error;
+  }
+}

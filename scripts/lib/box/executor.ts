@@ -1,0 +1,137 @@
+import { appendFile } from "node:fs/promises";
+import { basename, dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { digestOf, type RemoteAction, sha256, shellQuote } from "../../../infra/plan/provision.js";
+import { lastLines, run } from "./run.js";
+
+// The second executor of the remote sequence (infra/plan/provision.ts; the first is the Pulumi component):
+// the same actions, in the same order, over SSH. Like Pulumi, an action runs when its inputs (command or
+// content, triggers, the secret's digest where it has secretTriggers) differ from the previous run's, or when
+// there is no previous run; `force` runs everything, to prove that the steps themselves change nothing.
+
+export interface Secrets {
+  gatewayEnv: string;
+}
+
+export interface ActionOutcome {
+  id: string;
+  ran: boolean;
+  seconds: number;
+  /** Combined output (empty for actions fed a secret: their output is never kept). */
+  output: string;
+}
+
+export interface ExecuteOptions {
+  sshArgs: readonly string[];
+  secrets: Secrets;
+  /** Inputs of each action at the previous run (what Pulumi's state holds). */
+  previous?: ReadonlyMap<string, string>;
+  force?: boolean;
+  /** Host-specific preparation right before an action (the box: load the locally made base image). */
+  before?: Readonly<Record<string, () => Promise<void>>>;
+  logFile?: string;
+  say?: (line: string) => void;
+  hostWaitMs?: number;
+}
+
+export interface ExecuteResult {
+  outcomes: ActionOutcome[];
+  inputs: Map<string, string>;
+}
+
+/** What makes an action run again: the digest Pulumi would compare. */
+export function actionInputs(action: RemoteAction, secrets: Secrets): string {
+  const parts: Record<string, string> = { triggers: action.triggers.join(",") };
+  if (action.kind === "run") {
+    parts.command = action.command;
+    if (action.secretTriggers) parts.secret = sha256(secrets[action.secretTriggers]);
+  } else if (action.kind === "copy") {
+    parts.remotePath = action.remotePath;
+    parts.content = action.content;
+  } else {
+    parts.remoteParent = action.remoteParent;
+    parts.localDir = basename(action.localDir);
+  }
+  return digestOf(parts);
+}
+
+export class StepFailed extends Error {
+  constructor(
+    readonly step: string,
+    readonly output: string,
+    detail: string,
+  ) {
+    super(`step ${step} failed (${detail})${output ? `; its last lines:\n${lastLines(output)}` : ""}`);
+  }
+}
+
+async function perform(action: RemoteAction, options: ExecuteOptions): Promise<string> {
+  const ssh = (remote: string, input?: string | Buffer) =>
+    run("ssh", [...options.sshArgs, "--", remote], { input, check: false });
+  switch (action.kind) {
+    case "copy": {
+      // What CopyToRemote's SFTP does: the file written as the SSH user, who owns the bundle directories.
+      const r = await ssh(`cat > ${shellQuote(action.remotePath)}`, action.content);
+      if (r.code !== 0) throw new StepFailed(action.id, r.stderr, `exit ${r.code}`);
+      return "";
+    }
+    case "upload": {
+      const tar = `tar -C ${shellQuote(dirname(action.localDir))} -cf - ${shellQuote(basename(action.localDir))}`;
+      const remote = `tar -C ${shellQuote(action.remoteParent)} -xf -`;
+      const r = await run(
+        "bash",
+        [
+          "-c",
+          `set -o pipefail; ${tar} | ssh ${options.sshArgs.map(shellQuote).join(" ")} -- ${shellQuote(remote)}`,
+        ],
+        {
+          check: false,
+        },
+      );
+      if (r.code !== 0) throw new StepFailed(action.id, r.stderr, `exit ${r.code}`);
+      return "";
+    }
+    case "run": {
+      const secret = action.stdin ? options.secrets[action.stdin] : undefined;
+      const deadline = Date.now() + (options.hostWaitMs ?? 120_000);
+      for (;;) {
+        const r = await ssh(action.command, secret);
+        // 255: ssh itself could not connect. Only the first action waits for the host to come up.
+        if (r.code === 255 && action.waitForHost && Date.now() < deadline) {
+          await sleep(500);
+          continue;
+        }
+        const output = secret === undefined ? `${r.stdout}${r.stderr}` : "";
+        if (r.code !== 0) throw new StepFailed(action.id, output, `exit ${r.code}`);
+        return output;
+      }
+    }
+  }
+}
+
+export async function executeActions(
+  actions: readonly RemoteAction[],
+  options: ExecuteOptions,
+): Promise<ExecuteResult> {
+  const outcomes: ActionOutcome[] = [];
+  const inputs = new Map<string, string>();
+  for (const action of actions) {
+    const digest = actionInputs(action, options.secrets);
+    inputs.set(action.id, digest);
+    const due = options.force || options.previous?.get(action.id) !== digest;
+    if (!due) {
+      outcomes.push({ id: action.id, ran: false, seconds: 0, output: "" });
+      continue;
+    }
+    const started = performance.now();
+    await options.before?.[action.id]?.();
+    const output = await perform(action, options);
+    const seconds = (performance.now() - started) / 1000;
+    outcomes.push({ id: action.id, ran: true, seconds, output });
+    if (options.logFile)
+      await appendFile(options.logFile, `== ${action.id} (${seconds.toFixed(1)} s)\n${output}`);
+    if (action.kind === "run" && !action.id.startsWith("file-"))
+      options.say?.(`  ${action.id.padEnd(24)} ${seconds.toFixed(1).padStart(6)} s`);
+  }
+  return { outcomes, inputs };
+}

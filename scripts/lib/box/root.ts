@@ -1,0 +1,113 @@
+import { existsSync } from "node:fs";
+import { cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BOX_CACHE_DIR, DEBIAN_MIRROR, DEBIAN_SUITE, ROOT_VERSION, SSH_USER } from "./constants.js";
+import { run } from "./run.js";
+
+// The cached Debian 12 roots: the box itself (what a fresh Debian cloud image holds before provisioning:
+// systemd, sshd, sudo and the `admin` user) and the Node base image of the gateway (minbase plus this
+// machine's Node and npm, since no registry serves `node:*-bookworm-slim` here). Each is made once with
+// debootstrap (~40 s) and reused; a box run works on a copy.
+
+const log = (line: string) => process.stderr.write(`box: ${line}\n`);
+
+export const boxRootDir = () => join(BOX_CACHE_DIR, `root-${ROOT_VERSION}`);
+export const nodeBaseTar = () =>
+  join(BOX_CACHE_DIR, `node-base-${process.versions.node}-${ROOT_VERSION}.tar`);
+
+/**
+ * Removes a root directory, after unmounting whatever is mounted below it (an interrupted debootstrap leaves
+ * /proc mounted there: `rm -rf` would then walk into this machine's /proc).
+ */
+export async function removeRoot(dir: string): Promise<void> {
+  const mounts = (await readFile("/proc/mounts", "utf8"))
+    .split("\n")
+    .map((l) => l.split(" ")[1] ?? "")
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run("umount", ["--lazy", m], { label: `umount ${m}` });
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function debootstrap(dir: string, include: readonly string[]): Promise<void> {
+  await removeRoot(dir);
+  const args = ["--variant=minbase", ...(include.length ? [`--include=${include.join(",")}`] : [])];
+  await run("debootstrap", [...args, DEBIAN_SUITE, dir, DEBIAN_MIRROR], {
+    label: `debootstrap ${DEBIAN_SUITE} into ${dir}`,
+  });
+}
+
+/** What Debian's cloud image adds that provisioning relies on: the `admin` user with sudo, and key-only sshd. */
+export async function configureBoxRoot(dir: string): Promise<void> {
+  const chroot = (...args: string[]) => run("chroot", [dir, ...args], { label: `chroot ${args.join(" ")}` });
+  const hasUser = (await readFile(join(dir, "etc/passwd"), "utf8")).includes(`\n${SSH_USER}:`);
+  if (!hasUser) await chroot("useradd", "--create-home", "--shell", "/bin/bash", SSH_USER);
+  await writeFile(join(dir, "etc/sudoers.d/90-cloud-init-users"), `${SSH_USER} ALL=(ALL) NOPASSWD:ALL\n`, {
+    mode: 0o440,
+  });
+  await writeFile(
+    join(dir, "etc/ssh/sshd_config.d/wagate-box.conf"),
+    "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nUseDNS no\n",
+  );
+  await writeFile(join(dir, "etc/hostname"), "wagate-box\n");
+  await writeFile(join(dir, "etc/hosts"), "127.0.0.1 localhost\n127.0.1.1 wagate-box\n");
+  // A fresh VM has an empty machine-id that systemd fills at first boot; the cached root must not share one.
+  await writeFile(join(dir, "etc/machine-id"), "");
+  // The box has no console login to offer.
+  await chroot("systemctl", "mask", "console-getty.service", "getty@tty1.service");
+}
+
+/** The box's root, made once (debootstrap) and reused. */
+export async function ensureBoxRoot(): Promise<string> {
+  const dir = boxRootDir();
+  if (existsSync(join(dir, ".wagate-complete"))) return dir;
+  log(`building the cached Debian ${DEBIAN_SUITE} root at ${dir} (debootstrap, about a minute)`);
+  await mkdir(BOX_CACHE_DIR, { recursive: true });
+  const tmp = `${dir}.build`;
+  await debootstrap(tmp, [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "ca-certificates",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+  ]);
+  await configureBoxRoot(tmp);
+  await writeFile(join(tmp, ".wagate-complete"), new Date().toISOString());
+  await removeRoot(dir);
+  await rename(tmp, dir);
+  return dir;
+}
+
+/** Debian minbase plus this machine's Node (binary, npm, headers for native modules) as a root tarball. */
+export async function ensureNodeBaseTar(): Promise<string> {
+  const tar = nodeBaseTar();
+  if (existsSync(tar)) return tar;
+  log(`building the Node base image root at ${tar} (debootstrap, about a minute)`);
+  await mkdir(BOX_CACHE_DIR, { recursive: true });
+  const dir = `${tar}.root`;
+  await debootstrap(dir, []);
+  await installNode(dir);
+  await run("tar", ["-C", dir, "--numeric-owner", "-cf", `${tar}.tmp`, "."], {
+    label: "tar of the Node base",
+  });
+  await rename(`${tar}.tmp`, tar);
+  await removeRoot(dir);
+  return tar;
+}
+
+/** Node at /usr/local as the official images have it (the Dockerfile's npm_config_nodedir=/usr/local). */
+export async function installNode(dir: string): Promise<void> {
+  const local = join(dir, "usr/local");
+  await mkdir(join(local, "bin"), { recursive: true });
+  await mkdir(join(local, "lib/node_modules"), { recursive: true });
+  await mkdir(join(local, "include"), { recursive: true });
+  await cp(process.execPath, join(local, "bin/node"));
+  await cp("/usr/lib/node_modules/npm", join(local, "lib/node_modules/npm"), { recursive: true });
+  await cp("/usr/include/node", join(local, "include/node"), { recursive: true });
+  await run("ln", ["-sf", "../lib/node_modules/npm/bin/npm-cli.js", join(local, "bin/npm")]);
+  await run("ln", ["-sf", "../lib/node_modules/npm/bin/npx-cli.js", join(local, "bin/npx")]);
+  // What the slim images leave out: apt lists and caches.
+  await run("bash", ["-c", `rm -rf ${dir}/var/lib/apt/lists/* ${dir}/var/cache/apt/*.bin`]);
+}
