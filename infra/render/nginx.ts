@@ -378,6 +378,9 @@ ${
     upstream wagate_gateway {
         server ${layout.upstream.host}:${layout.upstream.port} max_fails=0;
         keepalive 64;
+        # Below Node's own 5 s keep-alive timeout, so nginx never reuses a connection the gateway is closing
+        # (a POST on such a connection would answer 502: nginx does not retry non-idempotent requests).
+        keepalive_timeout 4s;
     }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
