@@ -208,3 +208,49 @@ describe("OTP", () => {
     expect((await t.verify(phone, "123456", noOtp)).status).toBe(403);
   });
 });
+
+describe("OTP on the cloud transport", () => {
+  it("sends Meta's authentication template with the code as body and url-button parameter", async () => {
+    const { startFakeGraph } = await import("./support/fake-graph.js");
+    const fake = await startFakeGraph({ accessToken: "t" });
+    try {
+      gw = await startTestGateway({
+        WHATSAPP_TRANSPORT: "cloud",
+        GRAPH_API_BASE_URL: fake.baseUrl,
+        WHATSAPP_ACCESS_TOKEN: "t",
+        WHATSAPP_PHONE_NUMBER_ID: "1065",
+        OTP_TEMPLATE_NAME: "auth_code",
+      });
+      const token = await gw.token(["otp"]);
+      const issued = await gw.request("POST", "/v1/otp", { token, body: { to: phone } });
+      expect(issued.status).toBe(202);
+      await fake.waitForRequests(1);
+      const body = fake.requests[0]?.body as {
+        template: { components: Array<{ parameters: Array<{ text: string }> }> };
+      };
+      const code = body.template.components[0]?.parameters[0]?.text ?? "";
+      expect(code).toMatch(/^[0-9]{6}$/);
+      expect(body).toEqual({
+        messaging_product: "whatsapp",
+        recipient_type: "individual",
+        to: phone.slice(1),
+        type: "template",
+        biz_opaque_callback_data: issued.json.message_id,
+        template: {
+          name: "auth_code",
+          language: { code: "en_US" },
+          components: [
+            { type: "body", parameters: [{ type: "text", text: code }] },
+            { type: "button", sub_type: "url", index: 0, parameters: [{ type: "text", text: code }] },
+          ],
+        },
+      });
+      const verified = await gw.request("POST", "/v1/otp/verify", { token, body: { to: phone, code } });
+      expect(verified.status).toBe(200);
+    } finally {
+      await gw?.stop();
+      gw = undefined;
+      await fake.close();
+    }
+  });
+});
