@@ -13,10 +13,10 @@ import { digestOf, sha256 } from "./provision.js";
 
 // The gateway's build context when the host builds the image itself (no pinned `gatewayImage`): the
 // repository's `gateway/` sources and the root package.json + package-lock.json (npm workspaces resolve from
-// the root). Dependencies, build output, tests and local data stay behind: they are rebuilt in the image or
+// the root) + tsconfig.json (gateway/tsconfig.build.json extends it; the Dockerfile copies it). Dependencies, build output, tests and local data stay behind: they are rebuilt in the image or
 // have no place in it, and copying node_modules over SFTP would take minutes.
 
-export const BUILD_CONTEXT_ROOT_FILES = ["package.json", "package-lock.json"] as const;
+export const BUILD_CONTEXT_ROOT_FILES = ["package.json", "package-lock.json", "tsconfig.json"] as const;
 export const BUILD_CONTEXT_DIR = "gateway";
 const EXCLUDED_DIRS = new Set(["node_modules", "dist", "coverage", ".local", "test", "data"]);
 const EXCLUDED_FILE = /(\.log|\.db|\.db-wal|\.db-shm|\.sqlite3?)$/;

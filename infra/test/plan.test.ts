@@ -334,6 +334,7 @@ describe("gateway build context", () => {
   };
   write("package.json", "{}");
   write("package-lock.json", "{}");
+  write("tsconfig.json", "{}");
   write("gateway/package.json", "{}");
   write("gateway/Dockerfile", "FROM scratch\n");
   write("gateway/src/main.ts", "export {};\n");
@@ -350,6 +351,7 @@ describe("gateway build context", () => {
       "gateway/src/main.ts",
       "package-lock.json",
       "package.json",
+      "tsconfig.json",
     ]);
   });
 
