@@ -32,7 +32,7 @@ export const configSchema = z
     HOST: z.string().min(1).default("127.0.0.1"),
     PORT: integer(8080, 0, 65535),
     DATABASE_PATH: z.string().min(1).default("data/wagate.db"),
-    DATABASE_SYNC: z.enum(["full", "normal"], { error: "must be full or normal" }).default("full"),
+    DATABASE_SYNC: z.enum(["full", "normal"], { error: "must be full or normal" }).default("normal"),
     JWT_ISSUER: z.string().min(1).default("wagate"),
     JWT_AUDIENCE: z.string().min(1).default("wagate"),
     JWT_CLOCK_TOLERANCE_SECONDS: integer(30, 0, 300),

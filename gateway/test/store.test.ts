@@ -22,9 +22,12 @@ const message = (id = uuidv7()): NewMessage => ({
 });
 
 describe("SQLite store", () => {
-  it("commits a burst together, and a failing write undoes only itself", async () => {
-    const path = join(dir, "burst.db");
-    const store = openSqliteStore(path);
+  it.each([
+    ["after COMMIT (DATABASE_SYNC=normal)", false],
+    ["after the WAL's fsync (DATABASE_SYNC=full)", true],
+  ])("commits a burst together, answering %s; a failing write undoes only itself", async (_name, fsync) => {
+    const path = join(dir, `burst-${fsync}.db`);
+    const store = openSqliteStore(path, { fsync });
     const duplicate = message();
     const results = await Promise.allSettled([
       store.enqueueMessage(message()),

@@ -21,11 +21,17 @@ import type {
   WebhookBatchResult,
 } from "./store.js";
 
-// SQLite in WAL mode. A 202 promises the message is stored, and "never lost" is meant to include a power cut
-// or a kernel crash, not only a killed process: every write is on disk (the WAL fsynced) before its caller
-// continues. That is synchronous=FULL's guarantee; here the connection runs NORMAL and the commit batcher does
-// the WAL fsync itself, off the event loop and shared by all the writes of a burst (see commit-batcher.ts).
-// Every statement is prepared with parameters; no SQL is built from input.
+// SQLite in WAL mode, synchronous=NORMAL, every statement prepared with parameters (no SQL built from input).
+//
+// "An accepted message is never lost": a route answers 202 only after the COMMIT that holds the message. In WAL
+// mode that COMMIT has written the log into the kernel before returning, so killing the process at any moment
+// loses nothing (the crash test SIGKILLs a gateway right after its 202s). What NORMAL does not cover is a power
+// cut or kernel crash before the WAL reaches the disk: the checkpointer thread (checkpointer.ts) checkpoints
+// every second and SQLite fsyncs the WAL before each checkpoint, so that window is about one second. Operators
+// who want it closed set DATABASE_SYNC=full: then every write that answers a client also waits for an fsync of
+// the WAL, done by the commit batcher off the event loop and shared by a burst (commit-batcher.ts). On this
+// machine's disk (fsync p50 4 ms, p90 10 ms under load) that halves POST /v1/messages throughput, so it is not
+// the default; see the README and `npm run bench:gateway`.
 
 interface MessageRow {
   id: string;
@@ -93,8 +99,9 @@ function migrate(db: BetterSqlite3.Database): void {
 
 export interface SqliteStoreOptions {
   /**
-   * true (default): every write that answers a client waits for the WAL's fsync — survives a power cut.
-   * false: it waits for COMMIT only — survives a killed process, not a power cut or kernel crash.
+   * true: every write that answers a client waits for the WAL's fsync — survives a power cut.
+   * false (default): it waits for COMMIT only — survives a killed process; a power cut may lose about the
+   * last second (the checkpointer fsyncs the WAL at every checkpoint).
    */
   fsync?: boolean;
 }
@@ -113,7 +120,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   if (checkpointer) db.pragma("wal_autocheckpoint = 0");
   const batcher = new CommitBatcher(
     db,
-    path === ":memory:" || options.fsync === false ? undefined : `${path}-wal`,
+    path === ":memory:" || options.fsync !== true ? undefined : `${path}-wal`,
   );
 
   const s = {
@@ -129,14 +136,21 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ),
     pruneIdempotency: db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?"),
     getMessage: db.prepare("SELECT * FROM messages WHERE id = ?"),
-    // One statement claims the batch: the due rows, lowest priority number first, become `sending`.
+    // One statement claims the batch: the due rows, lowest priority number first, become `sending`. Each branch
+    // is ordered and limited on its own index, so a claim reads `limit` rows, not the whole backlog.
     claimDue: db.prepare(
       `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = @leaseUntil, updated_at = @now
        WHERE id IN (
          SELECT id FROM (
-           SELECT id, priority, next_attempt_at FROM messages WHERE status = 'queued' AND next_attempt_at <= @now
+           SELECT * FROM (
+             SELECT id, priority, next_attempt_at FROM messages
+             WHERE status = 'queued' AND next_attempt_at <= @now
+             ORDER BY priority, next_attempt_at LIMIT @limit)
            UNION ALL
-           SELECT id, priority, next_attempt_at FROM messages WHERE status = 'sending' AND lease_until <= @now
+           SELECT * FROM (
+             SELECT id, priority, next_attempt_at FROM messages
+             WHERE status = 'sending' AND lease_until <= @now
+             ORDER BY lease_until LIMIT @limit)
          ) ORDER BY priority, next_attempt_at LIMIT @limit)
        RETURNING *`,
     ),
