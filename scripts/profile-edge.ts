@@ -1,0 +1,264 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { Agent, request } from "node:https";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { layoutDirectories, localLayout } from "../infra/render/layout.js";
+import { renderNginx } from "../infra/render/nginx.js";
+import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
+import { writeSelfSignedCertificate } from "./lib/nginx.js";
+import { freePort, requireBinary, startProcess, waitForPort } from "./lib/processes.js";
+
+// `npm run profile:edge`: CPU instructions nginx executes per request, counted by valgrind's callgrind on a
+// single nginx process (`master_process off`), for a fixed number of identical requests over one keep-alive TLS
+// connection. Unlike req/s, the count does not depend on what else runs on the machine, so two configurations
+// can be compared (A/B) on a loaded box. Variants (PROFILE_VARIANTS=a,b,...; default: all):
+//   waf-off      the rendered edge without ModSecurity (the base);
+//   engine-only  ModSecurity on with wagate's engine settings but no rule at all (the engine's own floor);
+//   own-rules    engine + wagate's rules, no CRS file;
+//   waf-on       the rendered edge as the VM runs it;
+//   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family;
+//   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
+// PROFILE_ENV="K=V ..." adds environment to nginx (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=2000).
+// Counts are user-space instructions only: the kernel's share (TCP on loopback, syscalls) is not in them.
+// PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
+// PROFILE_TOP=n prints the n most expensive functions (inclusive) of each variant; PROFILE_KEEP=1 keeps the
+// callgrind files for callgrind_annotate.
+
+const run = promisify(execFile);
+const DOMAIN = "gateway.test";
+const REQUESTS = Number(process.env.PROFILE_REQUESTS ?? 300);
+const WARMUP = 30;
+const TOP = Number(process.env.PROFILE_TOP ?? 0);
+const MESSAGE = JSON.stringify({
+  type: "text",
+  to: "+15551234567",
+  text: { body: "Your order 1234 has shipped. Track it in the app!" },
+});
+// A bearer token shaped like the gateway's (the header rules and the per-token limit key read it).
+const AUTHORIZATION = `Bearer ${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString("base64url")}.${Buffer.from(
+  '{"sub":"bench","scope":"messages:send","iss":"wagate","aud":"wagate","exp":4102444800}',
+).toString("base64url")}.${"A".repeat(43)}`;
+
+/** PROFILE_ENV="K=V K2=V2": extra environment for nginx (e.g. GLIBC_TUNABLES), for A/B of allocator settings. */
+function extraEnv(): Record<string, string> {
+  return Object.fromEntries(
+    (process.env.PROFILE_ENV ?? "")
+      .split(" ")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+}
+
+const DEBUG_LOG_PLACEHOLDER = "@DEBUG_LOG@";
+
+type Files = Record<string, string>;
+
+interface Variant {
+  readonly waf: boolean;
+  /** Changes the rendered ModSecurity rules file. */
+  readonly rules?: (text: string) => string;
+}
+
+/** The engine part of the rules file: everything before wagate's first rule. */
+const engineOnly = (text: string) => text.slice(0, text.indexOf("# JSON bodies go through"));
+const withoutCrs = (text: string) =>
+  text
+    .split("\n")
+    .filter((l) => !l.startsWith("Include ") && !/^SecRule(UpdateTarget|Remove)ById/.test(l))
+    .join("\n");
+
+const VARIANTS: Record<string, Variant> = {
+  "waf-off": { waf: false },
+  "engine-only": { waf: true, rules: engineOnly },
+  "own-rules": { waf: true, rules: withoutCrs },
+  "waf-on": { waf: true },
+  // One request's rule-by-rule trace (ModSecurity debug level 9) in <dir>/debug/modsec_debug.log, with PROFILE_KEEP=1.
+  debug: {
+    waf: true,
+    rules: (text) =>
+      text.replace(/^SecDebugLogLevel 0$/m, `SecDebugLog ${DEBUG_LOG_PLACEHOLDER}\nSecDebugLogLevel 9`),
+  },
+};
+
+function post(agent: Agent, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/v1/messages",
+        method: "POST",
+        agent,
+        servername: DOMAIN,
+        headers: {
+          host: DOMAIN,
+          "content-type": "application/json",
+          "user-agent": "wagate-profile/1",
+          accept: "application/json",
+          authorization: AUTHORIZATION,
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end(MESSAGE);
+  });
+}
+
+async function send(agent: Agent, port: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const status = await post(agent, port);
+    if (status !== 202) throw new Error(`request answered ${status}, expected 202 from the trivial upstream`);
+  }
+}
+
+/** Total instructions (Ir) of a callgrind dump, and its top functions by inclusive cost when asked. */
+async function readDump(path: string): Promise<{ ir: number; top: string }> {
+  const text = await readFile(path, "utf8");
+  const totals = text.match(/^(?:summary|totals):\s+(\d+)/m);
+  if (!totals) throw new Error(`no totals in ${path}`);
+  let top = "";
+  if (TOP > 0) {
+    const { stdout } = await run("callgrind_annotate", ["--inclusive=yes", path], { maxBuffer: 64 << 20 });
+    top = stdout
+      .split("\n")
+      .filter((l) => /^\s*[\d,]+ \(/.test(l))
+      .slice(0, TOP)
+      .join("\n");
+  }
+  return { ir: Number(totals[1]), top };
+}
+
+/** `crs:911,920`: wagate's rules with only those CRS files (901 and 949 always), to bisect CRS's cost. */
+function variantNamed(name: string): Variant | undefined {
+  const files = name.match(/^crs:([\d,]+)$/)?.[1]?.split(",");
+  if (!files) return VARIANTS[name];
+  const keep = new Set(["901", "949", ...files]);
+  return {
+    waf: true,
+    rules: (text) =>
+      text
+        .split("\n")
+        .filter((l) => !l.startsWith("Include ") || keep.has(l.match(/REQUEST-(\d{3})-/)?.[1] ?? ""))
+        .join("\n"),
+  };
+}
+
+async function profile(name: string, variant: Variant, root: string, upstreamPort: number) {
+  const layout = localLayout(join(root, name.replace(/[^a-z0-9-]/gi, "_")), {
+    http: await freePort(),
+    https: await freePort(),
+    upstream: upstreamPort,
+  });
+  const open = rateLimitSchema.parse({
+    perIp: { rate: 10_000, burst: 10_000 },
+    perToken: { rate: 10_000, burst: 10_000 },
+  });
+  const files: Files = renderNginx({
+    domain: DOMAIN,
+    rateLimit: open,
+    waf: wafSchema.parse({ enabled: variant.waf }),
+    layout,
+    workerProcesses: 1,
+  });
+  for (const [file, text] of Object.entries(files))
+    if (file.endsWith(".conf") && file !== "nginx.conf" && variant.rules)
+      files[file] = variant
+        .rules(text)
+        .replace(DEBUG_LOG_PLACEHOLDER, join(layout.logDir, "modsec_debug.log"));
+  for (const dir of layoutDirectories(layout)) await mkdir(dir, { recursive: true });
+  for (const [file, text] of Object.entries(files)) {
+    const path = join(layout.confDir, file);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, text);
+  }
+  await writeSelfSignedCertificate(layout, DOMAIN);
+  const slug = name.replace(/[^a-z0-9-]/gi, "_");
+  const out = join(root, `${slug}.callgrind`);
+  const nginx = startProcess(
+    "nginx",
+    "valgrind",
+    [
+      "--tool=callgrind",
+      "--instr-atstart=no",
+      `--callgrind-out-file=${out}`,
+      "nginx",
+      "-p",
+      layout.prefix,
+      "-c",
+      join(layout.confDir, "nginx.conf"),
+      "-e",
+      join(layout.logDir, "error.log"),
+      "-g",
+      "daemon off; master_process off;",
+    ],
+    { logFile: join(root, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
+  );
+  try {
+    await waitForPort(layout.httpsPort, "127.0.0.1", 180_000);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
+    await send(agent, layout.httpsPort, WARMUP);
+    await run("callgrind_control", ["-z", String(nginx.pid)]);
+    await run("callgrind_control", ["-i", "on", String(nginx.pid)]);
+    await send(agent, layout.httpsPort, REQUESTS);
+    await run("callgrind_control", ["-d", String(nginx.pid)]);
+    agent.destroy();
+    let dump = "";
+    for (let i = 0; i < 50 && !dump; i++) {
+      const found = (await readdir(root)).find((f) => f.startsWith(`${slug}.callgrind.`));
+      if (found) dump = join(root, found);
+      else await sleep(100);
+    }
+    if (!dump) throw new Error(`callgrind wrote no dump for ${name}`);
+    await sleep(200);
+    return await readDump(dump);
+  } finally {
+    await nginx.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  await requireBinary("valgrind", "valgrind");
+  await requireBinary("callgrind_control", "valgrind");
+  await requireBinary("nginx", "nginx");
+  const names = (process.env.PROFILE_VARIANTS ?? Object.keys(VARIANTS).join(",")).split(",");
+  const root = await mkdtemp(join(tmpdir(), "wagate-profile-edge-"));
+  const upstream = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(202, { "content-type": "application/json" });
+      res.end('{"id":"01J00000000000000000000000","status":"queued"}');
+    });
+  });
+  try {
+    const upstreamPort = await freePort();
+    await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
+    console.log(`edge profile: ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind`);
+    const results: Record<string, number> = {};
+    for (const name of names) {
+      const variant = variantNamed(name);
+      if (!variant) throw new Error(`PROFILE_VARIANTS: unknown variant ${name}`);
+      const { ir, top } = await profile(name, variant, root, upstreamPort);
+      results[name] = ir / REQUESTS;
+      const base = results["waf-off"];
+      const vsBase = base ? `   ${(base / (ir / REQUESTS)).toFixed(3)} of waf-off's speed (CPU-bound)` : "";
+      console.log(
+        `${name.padEnd(12)} ${(ir / REQUESTS / 1000).toFixed(0).padStart(8)} k instructions/request${vsBase}`,
+      );
+      if (top) console.log(top);
+    }
+  } finally {
+    await new Promise<void>((resolve) => upstream.close(() => resolve()));
+    if (process.env.PROFILE_KEEP === "1") console.log(`callgrind files kept in ${root}`);
+    else await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
