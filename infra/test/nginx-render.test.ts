@@ -132,7 +132,10 @@ describe("renderModsecurity", () => {
     expect(rules).toMatch(/^SecRuleEngine On$/m);
     expect(rules).toContain("setvar:tx.paranoia_level=2,");
     expect(rules).toContain("setvar:tx.inbound_anomaly_score_threshold=7,");
-    expect(rules).toContain("setvar:tx.outbound_anomaly_score_threshold=6,");
+    // No RESPONSE-* rule is loaded: the outbound threshold has nothing to read it.
+    expect(rules).not.toContain("outbound_anomaly_score");
+    expect(rules).toContain("setvar:tx.anomaly_score_pl2=0,");
+    expect(rules).not.toContain("anomaly_score_pl3");
     expect(rules).toMatch(/^SecAuditLogParts AHZ$/m);
     expect(rules).not.toMatch(/IncludeOptional/);
     for (const f of CRS_RULE_FILES) expect(rules).toContain(`Include /usr/share/modsecurity-crs/rules/${f}`);
@@ -150,8 +153,16 @@ describe("renderModsecurity", () => {
     expect(rulesAboveParanoiaLevel(1)).toEqual([
       ...CRS_PARANOIA_SKIP_RULES,
       ...CRS_RULES_BY_PARANOIA_LEVEL[2],
+      "949061",
       ...CRS_RULES_BY_PARANOIA_LEVEL[3],
+      "949062",
       ...CRS_RULES_BY_PARANOIA_LEVEL[4],
+      "949063",
+    ]);
+    expect(rulesAboveParanoiaLevel(3)).toEqual([
+      ...CRS_PARANOIA_SKIP_RULES,
+      ...CRS_RULES_BY_PARANOIA_LEVEL[4],
+      "949063",
     ]);
     expect(rulesAboveParanoiaLevel(4)).toEqual([...CRS_PARANOIA_SKIP_RULES]);
   });
