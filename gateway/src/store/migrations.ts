@@ -41,7 +41,7 @@ export const MIGRATIONS: readonly Migration[] = [
         response TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         PRIMARY KEY (subject, key)
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
       CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 
       CREATE TABLE inbound_messages (
