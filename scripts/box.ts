@@ -21,23 +21,29 @@ try {
   process.exit(2);
 }
 
+let interrupted = false;
+const interrupt = (teardown: () => Promise<void>) => {
+  const stop = async () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error("box: interrupted, tearing down");
+    await teardown();
+    process.exit(130);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+};
+
 try {
-  const report = await runBox({ keep });
+  const report = await runBox({ keep, onTeardown: interrupt });
   const failed = report.checks.filter((c) => c.status === "fail");
   console.log(
     failed.length
       ? `box: ${failed.length} check(s) failed: ${failed.map((c) => c.name).join(", ")}`
       : "box: every check held",
   );
-  if (keep) {
-    const stop = async () => {
-      await report.teardown();
-      process.exit(report.ok ? 0 : 1);
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-    await new Promise(() => undefined);
-  }
+  // With --keep, the proxy and Pebble keep serving the box until Ctrl-C runs the teardown registered above.
+  if (keep) await new Promise(() => undefined);
   process.exitCode = report.ok ? 0 : 1;
 } catch (error) {
   console.error(`box: ${(error as Error).message}`);

@@ -67,6 +67,8 @@ export interface BoxRunOptions {
   say?: (line: string) => void;
   /** Leave the box running; the caller ends it with the returned teardown. */
   keep?: boolean;
+  /** Receives the teardown as soon as there is something to tear down (a CLI calls it on Ctrl-C). */
+  onTeardown?: (teardown: () => Promise<void>) => void;
 }
 
 const PODMAN_GLOBAL = ["--runtime", "crun", "--cgroup-manager", "cgroupfs"];
@@ -98,6 +100,8 @@ export function boxBundleInput(
       extraBuildArgs: [
         `--build-arg=NODE_IMAGE=${NODE_BASE_IMAGE}`,
         "--network=host",
+        // buildah (1.28) ignores containers.conf's keyring=false, and crun cannot create one in the box.
+        "--isolation=chroot",
         // apt and npm in the build stage reach Debian's mirror and the npm registry through the host-side proxy.
         `--build-arg=http_proxy=${proxyUrl}`,
         `--build-arg=https_proxy=${proxyUrl}`,
@@ -180,6 +184,7 @@ export async function runBox(
     await removeBoxNetwork();
     await rm(workDir, { recursive: true, force: true });
   };
+  options.onTeardown?.(teardown);
   try {
     await createBoxNetwork();
     proxy = await startBoxProxy(HOST_ADDRESS);

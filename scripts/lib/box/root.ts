@@ -12,8 +12,16 @@ import { run } from "./run.js";
 const log = (line: string) => process.stderr.write(`box: ${line}\n`);
 
 export const boxRootDir = () => join(BOX_CACHE_DIR, `root-${ROOT_VERSION}`);
+/** Bump when what the Node base holds changes (the minbase root under it is kept). */
+const NODE_BASE_VERSION = "2";
 export const nodeBaseTar = () =>
-  join(BOX_CACHE_DIR, `node-base-${process.versions.node}-${ROOT_VERSION}.tar`);
+  join(BOX_CACHE_DIR, `node-base-${process.versions.node}-${NODE_BASE_VERSION}.tar`);
+const minbaseDir = () => join(BOX_CACHE_DIR, `minbase-${ROOT_VERSION}`);
+/**
+ * This machine's trust store: the npm registry is reached through a TLS-inspecting gateway whose CA only this
+ * bundle holds (npm on this machine has `cafile` set to it too). Public certificates, no secret.
+ */
+const HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
 /**
  * Removes a root directory, after unmounting whatever is mounted below it (an interrupted debootstrap leaves
@@ -84,10 +92,20 @@ export async function ensureBoxRoot(): Promise<string> {
 export async function ensureNodeBaseTar(): Promise<string> {
   const tar = nodeBaseTar();
   if (existsSync(tar)) return tar;
-  log(`building the Node base image root at ${tar} (debootstrap, about a minute)`);
   await mkdir(BOX_CACHE_DIR, { recursive: true });
+  const minbase = minbaseDir();
+  if (!existsSync(join(minbase, ".wagate-complete"))) {
+    log(`building the cached Debian minbase root at ${minbase} (debootstrap, about a minute)`);
+    await debootstrap(`${minbase}.build`, []);
+    await writeFile(join(`${minbase}.build`, ".wagate-complete"), new Date().toISOString());
+    await removeRoot(minbase);
+    await rename(`${minbase}.build`, minbase);
+  }
+  log(`building the Node base image root at ${tar}`);
   const dir = `${tar}.root`;
-  await debootstrap(dir, []);
+  await removeRoot(dir);
+  await run("cp", ["-a", "--reflink=auto", minbase, dir], { label: "copy of the minbase root" });
+  await rm(join(dir, ".wagate-complete"), { force: true });
   await installNode(dir);
   await run("tar", ["-C", dir, "--numeric-owner", "-cf", `${tar}.tmp`, "."], {
     label: "tar of the Node base",
@@ -108,6 +126,10 @@ export async function installNode(dir: string): Promise<void> {
   await cp("/usr/include/node", join(local, "include/node"), { recursive: true });
   await run("ln", ["-sf", "../lib/node_modules/npm/bin/npm-cli.js", join(local, "bin/npm")]);
   await run("ln", ["-sf", "../lib/node_modules/npm/bin/npx-cli.js", join(local, "bin/npx")]);
+  await mkdir(join(dir, "etc/ssl/certs"), { recursive: true });
+  await cp(HOST_CA_BUNDLE, join(dir, "etc/ssl/certs/ca-certificates.crt"));
+  await mkdir(join(local, "etc"), { recursive: true });
+  await writeFile(join(local, "etc/npmrc"), `cafile=/etc/ssl/certs/ca-certificates.crt\n`);
   // What the slim images leave out: apt lists and caches.
   await run("bash", ["-c", `rm -rf ${dir}/var/lib/apt/lists/* ${dir}/var/cache/apt/*.bin`]);
 }
