@@ -1,0 +1,27 @@
+// The events customers subscribe to with `/v1/webhooks`. Producers (the Meta webhook, OTP verification,
+// broadcasts) publish through an `EventSink`; the webhooks plugin persists each event as deliveries before
+// `publish` resolves, so an event that was published is never lost.
+
+export const EVENT_TYPES = [
+  "message.received",
+  "message.status",
+  "broadcast.completed",
+  "otp.verified",
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface GatewayEvent {
+  type: EventType;
+  /** The token `sub` that owns what the event is about; undefined for inbound messages, which no token owns. */
+  subject?: string;
+  data: Record<string, unknown>;
+  /** Milliseconds since the epoch. */
+  occurredAt: number;
+}
+
+export interface EventSink {
+  publish(event: GatewayEvent): Promise<void>;
+}
+
+/** A sink for when no webhook plugin is wired (tests of other concerns): events are dropped. */
+export const noEvents: EventSink = { publish: async () => undefined };
