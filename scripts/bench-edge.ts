@@ -23,6 +23,9 @@ import {
 // `npm run bench:edge`: the edge's cost, measured side by side in one run through nginx TLS on loopback with wrk.
 //   1. POST /v1/messages (small JSON) to a trivial upstream, WAF off;
 //   2. the same, WAF on (the rules the VM runs);
+//   2b. the same, ModSecurity on with no rule at all: the ceiling of WAF on / WAF off for any rule selection;
+//       then the CPU per request of nginx, the upstream and wrk for 1, 2 and 2b, and the ratios they imply on a
+//       CPU-bound machine (robust to what else runs, unlike req/s);
 //   3. POST /v1/messages through the whole edge (WAF on) to the real gateway (sandbox transport, SQLite);
 //   4. a flood: one IP at 20x its limit while 50 other clients, each at 80 % of its limit, keep sending.
 // Runs 1-3 use rate limits high enough that nothing is refused: they measure the WAF and the upstream, not the
@@ -43,9 +46,17 @@ interface WrkResult {
   readonly p99Ms: number;
   readonly non2xx: number;
   readonly requests: number;
+  /** CPU time (user + system) wrk itself spent per request. */
+  readonly clientCpuUsPerRequest: number;
   /** CPU time nginx's workers spent per request during the run (user + system), when measured. */
   readonly nginxCpuUsPerRequest?: number;
+  /** CPU time the upstream spent per request, when measured. */
+  readonly upstreamCpuUsPerRequest?: number;
 }
+
+/** CPU per request of everything a run needs (client, nginx, upstream): on a saturated machine, req/s follows it. */
+const totalCpuUs = (r: WrkResult) =>
+  r.clientCpuUsPerRequest + (r.nginxCpuUsPerRequest ?? 0) + (r.upstreamCpuUsPerRequest ?? 0);
 
 /** user + system CPU ticks of a master's worker processes, from /proc (Linux). */
 async function workerTicks(masterPid: number): Promise<number> {
@@ -61,12 +72,44 @@ async function workerTicks(masterPid: number): Promise<number> {
 
 const TICKS_PER_SECOND = 100;
 
-/** wrk against an edge, also measuring its workers' CPU per request (robust to other load on the machine). */
-async function wrkEdge(edge: RunningNginx, path: string, luaScript: string): Promise<WrkResult> {
+/** user + system CPU ticks of one process, from /proc (Linux). */
+async function processTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+}
+
+/** Cumulative CPU microseconds of an upstream: this process (the trivial upstream) or the gateway's pid. */
+type UpstreamCpu = () => Promise<number>;
+const ownCpu: UpstreamCpu = async () => {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+};
+const pidCpu =
+  (pid: number): UpstreamCpu =>
+  async () =>
+    ((await processTicks(pid)) / TICKS_PER_SECOND) * 1e6;
+
+/**
+ * wrk against an edge, also measuring the CPU per request of its workers and of the upstream: unlike req/s,
+ * these barely depend on other load on the machine.
+ */
+async function wrkEdge(
+  edge: RunningNginx,
+  path: string,
+  luaScript: string,
+  upstreamCpu: UpstreamCpu,
+): Promise<WrkResult> {
   const before = await workerTicks(edge.pid);
+  const upstreamBefore = await upstreamCpu();
   const result = await wrk(url(edge.layout, path), luaScript);
+  const upstreamUs = (await upstreamCpu()) - upstreamBefore;
   const ticks = (await workerTicks(edge.pid)) - before;
-  return { ...result, nginxCpuUsPerRequest: (ticks / TICKS_PER_SECOND / result.requests) * 1e6 };
+  return {
+    ...result,
+    nginxCpuUsPerRequest: (ticks / TICKS_PER_SECOND / result.requests) * 1e6,
+    upstreamCpuUsPerRequest: upstreamUs / result.requests,
+  };
 }
 
 function toMs(value: string, unit: string): number {
@@ -80,11 +123,27 @@ async function wrk(
   seconds = DURATION_S,
   connections = CONNECTIONS,
 ): Promise<WrkResult> {
+  // bash's `times` reports the CPU its child (wrk) used: the client's share of the machine.
   const { stdout } = await run(
-    "wrk",
-    ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", luaScript, url],
+    "bash",
+    [
+      "-c",
+      'wrk "$@" && times',
+      "wrk",
+      "-t2",
+      `-c${connections}`,
+      `-d${seconds}s`,
+      "--latency",
+      "-s",
+      luaScript,
+      url,
+    ],
     { maxBuffer: 1 << 20 },
   );
+  const times = [...stdout.matchAll(/(\d+)m([\d.]+)s (\d+)m([\d.]+)s/g)].at(-1);
+  const clientCpuS = times
+    ? Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4])
+    : Number.NaN;
   const rps = stdout.match(/Requests\/sec:\s+([\d.]+)/);
   const p99 = stdout.match(/^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$/m);
   const non2xx = stdout.match(/Non-2xx or 3xx responses:\s+(\d+)/);
@@ -95,6 +154,7 @@ async function wrk(
     requestsPerSecond: Number(rps[1]),
     p99Ms: toMs(p99[1] ?? "0", p99[2] ?? "ms"),
     non2xx: non2xx ? Number(non2xx[1]) : 0,
+    clientCpuUsPerRequest: (clientCpuS / Number(requests[1])) * 1e6,
   };
 }
 
@@ -127,6 +187,7 @@ async function startEdge(
   wafEnabled: boolean,
   rateLimit: RateLimit,
   unlimited = false,
+  engineOnly = false,
 ) {
   const layout = localLayout(root, {
     http: await freePort(),
@@ -146,6 +207,12 @@ async function startEdge(
     files["nginx.conf"] = conf
       .replace(/rate=10000r\/s;/g, "rate=10000000r/s;")
       .replace(/burst=10000 /g, "burst=1000000 ");
+  }
+  if (engineOnly) {
+    // ModSecurity on, wagate's engine settings, not one rule: what libmodsecurity costs before any rule runs.
+    for (const [name, text] of Object.entries(files))
+      if (name.startsWith("modsecurity.d/"))
+        files[name] = text.slice(0, text.indexOf("# JSON bodies go through"));
   }
   await writeSelfSignedCertificate(layout, DOMAIN);
   return startNginx({ layout, files });
@@ -277,6 +344,16 @@ async function victims(edge: RunningNginx, clients: number, perSecond: number, s
 const fmt = (r: WrkResult) =>
   `${r.requestsPerSecond.toFixed(0).padStart(7)} req/s   p99 ${r.p99Ms.toFixed(2).padStart(7)} ms${r.non2xx ? `   (${r.non2xx} of ${r.requests} non-2xx!)` : ""}`;
 
+const cpuRow = (label: string, r: WrkResult) =>
+  `${label.padEnd(28)}${[
+    r.nginxCpuUsPerRequest ?? 0,
+    r.upstreamCpuUsPerRequest ?? 0,
+    r.clientCpuUsPerRequest,
+    totalCpuUs(r),
+  ]
+    .map((n) => n.toFixed(0).padStart(8))
+    .join("  ")}`;
+
 async function main(): Promise<void> {
   await requireBinary("wrk", "wrk");
   await requireBinary("nginx", "nginx");
@@ -302,16 +379,34 @@ async function main(): Promise<void> {
     // Warm both (TLS session cache, upstream keepalive, CRS regex JIT) before measuring.
     await wrk(url(plain.layout, "/v1/messages"), lua, 2);
     await wrk(url(guarded.layout, "/v1/messages"), lua, 2);
-    const off = await wrkEdge(plain, "/v1/messages", lua);
+    const off = await wrkEdge(plain, "/v1/messages", lua, ownCpu);
     console.log(`1. trivial upstream, WAF off   ${fmt(off)}`);
-    const on = await wrkEdge(guarded, "/v1/messages", lua);
+    const on = await wrkEdge(guarded, "/v1/messages", lua, ownCpu);
     console.log(`2. trivial upstream, WAF on    ${fmt(on)}`);
     const wafRatio = on.requestsPerSecond / off.requestsPerSecond;
     console.log(
       `   WAF on / WAF off = ${wafRatio.toFixed(2)} (target >= 0.50; Debian's CRS as shipped: 0.16)`,
     );
+    // The floor: ModSecurity switched on with no rule at all. Whatever rules are chosen, WAF on / WAF off cannot
+    // exceed this run's ratio.
+    const engine = await startEdge(join(dir, "engine"), upstreamPort, true, open, true, true);
+    processes.push(engine);
+    await wrk(url(engine.layout, "/v1/messages"), lua, 2);
+    const bare = await wrkEdge(engine, "/v1/messages", lua, ownCpu);
+    await stopAll([engine]);
+    console.log(`2b. ModSecurity, no rules      ${fmt(bare)}`);
     console.log(
-      `   nginx worker CPU per request: ${off.nginxCpuUsPerRequest?.toFixed(0)} µs WAF off, ${on.nginxCpuUsPerRequest?.toFixed(0)} µs WAF on (the WAF's own cost, whatever else runs on the machine)`,
+      `   no rules / WAF off = ${(bare.requestsPerSecond / off.requestsPerSecond).toFixed(2)} (the most any rule selection can reach)`,
+    );
+    console.log("   CPU per request (µs)          nginx   upstream   client   total");
+    for (const [label, r] of [
+      ["WAF off", off],
+      ["ModSecurity, no rules", bare],
+      ["WAF on", on],
+    ] as const)
+      console.log(`   ${cpuRow(label, r)}`);
+    console.log(
+      `   CPU-bound ratios (total CPU per request, independent of other load): WAF on / off = ${(totalCpuUs(off) / totalCpuUs(on)).toFixed(2)}, no rules / off = ${(totalCpuUs(off) / totalCpuUs(bare)).toFixed(2)}`,
     );
 
     if (process.env.BENCH_SKIP_GATEWAY !== "1") {
@@ -327,10 +422,14 @@ async function main(): Promise<void> {
           Authorization: `Bearer ${started.token}`,
         });
         await wrk(url(edge.layout, "/v1/messages"), authLua, 2);
-        const real = await wrkEdge(edge, "/v1/messages", authLua);
+        const real = await wrkEdge(edge, "/v1/messages", authLua, pidCpu(started.gateway.pid));
         console.log(`3. real gateway, WAF on        ${fmt(real)}`);
         console.log(
           `   real gateway / trivial upstream (both WAF on) = ${(real.requestsPerSecond / on.requestsPerSecond).toFixed(2)} (target >= 0.80)`,
+        );
+        console.log(`   ${cpuRow("real gateway, WAF on", real)}`);
+        console.log(
+          `   CPU-bound ratio real gateway / trivial upstream = ${(totalCpuUs(on) / totalCpuUs(real)).toFixed(2)}`,
         );
         await stopAll([edge, started.gateway]);
       }
