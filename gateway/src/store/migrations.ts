@@ -77,4 +77,54 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX otp_codes_subject_phone ON otp_codes (subject, phone, created_at);
     `,
   },
+  {
+    version: 2,
+    name: "broadcasts: recipients, progress counters kept by a trigger, pair-rate lookups",
+    sql: `
+      CREATE TABLE broadcasts (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        name TEXT,
+        template TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'cancelled')),
+        total INTEGER NOT NULL,
+        cursor INTEGER NOT NULL DEFAULT 0,
+        n_sent INTEGER NOT NULL DEFAULT 0,
+        n_delivered INTEGER NOT NULL DEFAULT 0,
+        n_read INTEGER NOT NULL DEFAULT 0,
+        n_failed INTEGER NOT NULL DEFAULT 0,
+        n_skipped INTEGER NOT NULL DEFAULT 0,
+        n_invalid INTEGER NOT NULL DEFAULT 0,
+        n_duplicates INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        completed_at INTEGER
+      ) STRICT;
+      CREATE INDEX broadcasts_active ON broadcasts (created_at) WHERE status IN ('queued', 'running');
+
+      CREATE TABLE broadcast_recipients (
+        broadcast_id TEXT NOT NULL REFERENCES broadcasts (id),
+        seq INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        parameters TEXT,
+        PRIMARY KEY (broadcast_id, seq)
+      ) STRICT, WITHOUT ROWID;
+
+      ALTER TABLE messages ADD COLUMN broadcast_id TEXT;
+      CREATE INDEX messages_broadcast ON messages (broadcast_id, status) WHERE broadcast_id IS NOT NULL;
+      CREATE INDEX messages_recipient ON messages (recipient);
+
+      CREATE TRIGGER messages_broadcast_progress AFTER UPDATE OF status ON messages
+      WHEN NEW.broadcast_id IS NOT NULL AND OLD.status IS NOT NEW.status
+      BEGIN
+        UPDATE broadcasts SET
+          n_sent = n_sent + (NEW.status IN ('sent', 'delivered', 'read')) - (OLD.status IN ('sent', 'delivered', 'read')),
+          n_delivered = n_delivered + (NEW.status IN ('delivered', 'read')) - (OLD.status IN ('delivered', 'read')),
+          n_read = n_read + (NEW.status = 'read') - (OLD.status = 'read'),
+          n_failed = n_failed + (NEW.status = 'failed') - (OLD.status = 'failed'),
+          updated_at = NEW.updated_at
+        WHERE id = NEW.broadcast_id;
+      END;
+    `,
+  },
 ];
