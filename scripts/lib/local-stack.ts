@@ -1,6 +1,18 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { access, chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  access,
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { SCOPES } from "../../gateway/src/auth/index.js";
@@ -53,24 +65,38 @@ export async function missingPackages(): Promise<string[]> {
 
 /**
  * nginx started as root runs its workers as `nobody`: they must be able to walk down to the ACME webroot, or
- * every HTTP-01 validation fails with a 404. Checked up front, with the fix named, rather than after a failed
- * certbot run (a checkout under /root is the usual case).
+ * every HTTP-01 validation fails with a 404. Returns the first directory above `dir` they cannot enter.
  */
-async function assertWorkersCanTraverse(dir: string): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const { stat } = await import("node:fs/promises");
+async function untraversableParent(dir: string): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
   let current = resolve(dir, "..");
   for (;;) {
     const info = await stat(current).catch(() => undefined);
-    if (info && (info.mode & 0o001) === 0) {
-      throw new Error(
-        `nginx's workers (user nobody) cannot enter ${current}: use --dir under a traversable path (e.g. /tmp/wagate-local) or chmod o+x ${current}`,
-      );
-    }
+    if (info && (info.mode & 0o001) === 0) return current;
     const parent = resolve(current, "..");
-    if (parent === current) return;
+    if (parent === current) return undefined;
     current = parent;
   }
+}
+
+/**
+ * `<repo>/.local`, unless nginx's workers cannot reach it (a checkout under /root, the usual case on a fresh
+ * machine): then a directory under the system's temp dir, with `<repo>/.local` a link to it, so that
+ * `npm run local` works from any checkout and `.local/stack.json` is where scripts look for it.
+ */
+async function defaultRootDir(log: (line: string) => void): Promise<string> {
+  const inRepo = join(REPO_ROOT, ".local");
+  const blocked = await untraversableParent(inRepo);
+  if (!blocked) {
+    if ((await lstat(inRepo).catch(() => undefined))?.isSymbolicLink()) await rm(inRepo);
+    return inRepo;
+  }
+  const id = createHash("sha256").update(REPO_ROOT).digest("hex").slice(0, 12);
+  const outside = join(tmpdir(), `wagate-local-${id}`);
+  await rm(inRepo, { recursive: true, force: true });
+  await symlink(outside, inRepo);
+  log(`nginx's workers cannot enter ${blocked}: the stack lives in ${outside} (linked from ${inRepo})`);
+  return outside;
 }
 
 export interface LocalStackOptions {
@@ -123,11 +149,16 @@ async function writeSecretFile(path: string, content: string): Promise<void> {
 
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const log = options.log ?? (() => undefined);
-  const rootDir = resolve(options.rootDir ?? join(REPO_ROOT, ".local"));
+  const rootDir = options.rootDir ? resolve(options.rootDir) : await defaultRootDir(log);
   const missing = await missingPackages();
   if (missing.length) throw new Error(`missing Debian packages: apt-get install ${missing.join(" ")}`);
 
-  await assertWorkersCanTraverse(rootDir);
+  const blocked = await untraversableParent(rootDir);
+  if (blocked) {
+    throw new Error(
+      `nginx's workers (user nobody) cannot enter ${blocked}: use --dir under a traversable path (e.g. /tmp/wagate-local) or chmod o+x ${blocked}`,
+    );
+  }
   await rm(rootDir, { recursive: true, force: true });
   // nginx's workers (nobody, when started as root) must traverse it to serve the ACME webroot; the secrets in
   // it are files of their own with mode 0600.
