@@ -78,6 +78,78 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    // Independent of version 2 (broadcasts): the runner applies every missing version, in any order.
+    version: 3,
+    name: "automated replies, outbound webhooks",
+    sql: `
+      CREATE TABLE reply_rules (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        match_type TEXT NOT NULL CHECK (match_type IN ('exact', 'contains', 'regex')),
+        pattern TEXT NOT NULL,
+        ignore_case INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        reply TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX reply_rules_subject ON reply_rules (subject, priority);
+      CREATE INDEX reply_rules_active ON reply_rules (priority, created_at) WHERE enabled = 1;
+
+      CREATE TABLE auto_reply_inbound (
+        inbound_id TEXT PRIMARY KEY,
+        rule_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        replied_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE auto_reply_contacts (
+        contact TEXT PRIMARY KEY,
+        last_reply_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE webhook_subscriptions (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX webhook_subscriptions_subject ON webhook_subscriptions (subject);
+
+      CREATE TABLE webhook_events (
+        id TEXT PRIMARY KEY,
+        dedupe_key TEXT UNIQUE,
+        type TEXT NOT NULL,
+        subject TEXT,
+        body TEXT NOT NULL,
+        occurred_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL REFERENCES webhook_subscriptions (id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL REFERENCES webhook_events (id),
+        event_type TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivering', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_until INTEGER,
+        window_started_at INTEGER NOT NULL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+      CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (lease_until) WHERE status = 'delivering';
+      CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries (subscription_id, id);
+    `,
+  },
+  {
     version: 2,
     name: "broadcasts: recipients, progress counters kept by a trigger, pair-rate lookups",
     sql: `

@@ -5,6 +5,8 @@ import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messag
 import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
+import { createSqliteRepliesStore } from "./sqlite-replies.js";
+import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
 import type {
   EnqueueResult,
   IdempotencyClaim,
@@ -245,6 +247,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   }
 
   const store: Store = {
+    ...createSqliteRepliesStore(db, batcher, insertMessage),
+    ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
       return batcher.write((): EnqueueResult => {
         if (idempotency) {

@@ -1,4 +1,6 @@
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
+import type { RepliesStore } from "./replies.js";
+import type { WebhooksStore } from "./webhooks.js";
 
 // What routes and queues need from persistence, and nothing more. Every method is asynchronous so that a
 // networked implementation (PostgreSQL, for several gateway instances) can come later without touching callers.
@@ -102,7 +104,7 @@ export interface OtpAttempt {
   codeHash: Buffer;
 }
 
-export interface Store {
+export interface Store extends RepliesStore, WebhooksStore {
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;
