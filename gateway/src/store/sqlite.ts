@@ -5,6 +5,7 @@ import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messag
 import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
+import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
 import type {
@@ -247,6 +248,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   }
 
   const store: Store = {
+    broadcasts: createSqliteBroadcastStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {

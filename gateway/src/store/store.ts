@@ -1,4 +1,5 @@
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
+import type { BroadcastStore } from "./broadcasts.js";
 import type { RepliesStore } from "./replies.js";
 import type { WebhooksStore } from "./webhooks.js";
 
@@ -105,6 +106,8 @@ export interface OtpAttempt {
 }
 
 export interface Store extends RepliesStore, WebhooksStore {
+  /** Broadcasts and their recipients (store/broadcasts.ts). */
+  readonly broadcasts: BroadcastStore;
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;

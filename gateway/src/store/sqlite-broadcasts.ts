@@ -1,0 +1,256 @@
+import type BetterSqlite3 from "better-sqlite3";
+import { uuidv7 } from "../ids.js";
+import type { OutgoingMessage, TemplateComponent } from "../messages.js";
+import type {
+  BroadcastRecord,
+  BroadcastStatus,
+  BroadcastStore,
+  BroadcastTemplate,
+  CancelResult,
+  MaterialiseOptions,
+  NewBroadcast,
+} from "./broadcasts.js";
+import type { CommitBatcher } from "./commit-batcher.js";
+import type { EnqueueResult, IdempotencyClaim } from "./store.js";
+
+// The SQLite side of broadcasts (schema: migration 2). Progress counters are kept by a trigger on the outbox's
+// status column, in the same transaction as every status change (outcome of a send or Meta's status webhook),
+// so they can never drift from the messages they count.
+
+interface BroadcastRow {
+  id: string;
+  subject: string;
+  name: string | null;
+  template: string;
+  status: BroadcastStatus;
+  total: number;
+  cursor: number;
+  n_sent: number;
+  n_delivered: number;
+  n_read: number;
+  n_failed: number;
+  n_skipped: number;
+  n_invalid: number;
+  n_duplicates: number;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+}
+
+function toRecord(row: BroadcastRow): BroadcastRecord {
+  return {
+    id: row.id,
+    subject: row.subject,
+    name: row.name,
+    status: row.status,
+    total: row.total,
+    materialised: row.cursor,
+    sent: row.n_sent,
+    delivered: row.n_delivered,
+    read: row.n_read,
+    failed: row.n_failed,
+    skipped: row.n_skipped,
+    invalid: row.n_invalid,
+    duplicates: row.n_duplicates,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+  };
+}
+
+/** The template of one recipient: its parameters become the body component's text parameters. */
+export function recipientTemplate(
+  template: BroadcastTemplate,
+  parameters: string[] | null,
+): BroadcastTemplate {
+  if (!parameters || parameters.length === 0) return template;
+  const body: TemplateComponent = {
+    type: "body",
+    parameters: parameters.map((text) => ({ type: "text", text })),
+  };
+  const components = template.components ?? [];
+  const hasBody = components.some((c) => c.type === "body");
+  return {
+    ...template,
+    components: hasBody ? components.map((c) => (c.type === "body" ? body : c)) : [...components, body],
+  };
+}
+
+/** Broadcast progress is written as outbox bookkeeping: a kill loses none of it (see sqlite.ts). */
+const BOOKKEEPING = { durable: false } as const;
+
+export function createSqliteBroadcastStore(
+  db: BetterSqlite3.Database,
+  batcher: CommitBatcher,
+): BroadcastStore {
+  const s = {
+    getIdempotency: db.prepare(
+      "SELECT request_hash, status_code, response FROM idempotency_keys WHERE subject = ? AND key = ?",
+    ),
+    insertIdempotency: db.prepare(
+      "INSERT INTO idempotency_keys (subject, key, request_hash, status_code, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    insertBroadcast: db.prepare(
+      `INSERT INTO broadcasts (id, subject, name, template, status, total, n_invalid, n_duplicates, created_at, updated_at)
+       VALUES (@id, @subject, @name, @template, 'queued', @total, @invalid, @duplicates, @createdAt, @createdAt)`,
+    ),
+    insertRecipient: db.prepare(
+      "INSERT INTO broadcast_recipients (broadcast_id, seq, recipient, parameters) VALUES (?, ?, ?, ?)",
+    ),
+    get: db.prepare("SELECT * FROM broadcasts WHERE id = ?"),
+    active: db.prepare(
+      "SELECT id, subject, template, cursor, total FROM broadcasts WHERE status IN ('queued', 'running') AND cursor < total ORDER BY created_at, id",
+    ),
+    hasActive: db.prepare("SELECT 1 FROM broadcasts WHERE status IN ('queued', 'running') LIMIT 1").pluck(),
+    nextRecipients: db
+      .prepare(
+        "SELECT seq, recipient, parameters FROM broadcast_recipients WHERE broadcast_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+      )
+      .raw(),
+    // The last time anything went (or is due to go) to this number: a queued row counts at its due time, any
+    // other at its last change, which is at or after its send (conservative: the pair interval only grows).
+    lastContact: db
+      .prepare(
+        "SELECT MAX(CASE WHEN status = 'queued' THEN next_attempt_at ELSE updated_at END) FROM messages WHERE recipient = ?",
+      )
+      .pluck(),
+    insertMessage: db.prepare(
+      `INSERT INTO messages (id, subject, kind, recipient, payload, priority, status, next_attempt_at, created_at, updated_at, broadcast_id)
+       VALUES (@id, @subject, 'template', @recipient, @payload, @priority, 'queued', @dueAt, @now, @now, @broadcastId)`,
+    ),
+    advance: db.prepare(
+      "UPDATE broadcasts SET cursor = @cursor, status = 'running', updated_at = @now WHERE id = @id",
+    ),
+    outstanding: db
+      .prepare(
+        `SELECT (SELECT COUNT(*) FROM messages WHERE status = 'queued' AND priority = @priority)
+              + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND priority = @priority)`,
+      )
+      .pluck(),
+    cancel: db.prepare(
+      "UPDATE broadcasts SET status = 'cancelled', updated_at = @now, completed_at = @now WHERE id = @id AND status IN ('queued', 'running')",
+    ),
+    dropQueued: db.prepare("DELETE FROM messages WHERE broadcast_id = ? AND status = 'queued'"),
+    setSkipped: db.prepare("UPDATE broadcasts SET n_skipped = ? WHERE id = ?"),
+    finished: db.prepare(
+      "SELECT * FROM broadcasts WHERE status = 'running' AND cursor >= total AND n_sent + n_failed >= total",
+    ),
+    complete: db.prepare(
+      "UPDATE broadcasts SET status = 'completed', completed_at = @now, updated_at = @now WHERE id = @id AND status = 'running'",
+    ),
+  };
+
+  return {
+    createBroadcast(b: NewBroadcast, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
+      return batcher.write((): EnqueueResult => {
+        if (idempotency) {
+          const existing = s.getIdempotency.get(idempotency.subject, idempotency.key) as
+            | { request_hash: string; status_code: number; response: string }
+            | undefined;
+          if (existing) {
+            if (existing.request_hash !== idempotency.requestHash) return { kind: "conflict" };
+            return {
+              kind: "replayed",
+              response: { statusCode: existing.status_code, body: JSON.parse(existing.response) },
+            };
+          }
+          s.insertIdempotency.run(
+            idempotency.subject,
+            idempotency.key,
+            idempotency.requestHash,
+            idempotency.response.statusCode,
+            JSON.stringify(idempotency.response.body),
+            b.createdAt,
+          );
+        }
+        s.insertBroadcast.run({
+          id: b.id,
+          subject: b.subject,
+          name: b.name,
+          template: JSON.stringify(b.template),
+          total: b.total,
+          invalid: b.invalid,
+          duplicates: b.duplicates,
+          createdAt: b.createdAt,
+        });
+        // One prepared statement in a loop, inside this one transaction: 100,000 rows commit at once.
+        let seq = 0;
+        for (const r of b.recipients) {
+          seq++;
+          s.insertRecipient.run(b.id, seq, r.to, r.parameters?.length ? JSON.stringify(r.parameters) : null);
+        }
+        if (seq !== b.total) throw new Error("broadcast: recipient count does not match total");
+        return { kind: "created" };
+      });
+    },
+
+    async getBroadcast(id) {
+      const row = s.get.get(id) as BroadcastRow | undefined;
+      return row ? toRecord(row) : undefined;
+    },
+
+    cancelBroadcast(id, subject, now) {
+      return batcher.write((): CancelResult => {
+        const row = s.get.get(id) as BroadcastRow | undefined;
+        if (!row || row.subject !== subject) return { kind: "not_found" };
+        if (s.cancel.run({ id, now }).changes === 0) return { kind: "final", broadcast: toRecord(row) };
+        const dropped = s.dropQueued.run(id).changes;
+        s.setSkipped.run(row.total - row.cursor + dropped, id);
+        return { kind: "cancelled", broadcast: toRecord(s.get.get(id) as BroadcastRow) };
+      });
+    },
+
+    materialise({ now, limit, pairIntervalMs, priority }: MaterialiseOptions) {
+      return batcher.write(() => {
+        let made = 0;
+        const active = s.active.all() as Array<
+          Pick<BroadcastRow, "id" | "subject" | "template" | "cursor" | "total">
+        >;
+        for (const b of active) {
+          if (made >= limit) break;
+          const template = JSON.parse(b.template) as BroadcastTemplate;
+          const rows = s.nextRecipients.all(b.id, b.cursor, limit - made) as Array<
+            [number, string, string | null]
+          >;
+          let cursor = b.cursor;
+          for (const [seq, to, parameters] of rows) {
+            const last = s.lastContact.get(to) as number | null;
+            const dueAt = last === null ? now : Math.max(now, last + pairIntervalMs);
+            const message: OutgoingMessage = {
+              type: "template",
+              to,
+              template: recipientTemplate(template, parameters ? (JSON.parse(parameters) as string[]) : null),
+            };
+            s.insertMessage.run({
+              id: uuidv7(now),
+              subject: b.subject,
+              recipient: to,
+              payload: JSON.stringify(message),
+              priority,
+              dueAt,
+              now,
+              broadcastId: b.id,
+            });
+            cursor = seq;
+            made++;
+          }
+          s.advance.run({ id: b.id, cursor, now });
+        }
+        return made;
+      }, BOOKKEEPING);
+    },
+
+    async outstandingBulk(priority) {
+      return s.outstanding.get({ priority }) as number;
+    },
+    async hasActiveBroadcasts() {
+      return s.hasActive.get() !== undefined;
+    },
+    async finishedBroadcasts() {
+      return (s.finished.all() as BroadcastRow[]).map(toRecord);
+    },
+    markCompleted(id, now) {
+      return batcher.write(() => s.complete.run({ id, now }).changes === 1, BOOKKEEPING);
+    },
+  };
+}
