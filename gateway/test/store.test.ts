@@ -4,6 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { uuidv7 } from "../src/ids.js";
+import { MIGRATIONS } from "../src/store/migrations.js";
 import { openSqliteStore } from "../src/store/sqlite.js";
 import type { NewMessage } from "../src/store/store.js";
 
@@ -54,7 +55,9 @@ describe("SQLite store", () => {
     expect(await second.isTokenRevoked("jti-1")).toBe(true);
     await second.close();
     const db = new Database(path, { readonly: true });
-    expect(db.prepare("SELECT version FROM schema_migrations").all()).toEqual([{ version: 1 }]);
+    expect(db.prepare("SELECT version FROM schema_migrations ORDER BY version").all()).toEqual(
+      MIGRATIONS.map((m) => ({ version: m.version })).sort((a, b) => a.version - b.version),
+    );
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     db.close();
   });
