@@ -17,6 +17,11 @@ export interface GatewayEvent {
   data: Record<string, unknown>;
   /** Milliseconds since the epoch. */
   occurredAt: number;
+  /**
+   * For facts a producer may publish twice (Meta re-delivers its webhooks): a second event with the same key
+   * is dropped, so receivers see one event id per fact.
+   */
+  dedupeKey?: string;
 }
 
 export interface EventSink {
