@@ -67,6 +67,8 @@ export const configSchema = z
     OUTBOX_SEND_TIMEOUT_MS: integer(15_000, 100, 120_000),
     OUTBOX_IN_DOUBT_GRACE_SECONDS: integer(300, 0, 86_400),
     OUTBOX_POLL_INTERVAL_MS: integer(250, 10, 60_000),
+    BROADCAST_RATE_PER_SECOND: integer(80, 1, 1000),
+    BROADCAST_PAIR_INTERVAL_SECONDS: integer(6, 0, 3600),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     TRUST_PROXY: z
       .enum(["true", "false", "loopback"], { error: "must be true, false or loopback" })
