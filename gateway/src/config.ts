@@ -73,6 +73,31 @@ export const configSchema = z
     TRUST_PROXY: z
       .enum(["true", "false", "loopback"], { error: "must be true, false or loopback" })
       .default("loopback"),
+    REPLY_COOLDOWN_SECONDS: integer(3600, 0, 7 * 86_400),
+    REPLY_MAX_RULES: integer(100, 1, 10_000),
+    WEBHOOK_ALLOW_HTTP: z.enum(["true", "false"], { error: "must be true or false" }).default("false"),
+    WEBHOOK_ALLOWED_HOSTS: z
+      .string()
+      .default("")
+      .transform((s) =>
+        s
+          .split(",")
+          .map((h) =>
+            h
+              .trim()
+              .toLowerCase()
+              .replace(/^\[|\]$/g, ""),
+          )
+          .filter((h) => h.length > 0),
+      ),
+    WEBHOOK_MAX_PER_SUBJECT: integer(25, 1, 1000),
+    WEBHOOK_TIMEOUT_MS: integer(5000, 100, 30_000),
+    WEBHOOK_CONCURRENCY: integer(8, 1, 256),
+    WEBHOOK_BACKOFF_BASE_MS: integer(30_000, 1, 3_600_000),
+    WEBHOOK_BACKOFF_MAX_MS: integer(3_600_000, 1, 86_400_000),
+    WEBHOOK_RETRY_WINDOW_SECONDS: integer(86_400, 1, 7 * 86_400),
+    WEBHOOK_MAX_ATTEMPTS: integer(40, 1, 1000),
+    WEBHOOK_POLL_INTERVAL_MS: integer(500, 10, 60_000),
   })
   .superRefine((c, ctx) => {
     if (c.WHATSAPP_TRANSPORT !== "cloud") return;
