@@ -24,6 +24,11 @@ export interface BootOptions {
   workDir: string;
   proxyUrl: string;
   nodeBaseTar: string;
+  /**
+   * Keep podman's storage (images, build layers) across boxes: a rerun with unchanged sources skips the image
+   * build, as a VM's second `pulumi up` does. false: a cold build, what a new VM goes through.
+   */
+  imageCache: boolean;
 }
 
 export async function bootBox(options: BootOptions): Promise<BootedBox> {
@@ -62,6 +67,8 @@ export async function bootBox(options: BootOptions): Promise<BootedBox> {
   const aptLists = join(BOX_CACHE_DIR, "apt-lists");
   await mkdir(join(aptArchives, "partial"), { recursive: true });
   await mkdir(join(aptLists, "partial"), { recursive: true });
+  const containers = join(BOX_CACHE_DIR, "containers");
+  if (options.imageCache) await mkdir(containers, { recursive: true });
 
   const nspawn = startProcess(
     "systemd-nspawn",
@@ -76,6 +83,9 @@ export async function bootBox(options: BootOptions): Promise<BootedBox> {
       // Downloaded .debs and apt lists survive the box: a rerun installs from the cache.
       `--bind=${aptArchives}:/var/cache/apt/archives`,
       `--bind=${aptLists}:/var/lib/apt/lists`,
+      ...(options.imageCache ? [`--bind=${containers}:/var/lib/containers`] : []),
+      // fail2ban's bans are nftables rules: the box needs CAP_NET_ADMIN, in its own network namespace only.
+      "--capability=CAP_NET_ADMIN",
     ],
     { logFile: join(options.workDir, "boot.log") },
   );
