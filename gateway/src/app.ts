@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Config } from "./config.js";
 import { adminRoutes } from "./http/admin.js";
+import { broadcastRoutes } from "./http/broadcasts.js";
 import { createScopeGuards } from "./http/auth.js";
 import { installErrorHandling } from "./http/errors.js";
 import { messagesRoutes } from "./http/messages.js";
@@ -18,6 +19,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Called after a message is committed, to wake the outbox worker. */
   onEnqueued?: () => void;
+  /** Called after a broadcast is committed, to wake the broadcast sender. */
+  onBroadcastCreated?: () => void;
   /** `false` silences logs; a stream receives the JSON lines instead of stdout (the tests read them). */
   logger?: false | NodeJS.WritableStream;
   /** The clock of OTP expiry and limits (tests move it forward). */
@@ -105,6 +108,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     onEnqueued,
   });
   await app.register(adminRoutes, { store: deps.store, guard });
+  await app.register(broadcastRoutes, {
+    store: deps.store.broadcasts,
+    guard,
+    onCreated: deps.onBroadcastCreated ?? (() => {}),
+  });
   await app.register(metaWebhookRoutes, {
     store: deps.store,
     metrics,

@@ -12,6 +12,7 @@ export interface Gateway {
   app: FastifyInstance;
   store: Store;
   outbox: OutboxWorker;
+  broadcasts: BroadcastSender;
   /** Listens and starts the outbox worker; resolves with the bound address. */
   start(): Promise<string>;
   /** Stops accepting requests, lets in-flight sends finish, closes the database. */
@@ -61,6 +62,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     app,
     store,
     outbox: worker,
+    broadcasts: broadcastSender,
     async start() {
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       worker.start();

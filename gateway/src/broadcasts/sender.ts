@@ -1,0 +1,178 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { EventSink } from "../events.js";
+import { PRIORITY } from "../messages.js";
+import type { RateLimiter } from "../queue/outbox.js";
+import type { BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
+import { AdaptiveThrottle } from "./throttle.js";
+
+// The broadcast sender. Broadcast recipients wait in their own table; at the allowed rate this loop turns the
+// next few into outbox rows (priority `bulk`), each batch in the transaction that advances the broadcast's
+// cursor, and wakes the outbox. So the outbox holds at most about a second of bulk work, memory does not grow
+// with the number of recipients, and the outbox's claim order (interactive first) lets single messages and
+// OTPs overtake a running broadcast: at any moment only a handful of bulk rows stand before them.
+//
+// Exactly once: a recipient becomes one outbox row in the same commit as the cursor that passes it; from there
+// the outbox's claims, leases and in-doubt grace (see queue/outbox.ts) send it once. A SIGKILL at any moment
+// leaves either the recipient before the cursor with its row, or after it without one.
+
+export interface BroadcastSenderOptions {
+  store: BroadcastStore;
+  events: EventSink;
+  log: FastifyBaseLogger;
+  ratePerSecond: number;
+  pairIntervalMs: number;
+  /** Wakes the outbox after rows were added. */
+  onMaterialised: () => void;
+  tickMs?: number;
+  idlePollMs?: number;
+  now?: () => number;
+}
+
+const DEFAULT_TICK_MS = 20;
+const DEFAULT_IDLE_POLL_MS = 1_000;
+const COMPLETION_CHECK_MS = 250;
+/** Bulk rows allowed in the outbox at once: about a second of sending, never fewer than this. */
+const MIN_WINDOW = 100;
+
+export class BroadcastSender {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly throttle: AdaptiveThrottle;
+  private readonly now: () => number;
+  private lastCompletionCheck = 0;
+
+  constructor(private readonly options: BroadcastSenderOptions) {
+    this.now = options.now ?? Date.now;
+    this.throttle = new AdaptiveThrottle(options.ratePerSecond, this.now());
+  }
+
+  get currentRate(): number {
+    return this.throttle.currentRate;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** A broadcast was created: start without waiting for the idle poll. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  /** The outbox's rate-limiter hook: throughput refusals of any message slow broadcasts down. */
+  limiter(inner?: RateLimiter): RateLimiter {
+    return {
+      acquire: (message) => inner?.acquire(message) ?? Promise.resolve(),
+      onThrottled: (message) => {
+        const before = this.throttle.currentRate;
+        this.throttle.onThrottled(this.now());
+        if (this.throttle.currentRate !== before) {
+          this.options.log.warn(
+            { ratePerSecond: Math.round(this.throttle.currentRate) },
+            "broadcasts: throughput limit reached, slowing down",
+          );
+        }
+        inner?.onThrottled?.(message);
+      },
+    };
+  }
+
+  private async run(): Promise<void> {
+    const o = this.options;
+    const tickMs = o.tickMs ?? DEFAULT_TICK_MS;
+    while (this.running) {
+      let active = false;
+      try {
+        active = await this.tick();
+      } catch (error) {
+        o.log.error({ err: error }, "broadcasts: sending step failed");
+      }
+      await this.sleep(active ? tickMs : (o.idlePollMs ?? DEFAULT_IDLE_POLL_MS));
+    }
+  }
+
+  /** One step: materialise what the rate allows, finish completed broadcasts; true while work remains. */
+  private async tick(): Promise<boolean> {
+    const o = this.options;
+    const now = this.now();
+    const active = await o.store.hasActiveBroadcasts();
+    if (!active) {
+      this.throttle.refill(now);
+      this.throttle.drain();
+      return false;
+    }
+    const allowed = this.throttle.refill(now);
+    if (allowed > 0) {
+      const window = Math.max(MIN_WINDOW, Math.ceil(this.throttle.currentRate));
+      const room = window - (await o.store.outstandingBulk(PRIORITY.bulk));
+      const limit = Math.min(allowed, room);
+      if (limit > 0) {
+        const made = await o.store.materialise({
+          now,
+          limit,
+          pairIntervalMs: o.pairIntervalMs,
+          priority: PRIORITY.bulk,
+        });
+        this.throttle.take(made);
+        if (made > 0) o.onMaterialised();
+      }
+    }
+    if (now - this.lastCompletionCheck >= COMPLETION_CHECK_MS) {
+      this.lastCompletionCheck = now;
+      for (const broadcast of await o.store.finishedBroadcasts()) await this.complete(broadcast, now);
+    }
+    return true;
+  }
+
+  /**
+   * Publishes first, then marks completed: a kill between the two publishes again after the restart, which
+   * the sink drops by its dedupe key; never zero times.
+   */
+  private async complete(broadcast: BroadcastRecord, now: number): Promise<void> {
+    const o = this.options;
+    await o.events.publish({
+      type: "broadcast.completed",
+      subject: broadcast.subject,
+      occurredAt: now,
+      dedupeKey: `broadcast.completed:${broadcast.id}`,
+      data: {
+        id: broadcast.id,
+        name: broadcast.name,
+        total: broadcast.total,
+        sent: broadcast.sent,
+        delivered: broadcast.delivered,
+        read: broadcast.read,
+        failed: broadcast.failed,
+      },
+    });
+    if (await o.store.markCompleted(broadcast.id, now)) {
+      o.log.info(
+        { broadcastId: broadcast.id, total: broadcast.total, failed: broadcast.failed },
+        "broadcasts: completed",
+      );
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+}

@@ -1,0 +1,197 @@
+import type { FastifyPluginAsync } from "fastify";
+import { z } from "zod";
+import { uuidv7 } from "../ids.js";
+import { e164Schema } from "../phone.js";
+import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
+import type { ScopeGuard } from "./auth.js";
+import { ApiError, notFound } from "./errors.js";
+import { requestHash } from "./messages.js";
+import { idempotencyKey, messageIdParams, templateSchema } from "./schemas.js";
+
+// POST /v1/broadcasts, GET /v1/broadcasts/:id, POST /v1/broadcasts/:id/cancel (scope `broadcasts`).
+// The body is refused as a whole only when malformed; an invalid number is reported per item in the 202 and
+// the rest is sent. Duplicates (the same E.164 number) are sent once, to their first occurrence.
+
+export const MAX_RECIPIENTS = 100_000;
+/** 100,000 recipients with a few parameters each; the edge allows the same for this route. */
+export const BROADCAST_BODY_LIMIT = 16 * 1024 * 1024;
+
+const recipientItem = z.union([
+  z.string().max(64),
+  z.strictObject({
+    to: z.string().max(64),
+    parameters: z.array(z.string().min(1).max(1024)).max(20).optional(),
+  }),
+]);
+
+export const broadcastBody = z.strictObject({
+  name: z.string().min(1).max(200).optional(),
+  template: templateSchema,
+  recipients: z.array(recipientItem).min(1).max(MAX_RECIPIENTS),
+});
+type BroadcastBody = z.infer<typeof broadcastBody>;
+
+export interface InvalidRecipient {
+  index: number;
+  to: string;
+  reason: string;
+}
+
+/** Splits the recipients into the valid, de-duplicated ones and per-item reports. */
+export function sortRecipients(items: BroadcastBody["recipients"]): {
+  valid: BroadcastRecipient[];
+  invalid: InvalidRecipient[];
+  duplicates: number;
+} {
+  const seen = new Set<string>();
+  const valid: BroadcastRecipient[] = [];
+  const invalid: InvalidRecipient[] = [];
+  let duplicates = 0;
+  items.forEach((item, index) => {
+    const to = typeof item === "string" ? item : item.to;
+    if (!e164Schema.safeParse(to).success) {
+      invalid.push({ index, to, reason: "not an E.164 phone number such as +14155550123" });
+      return;
+    }
+    if (seen.has(to)) {
+      duplicates++;
+      return;
+    }
+    seen.add(to);
+    valid.push(typeof item === "string" || !item.parameters ? { to } : { to, parameters: item.parameters });
+  });
+  return { valid, invalid, duplicates };
+}
+
+export function broadcastView(b: BroadcastRecord) {
+  return {
+    id: b.id,
+    name: b.name,
+    status: b.status,
+    total: b.total,
+    queued: Math.max(0, b.total - b.sent - b.failed - b.skipped),
+    sent: b.sent,
+    delivered: b.delivered,
+    read: b.read,
+    failed: b.failed,
+    not_sent: b.skipped,
+    invalid: b.invalid,
+    duplicates: b.duplicates,
+    created_at: new Date(b.createdAt).toISOString(),
+    updated_at: new Date(b.updatedAt).toISOString(),
+    completed_at: b.completedAt === null ? null : new Date(b.completedAt).toISOString(),
+  };
+}
+
+export interface BroadcastRoutesOptions {
+  store: BroadcastStore;
+  guard: (scope: "broadcasts") => ScopeGuard;
+  /** Wakes the broadcast sender after a commit. */
+  onCreated: () => void;
+}
+
+export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async (
+  app,
+  { store, guard, onCreated },
+) => {
+  app.post(
+    "/v1/broadcasts",
+    { onRequest: guard("broadcasts"), bodyLimit: BROADCAST_BODY_LIMIT, schema: { body: broadcastBody } },
+    async (request, reply) => {
+      const principal = request.principal;
+      if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
+      const body = request.body as BroadcastBody;
+      const rawKey = request.headers["idempotency-key"];
+      let key: string | undefined;
+      if (rawKey !== undefined) {
+        const parsed = idempotencyKey.safeParse(rawKey);
+        if (!parsed.success)
+          throw new ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 printable characters");
+        key = parsed.data;
+      }
+      const { valid, invalid, duplicates } = sortRecipients(body.recipients);
+      if (valid.length === 0) {
+        return reply.status(422).send({
+          error: { code: "no_valid_recipients", message: "no recipient is a valid E.164 number" },
+          invalid,
+        });
+      }
+      const now = Date.now();
+      const id = uuidv7(now);
+      const answer = {
+        statusCode: 202,
+        body: { id, status: "queued", total: valid.length, duplicates, invalid },
+      };
+      const result = await store.createBroadcast(
+        {
+          id,
+          subject: principal.subject,
+          name: body.name ?? null,
+          template: body.template,
+          recipients: valid,
+          total: valid.length,
+          invalid: invalid.length,
+          duplicates,
+          createdAt: now,
+        },
+        key
+          ? {
+              subject: principal.subject,
+              key,
+              requestHash: requestHash("POST /v1/broadcasts", body),
+              response: answer,
+            }
+          : undefined,
+      );
+      if (result.kind === "conflict") {
+        throw new ApiError(
+          409,
+          "idempotency_conflict",
+          "this Idempotency-Key was used with a different request",
+        );
+      }
+      if (result.kind === "replayed") {
+        reply.header("idempotent-replayed", "true");
+        return reply.status(result.response.statusCode).send(result.response.body);
+      }
+      request.log.info(
+        { broadcastId: id, total: valid.length, invalid: invalid.length, duplicates },
+        "broadcast accepted",
+      );
+      onCreated();
+      reply.header("location", `/v1/broadcasts/${id}`);
+      return reply.status(202).send(answer.body);
+    },
+  );
+
+  app.get(
+    "/v1/broadcasts/:id",
+    { onRequest: guard("broadcasts"), schema: { params: messageIdParams } },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const broadcast = await store.getBroadcast(id);
+      // Another subject's broadcast is indistinguishable from a missing one.
+      if (!broadcast || broadcast.subject !== request.principal?.subject) throw notFound("broadcast");
+      return broadcastView(broadcast);
+    },
+  );
+
+  app.post(
+    "/v1/broadcasts/:id/cancel",
+    { onRequest: guard("broadcasts"), schema: { params: messageIdParams } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const subject = request.principal?.subject;
+      if (!subject) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
+      const result = await store.cancelBroadcast(id, subject, Date.now());
+      if (result.kind === "not_found") throw notFound("broadcast");
+      if (result.kind === "final" && result.broadcast.status === "completed") {
+        return reply.status(409).send({
+          error: { code: "broadcast_completed", message: "the broadcast has already completed" },
+        });
+      }
+      request.log.info({ broadcastId: id }, "broadcast cancelled");
+      return broadcastView(result.broadcast);
+    },
+  );
+};
