@@ -1,7 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
+import { BroadcastSender } from "./broadcasts/sender.js";
 import type { Config } from "./config.js";
 import { createSealer } from "./crypto/sealer.js";
+import { type EventSink, noEvents } from "./events.js";
 import { createMetrics } from "./metrics.js";
 import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
 import { openSqliteStore } from "./store/sqlite.js";
@@ -25,6 +27,8 @@ export interface GatewayOverrides {
   limiter?: RateLimiter;
   logger?: false | NodeJS.WritableStream;
   now?: () => number;
+  /** Where `broadcast.completed` is published (default: dropped). */
+  events?: EventSink;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -34,13 +38,24 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const transport = overrides.transport ?? createTransport(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
+  let broadcasts: BroadcastSender | undefined;
   const app = await buildApp(config, {
     store,
     metrics,
     onEnqueued: () => outbox?.notify(),
+    onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
   });
+  broadcasts = new BroadcastSender({
+    store: store.broadcasts,
+    events: overrides.events ?? noEvents,
+    log: app.log.child({ component: "broadcasts" }),
+    ratePerSecond: config.BROADCAST_RATE_PER_SECOND,
+    pairIntervalMs: config.BROADCAST_PAIR_INTERVAL_SECONDS * 1000,
+    onMaterialised: () => outbox?.notify(),
+  });
+  const broadcastSender = broadcasts;
   outbox = new OutboxWorker({
     store,
     transport,
@@ -54,7 +69,8 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     inDoubtGraceMs: config.OUTBOX_IN_DOUBT_GRACE_SECONDS * 1000,
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
     sealer: createSealer(config.API_SECRET),
-    ...(overrides.limiter ? { limiter: overrides.limiter } : {}),
+    // Throughput refusals of any message slow broadcasts down.
+    limiter: broadcastSender.limiter(overrides.limiter),
   });
   const worker = outbox;
   let stopped: Promise<void> | undefined;
@@ -66,11 +82,13 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     async start() {
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       worker.start();
+      broadcastSender.start();
       return address;
     },
     stop() {
       stopped ??= (async () => {
         await app.close();
+        await broadcastSender.stop();
         await worker.stop();
         await transport.close?.();
         await store.close();
