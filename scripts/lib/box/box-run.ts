@@ -181,16 +181,19 @@ export async function runBox(
   let proxy: BoxProxy | undefined;
   let pebble: Pebble | undefined;
   let box: BootedBox | undefined;
+  let networkCreated = false;
   const teardown = async () => {
     await box?.stop().catch((e: Error) => say(`box: stopping the box: ${e.message}`));
     await pebble?.stop();
     await proxy?.close();
-    await removeBoxNetwork();
+    // Only what this run made: a refused start must not take down the box another run owns.
+    if (networkCreated) await removeBoxNetwork();
     await rm(workDir, { recursive: true, force: true });
   };
   options.onTeardown?.(teardown);
   try {
     await createBoxNetwork();
+    networkCreated = true;
     proxy = await startBoxProxy(HOST_ADDRESS);
     pebble = await startPebble({
       dir: join(workDir, "pebble"),
@@ -339,6 +342,12 @@ export async function runBox(
     say(
       `box: steps of the first run: ${Object.entries(stepSeconds)
         .map(([k, v]) => `${k} ${v} s`)
+        .join(", ")}`,
+    );
+    say(
+      `box: steps of the second run: ${second.outcomes
+        .filter((o) => !o.id.startsWith("file-"))
+        .map((o) => `${o.id} ${o.seconds.toFixed(1)} s`)
         .join(", ")}`,
     );
     const ok = checks.every((c) => c.status !== "fail");
