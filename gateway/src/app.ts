@@ -1,5 +1,7 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Config } from "./config.js";
+import { createSealer } from "./crypto/sealer.js";
+import { type EventSink, noEvents } from "./events.js";
 import { adminRoutes } from "./http/admin.js";
 import { broadcastRoutes } from "./http/broadcasts.js";
 import { createScopeGuards } from "./http/auth.js";
@@ -8,11 +10,15 @@ import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { opsRoutes } from "./http/ops.js";
 import { otpRoutes } from "./http/otp.js";
+import { repliesRoutes } from "./http/replies.js";
 import { installZodValidation } from "./http/validation.js";
+import { webhooksRoutes } from "./http/webhooks.js";
 import { loggerOptions } from "./log.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createOtpService } from "./otp/service.js";
+import { createAutoReplier } from "./replies/auto-replier.js";
 import type { Store } from "./store/store.js";
+import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface AppDeps {
   store: Store;
@@ -25,6 +31,12 @@ export interface AppDeps {
   logger?: false | NodeJS.WritableStream;
   /** The clock of OTP expiry and limits (tests move it forward). */
   now?: () => number;
+  /** Where producers publish events for outbound webhooks (default: dropped). */
+  events?: EventSink;
+  /** Wakes the webhook dispatcher after a redeliver call. */
+  onWebhookQueued?: () => void;
+  /** How webhook URLs' hosts are resolved for the SSRF check (tests inject their own). */
+  resolveHost?: HostResolver;
 }
 
 /** API routes take small JSON bodies; only Meta's webhook route raises its own limit. */
@@ -99,6 +111,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   const guard = createScopeGuards(config, deps.store);
   const onEnqueued = deps.onEnqueued ?? (() => {});
+  const events = deps.events ?? noEvents;
   await app.register(opsRoutes, { store: deps.store, metrics });
   await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
   await app.register(otpRoutes, {
@@ -106,6 +119,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     metrics,
     guard,
     onEnqueued,
+    events,
   });
   await app.register(adminRoutes, { store: deps.store, guard });
   await app.register(broadcastRoutes, {
@@ -118,6 +132,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     metrics,
     appSecret: config.WHATSAPP_APP_SECRET,
     verifyToken: config.WHATSAPP_VERIFY_TOKEN,
+    events,
+    autoReplier: createAutoReplier({
+      store: deps.store,
+      cooldownMs: config.REPLY_COOLDOWN_SECONDS * 1000,
+      ownNumbers: config.WHATSAPP_PHONE_NUMBER_ID ? [config.WHATSAPP_PHONE_NUMBER_ID] : [],
+    }),
+    onEnqueued,
+  });
+  await app.register(repliesRoutes, { store: deps.store, guard, maxRulesPerSubject: config.REPLY_MAX_RULES });
+  await app.register(webhooksRoutes, {
+    store: deps.store,
+    sealer: createSealer(config.API_SECRET),
+    guard,
+    policy: webhookUrlPolicy(config),
+    resolve: deps.resolveHost ?? systemResolver,
+    maxPerSubject: config.WEBHOOK_MAX_PER_SUBJECT,
+    onQueued: deps.onWebhookQueued ?? (() => {}),
   });
   return app;
 }

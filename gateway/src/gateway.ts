@@ -3,12 +3,15 @@ import { buildApp } from "./app.js";
 import { BroadcastSender } from "./broadcasts/sender.js";
 import type { Config } from "./config.js";
 import { createSealer } from "./crypto/sealer.js";
-import { type EventSink, noEvents } from "./events.js";
+import type { EventSink } from "./events.js";
 import { createMetrics } from "./metrics.js";
 import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
 import { createTransport, type Transport } from "./transport/index.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
+import { createWebhookEventSink } from "./webhooks/sink.js";
+import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface Gateway {
   app: FastifyInstance;
@@ -27,8 +30,10 @@ export interface GatewayOverrides {
   limiter?: RateLimiter;
   logger?: false | NodeJS.WritableStream;
   now?: () => number;
-  /** Where `broadcast.completed` is published (default: dropped). */
+  /** Where events are published (default: the persistent sink that feeds outbound webhooks). */
   events?: EventSink;
+  /** Resolves webhook hosts for the SSRF checks (tests control what a name resolves to). */
+  resolveHost?: HostResolver;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -38,18 +43,24 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const transport = overrides.transport ?? createTransport(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
+  let webhooks: WebhookDispatcher | undefined;
+  const resolveHost = overrides.resolveHost ?? systemResolver;
+  const events = overrides.events ?? createWebhookEventSink({ store, onQueued: () => webhooks?.notify() });
   let broadcasts: BroadcastSender | undefined;
   const app = await buildApp(config, {
     store,
     metrics,
     onEnqueued: () => outbox?.notify(),
+    events,
+    onWebhookQueued: () => webhooks?.notify(),
+    resolveHost,
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
   });
   broadcasts = new BroadcastSender({
     store: store.broadcasts,
-    events: overrides.events ?? noEvents,
+    events,
     log: app.log.child({ component: "broadcasts" }),
     ratePerSecond: config.BROADCAST_RATE_PER_SECOND,
     pairIntervalMs: config.BROADCAST_PAIR_INTERVAL_SECONDS * 1000,
@@ -72,6 +83,21 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     // Throughput refusals of any message slow broadcasts down.
     limiter: broadcastSender.limiter(overrides.limiter),
   });
+  webhooks = new WebhookDispatcher({
+    store,
+    sealer: createSealer(config.API_SECRET),
+    log: app.log.child({ component: "webhooks" }),
+    policy: webhookUrlPolicy(config),
+    resolve: resolveHost,
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    concurrency: config.WEBHOOK_CONCURRENCY,
+    backoffBaseMs: config.WEBHOOK_BACKOFF_BASE_MS,
+    backoffMaxMs: config.WEBHOOK_BACKOFF_MAX_MS,
+    retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+    maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
+    pollIntervalMs: config.WEBHOOK_POLL_INTERVAL_MS,
+  });
+  const dispatcher = webhooks;
   const worker = outbox;
   let stopped: Promise<void> | undefined;
   return {
@@ -82,6 +108,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     async start() {
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       worker.start();
+      dispatcher.start();
       broadcastSender.start();
       return address;
     },
@@ -90,6 +117,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
         await app.close();
         await broadcastSender.stop();
         await worker.stop();
+        await dispatcher.stop();
         await transport.close?.();
         await store.close();
       })();

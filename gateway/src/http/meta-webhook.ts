@@ -1,7 +1,9 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
+import type { EventSink } from "../events.js";
 import type { Metrics } from "../metrics.js";
+import type { AutoReplier } from "../replies/auto-replier.js";
 import type { InboundMessage, StatusUpdate, Store } from "../store/store.js";
 import { ApiError } from "./errors.js";
 
@@ -16,6 +18,12 @@ export interface MetaWebhookOptions {
   metrics: Metrics;
   appSecret: string | undefined;
   verifyToken: string | undefined;
+  /** Receives `message.received` and `message.status` events; resolves once they are persisted. */
+  events?: EventSink;
+  /** Answers inbound messages with the automated-reply rules. */
+  autoReplier?: AutoReplier;
+  /** Wakes the outbox after automated replies were enqueued. */
+  onEnqueued?: () => void;
 }
 
 /** Meta's maximum payload. The API routes keep their small limit; only this route accepts more. */
@@ -53,6 +61,12 @@ const inboundItem = z.looseObject({
   timestamp: unixSeconds,
   type: z.string().min(1).max(64),
   text: z.looseObject({ body: z.string().max(65_536) }).optional(),
+});
+
+/** Who the notification was sent to: the gateway's own number, which automated replies never answer. */
+const metadata = z.looseObject({
+  display_phone_number: z.string().max(64).optional(),
+  phone_number_id: z.string().max(64).optional(),
 });
 
 const envelope = z.looseObject({
@@ -134,9 +148,15 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
 
     const statuses: StatusUpdate[] = [];
     const inbound: InboundMessage[] = [];
+    const ownNumbers: string[] = [];
     let skipped = 0;
     for (const entry of parsed.data.entry) {
       for (const change of entry.changes) {
+        const meta = metadata.safeParse(change.value.metadata);
+        if (meta.success) {
+          if (meta.data.display_phone_number) ownNumbers.push(meta.data.display_phone_number);
+          if (meta.data.phone_number_id) ownNumbers.push(meta.data.phone_number_id);
+        }
         for (const item of change.value.statuses ?? []) {
           const s = statusItem.safeParse(item);
           if (!s.success) {
@@ -176,7 +196,14 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
         }
       }
     }
-    const result = await store.recordWebhook(statuses, inbound, Date.now());
+    const now = Date.now();
+    const result = await store.recordWebhook(statuses, inbound, now);
+    // After the commit and before the 200: a crash in between makes Meta re-deliver, and the dedupe keys turn
+    // the second publication of the same facts into nothing, so events are neither lost nor doubled.
+    if (options.events) await publishEvents(options.events, store, statuses, inbound);
+    if (options.autoReplier && (await options.autoReplier.handle(inbound, ownNumbers, now)) > 0) {
+      options.onEnqueued?.();
+    }
     metrics.webhookEvents.inc({ event: "delivery" });
     metrics.webhookEvents.inc({ event: "status_applied" }, result.statusesApplied);
     metrics.webhookEvents.inc({ event: "inbound_stored" }, result.inboundStored);
@@ -186,3 +213,47 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
     return reply.status(200).send({ received: true });
   });
 };
+
+async function publishEvents(
+  events: EventSink,
+  store: Store,
+  statuses: StatusUpdate[],
+  inbound: InboundMessage[],
+): Promise<void> {
+  const publications: Array<Promise<void>> = inbound.map((m) =>
+    events.publish({
+      type: "message.received",
+      dedupeKey: `message.received:${m.id}`,
+      occurredAt: m.sentAt,
+      data: {
+        message_id: m.id,
+        from: m.from,
+        type: m.type,
+        text: m.text,
+        timestamp: new Date(m.sentAt).toISOString(),
+        whatsapp: m.raw,
+      },
+    }),
+  );
+  for (const update of statuses) {
+    const owner = await store.messageOwner(update.providerMessageId, update.ourMessageId);
+    if (!owner) continue;
+    publications.push(
+      events.publish({
+        type: "message.status",
+        subject: owner.subject,
+        dedupeKey: `message.status:${update.providerMessageId}:${update.status}`,
+        occurredAt: update.at,
+        data: {
+          message_id: owner.id,
+          provider_message_id: update.providerMessageId,
+          status: update.status,
+          timestamp: new Date(update.at).toISOString(),
+          error: update.error ?? null,
+        },
+      }),
+    );
+  }
+  // Published together, they share the commit batcher's transactions.
+  await Promise.all(publications);
+}

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from "fastify";
+import type { EventSink } from "../events.js";
 import type { Metrics } from "../metrics.js";
 import type { OtpService } from "../otp/service.js";
 import type { ScopeGuard } from "./auth.js";
@@ -10,11 +11,13 @@ export interface OtpRoutesOptions {
   metrics: Metrics;
   guard: (scope: "otp") => ScopeGuard;
   onEnqueued: () => void;
+  /** Receives `otp.verified`; resolves once it is persisted. */
+  events?: EventSink;
 }
 
 export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
   app,
-  { otp, metrics, guard, onEnqueued },
+  { otp, metrics, guard, onEnqueued, events },
 ) => {
   app.post(
     "/v1/otp",
@@ -60,6 +63,13 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
         throw new ApiError(422, "otp_invalid", "the code is invalid or expired");
       }
       request.log.info({ to }, "otp verified");
+      const at = Date.now();
+      await events?.publish({
+        type: "otp.verified",
+        subject,
+        occurredAt: at,
+        data: { to, verified_at: new Date(at).toISOString() },
+      });
       return { verified: true };
     },
   );
