@@ -25,7 +25,7 @@ import {
 //   2. the same, WAF on (the rules the VM runs);
 //   2b. the same, ModSecurity on with no rule at all: the ceiling of WAF on / WAF off for any rule selection;
 //       then the CPU per request of nginx, the upstream and wrk for 1, 2 and 2b, and the ratios they imply on a
-//       CPU-bound machine (robust to what else runs, unlike req/s);
+//       CPU-bound machine (far less sensitive to what else runs than req/s);
 //   3. POST /v1/messages through the whole edge (WAF on) to the real gateway (sandbox transport, SQLite);
 //   4. a flood: one IP at 20x its limit while 50 other clients, each at 80 % of its limit, keep sending.
 // Runs 1-3 use rate limits high enough that nothing is refused: they measure the WAF and the upstream, not the
@@ -92,7 +92,7 @@ const pidCpu =
 
 /**
  * wrk against an edge, also measuring the CPU per request of its workers and of the upstream: unlike req/s,
- * these barely depend on other load on the machine.
+ * these depend far less on other load on the machine.
  */
 async function wrkEdge(
   edge: RunningNginx,
@@ -406,7 +406,7 @@ async function main(): Promise<void> {
     ] as const)
       console.log(`   ${cpuRow(label, r)}`);
     console.log(
-      `   CPU-bound ratios (total CPU per request, independent of other load): WAF on / off = ${(totalCpuUs(off) / totalCpuUs(on)).toFixed(2)}, no rules / off = ${(totalCpuUs(off) / totalCpuUs(bare)).toFixed(2)}`,
+      `   CPU-bound ratios (total CPU per request; far less sensitive to other load than req/s): WAF on / off = ${(totalCpuUs(off) / totalCpuUs(on)).toFixed(2)}, no rules / off = ${(totalCpuUs(off) / totalCpuUs(bare)).toFixed(2)}`,
     );
 
     if (process.env.BENCH_SKIP_GATEWAY !== "1") {
