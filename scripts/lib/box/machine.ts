@@ -102,6 +102,11 @@ export async function bootBox(options: BootOptions): Promise<BootedBox> {
     "StrictHostKeyChecking=yes",
     "-o",
     "ConnectTimeout=5",
+    // A box that stops answering fails the step within a minute instead of hanging on TCP retransmissions.
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
     "-o",
     "LogLevel=ERROR",
     "-o",
