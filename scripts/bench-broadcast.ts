@@ -14,7 +14,9 @@ import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 //   3. 100,000 recipients at 1,000 msg/s: achieved rate, peak RSS (target: flat, well under 200 MB).
 // Rates come from the fake's arrival timestamps (first to last request). Peak RSS is the kernel's high-water
 // mark (VmHWM) of the gateway process, which includes parsing the request; the peak while sending (after the
-// 202) is sampled apart. BENCH_BROADCAST_RUNS=1,2 picks runs.
+// 202) is sampled apart, and the gateway's V8 heap is read from /metrics at the end. BENCH_BROADCAST_RUNS=1,2
+// picks runs; BENCH_GATEWAY_NODE_OPTIONS passes V8 flags to the gateway (--max-old-space-size=128 shows that
+// what stays resident is garbage V8 has not collected yet, not state that grows with the recipients).
 
 const LATENCY_MS = 50;
 const API_SECRET = randomBytes(32).toString("hex");
@@ -60,6 +62,9 @@ async function run(recipients: number, rate: number): Promise<RunResult> {
       BROADCAST_RATE_PER_SECOND: String(rate),
       // Per-message info lines would measure the logger; warnings and errors still show.
       LOG_LEVEL: "warn",
+      ...(process.env.BENCH_GATEWAY_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }
+        : {}),
     },
   });
   try {
@@ -94,6 +99,12 @@ async function run(recipients: number, rate: number): Promise<RunResult> {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     const peakKb = memoryOf(gateway.pid).hwmKb;
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    heapReport = metrics
+      .split("\n")
+      .filter((l) => /^nodejs_(heap_size_(total|used)_bytes|external_memory_bytes)/.test(l))
+      .map((l) => l.replace(/ (\d+)$/, (_, n: string) => ` ${(Number(n) / 1048576).toFixed(1)} MB`))
+      .join(", ");
     const at = fake.requests.map((r) => r.at);
     const first = Math.min(...at);
     const last = Math.max(...at);
@@ -115,6 +126,8 @@ async function run(recipients: number, rate: number): Promise<RunResult> {
   }
 }
 
+let heapReport = "";
+
 const RUNS: Array<{ label: string; recipients: number; rate: number }> = [
   { label: "1", recipients: 10_000, rate: 80 },
   { label: "2", recipients: 10_000, rate: 1000 },
@@ -129,6 +142,7 @@ async function main(): Promise<void> {
     process.stdout.write(`run ${r.label}: ${r.recipients} recipients at ${r.rate} msg/s ...\n`);
     const result = await run(r.recipients, r.rate);
     results.push(result);
+    process.stdout.write(`  gateway memory at the end: ${heapReport}\n`);
     const deviation = ((result.achievedRate - r.rate) / r.rate) * 100;
     process.stdout.write(
       `  achieved ${result.achievedRate.toFixed(1)} msg/s (${deviation >= 0 ? "+" : ""}${deviation.toFixed(2)} %), ` +
