@@ -35,6 +35,7 @@ beforeAll(async () => {
     WEBHOOK_BACKOFF_MAX_MS: "80",
     WEBHOOK_MAX_ATTEMPTS: "4",
     WEBHOOK_POLL_INTERVAL_MS: "20",
+    WEBHOOK_TIMEOUT_MS: "1000",
   });
   token = await gw.token(["webhooks", "messages:send", "otp"]);
 });
@@ -263,6 +264,23 @@ describe("deliveries", () => {
     expect(ids.size).toBe(1);
     // Each attempt is signed anew (fresh timestamp) over the same body.
     expect(new Set(r.received.map((q) => q.rawBody)).size).toBe(1);
+    await gw.request("DELETE", `/v1/webhooks/${sub.id}`, { token });
+  });
+
+  it("gives up on a receiver that does not answer within the timeout, and retries", async () => {
+    const r = await newReceiver();
+    const sub = await subscribe(r.url, ["message.received"]);
+    r.hangNext(1);
+    const inboundId = uniqueId("wamid.hang");
+    expect(await postMeta(inboundNotification([{ id: inboundId, from: "14155550105", text: "hang" }]))).toBe(
+      200,
+    );
+    const [delivery] = await eventually(async () => {
+      const list = await deliveries(sub.id, "delivered");
+      return list.length > 0 ? list : undefined;
+    });
+    expect(delivery?.attempts).toBe(2);
+    expect(r.received.map((q) => q.statusSent)).toEqual([0, 200]);
     await gw.request("DELETE", `/v1/webhooks/${sub.id}`, { token });
   });
 

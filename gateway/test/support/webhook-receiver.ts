@@ -16,6 +16,8 @@ export interface WebhookReceiver {
   readonly received: ReceivedRequest[];
   /** The next `count` requests get `status` (with a Location header for 3xx). */
   failNext(count: number, status?: number): void;
+  /** The next `count` requests are read but never answered (recorded with statusSent 0). */
+  hangNext(count: number): void;
   /** Every request gets `status` until changed (undefined: 200 again). */
   answerAlways(status: number | undefined): void;
   close(): Promise<void>;
@@ -25,10 +27,20 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
   const received: ReceivedRequest[] = [];
   let failures: { count: number; status: number } = { count: 0, status: 500 };
   let always: number | undefined;
+  let hangs = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      if (hangs > 0) {
+        hangs--;
+        received.push({
+          headers: req.headers,
+          rawBody: Buffer.concat(chunks).toString("utf8"),
+          statusSent: 0,
+        });
+        return;
+      }
       let status = 200;
       if (always !== undefined) status = always;
       else if (failures.count > 0) {
@@ -53,6 +65,9 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
     received,
     failNext(count, status = 500) {
       failures = { count, status };
+    },
+    hangNext(count) {
+      hangs = count;
     },
     answerAlways(status) {
       always = status;
