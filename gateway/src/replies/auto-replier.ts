@@ -13,6 +13,12 @@ import { createRuleMatcher } from "./matching.js";
 // not one per backend client.
 
 export const CUSTOMER_SERVICE_WINDOW_MS = 24 * 3_600_000;
+/**
+ * How long answered inbound ids are remembered: past Meta's longest re-delivery period (7 days) and the window,
+ * a re-delivered message is outside the window anyway. Contacts are forgotten once past the cooldown too.
+ */
+const REMEMBER_ANSWERED_MS = 8 * 24 * 3_600_000;
+const HOUSEKEEPING_INTERVAL_MS = 3_600_000;
 
 export interface AutoReplierOptions {
   store: Store;
@@ -31,9 +37,14 @@ const digits = (value: string) => value.replace(/[^0-9]/g, "");
 export function createAutoReplier(options: AutoReplierOptions): AutoReplier {
   const matcher = createRuleMatcher();
   const configured = (options.ownNumbers ?? []).map(digits).filter((d) => d.length > 0);
+  let lastHousekeeping = 0;
 
   return {
     async handle(inbound, ownNumbers, now) {
+      if (now - lastHousekeeping > HOUSEKEEPING_INTERVAL_MS) {
+        lastHousekeeping = now;
+        await options.store.pruneAutoReplies(now - Math.max(REMEMBER_ANSWERED_MS, options.cooldownMs));
+      }
       const candidates = inbound.filter(
         (m) => m.text !== null && now - m.sentAt < CUSTOMER_SERVICE_WINDOW_MS,
       );

@@ -60,4 +60,6 @@ export interface RepliesStore {
    * ago; otherwise enqueues the reply and records both, so neither a re-delivery nor a crash can send twice.
    */
   claimAutoReply(claim: AutoReplyClaim): Promise<AutoReplyResult>;
+  /** Forgets answered inbound ids and contacts' last replies older than `before`. */
+  pruneAutoReplies(before: number): Promise<void>;
 }

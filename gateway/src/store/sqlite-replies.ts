@@ -59,6 +59,8 @@ export function createSqliteRepliesStore(
     recordInbound: db.prepare(
       "INSERT INTO auto_reply_inbound (inbound_id, rule_id, message_id, replied_at) VALUES (?, ?, ?, ?)",
     ),
+    pruneInbound: db.prepare("DELETE FROM auto_reply_inbound WHERE replied_at < ?"),
+    pruneContacts: db.prepare("DELETE FROM auto_reply_contacts WHERE last_reply_at < ?"),
     recordContact: db.prepare(
       `INSERT INTO auto_reply_contacts (contact, last_reply_at) VALUES (?, ?)
        ON CONFLICT (contact) DO UPDATE SET last_reply_at = excluded.last_reply_at`,
@@ -114,6 +116,15 @@ export function createSqliteRepliesStore(
     },
     async activeReplyRules() {
       return (s.activeRules.all() as RuleRow[]).map(toRule);
+    },
+    pruneAutoReplies(before) {
+      return batcher.write(
+        () => {
+          s.pruneInbound.run(before);
+          s.pruneContacts.run(before);
+        },
+        { durable: false },
+      );
     },
     claimAutoReply(claim: AutoReplyClaim) {
       return batcher.write((): AutoReplyResult => {

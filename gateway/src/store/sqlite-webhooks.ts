@@ -145,6 +145,13 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
          window_started_at = @now, updated_at = @now
        WHERE id = @id AND subscription_id = @subscriptionId AND status IN ('delivered', 'failed', 'pending')`,
     ),
+    pruneDeliveries: db.prepare(
+      "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated_at < ?",
+    ),
+    pruneEvents: db.prepare(
+      `DELETE FROM webhook_events WHERE occurred_at < ?
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)`,
+    ),
     ownerByProviderId: db.prepare("SELECT id, subject FROM messages WHERE provider_message_id = ?"),
     ownerById: db.prepare("SELECT id, subject, provider_message_id FROM messages WHERE id = ?"),
   };
@@ -256,6 +263,13 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
         if (!s.getSub.get(subject, subscriptionId)) return false;
         return s.redeliver.run({ id: deliveryId, subscriptionId, now }).changes === 1;
       });
+    },
+    pruneWebhookHistory(before) {
+      return batcher.write(() => {
+        const deliveries = s.pruneDeliveries.run(before).changes;
+        s.pruneEvents.run(before);
+        return deliveries;
+      }, BOOKKEEPING);
     },
     async messageOwner(providerMessageId, ourMessageId) {
       const row = s.ownerByProviderId.get(providerMessageId) as { id: string; subject: string } | undefined;

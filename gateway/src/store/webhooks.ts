@@ -83,6 +83,9 @@ export interface WebhooksStore {
   /** Puts a delivery back in the queue with a fresh retry budget; false when it is not the subject's. */
   redeliver(subject: string, subscriptionId: string, deliveryId: string, now: number): Promise<boolean>;
 
+  /** Deletes settled deliveries (delivered, failed) last changed before `before`, and events left without any. */
+  pruneWebhookHistory(before: number): Promise<number>;
+
   /** The owner of an outgoing message, by Meta's id or ours: status events go to that owner. */
   messageOwner(
     providerMessageId: string,

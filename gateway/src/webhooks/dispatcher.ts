@@ -30,6 +30,10 @@ export interface WebhookDispatcherOptions {
 }
 
 /** The associated data a subscription's sealed secret is bound to. */
+/** Settled deliveries stay visible (and redeliverable) this long. */
+const HISTORY_RETENTION_MS = 30 * 24 * 3_600_000;
+const HOUSEKEEPING_INTERVAL_MS = 3_600_000;
+
 export const secretAssociatedData = (subscriptionId: string) => `webhook-subscription:${subscriptionId}`;
 
 export class WebhookDispatcher {
@@ -38,6 +42,7 @@ export class WebhookDispatcher {
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private readonly now: () => number;
+  private lastHousekeeping = 0;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
     this.now = options.now ?? Date.now;
@@ -70,6 +75,10 @@ export class WebhookDispatcher {
           const now = this.now();
           // The lease outlives one attempt (resolution + timeout) with room to record its outcome.
           claimed = await o.store.claimDueDeliveries(now, free, now + 2 * o.timeoutMs + 10_000);
+          if (now - this.lastHousekeeping > HOUSEKEEPING_INTERVAL_MS) {
+            this.lastHousekeeping = now;
+            await o.store.pruneWebhookHistory(now - HISTORY_RETENTION_MS);
+          }
         } catch (error) {
           o.log.error({ err: error }, "webhooks: claiming failed");
         }
