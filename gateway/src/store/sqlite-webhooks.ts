@@ -195,6 +195,11 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
 
     recordEvent(event: PublishedEvent, body, now) {
       return batcher.write(() => {
+        const subs = s.matchingSubs.all({ type: event.type, subject: event.subject ?? null }) as Array<{
+          id: string;
+        }>;
+        // Nobody listens: nothing to keep (a gateway without webhooks stores no events at all).
+        if (subs.length === 0) return 0;
         const inserted = s.insertEvent.run({
           id: event.id,
           dedupeKey: event.dedupeKey ?? null,
@@ -204,9 +209,6 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
           occurredAt: event.occurredAt,
         });
         if (inserted.changes === 0) return 0;
-        const subs = s.matchingSubs.all({ type: event.type, subject: event.subject ?? null }) as Array<{
-          id: string;
-        }>;
         for (const sub of subs) {
           s.insertDelivery.run({
             id: uuidv7(now),
