@@ -5,7 +5,13 @@ import type { Store } from "../store/store.js";
 import type { DueDelivery } from "../store/webhooks.js";
 import { type DeliveryOutcome, postSigned } from "./delivery.js";
 import { SIGNATURE_HEADER, signatureHeader } from "./signing.js";
-import { checkWebhookTarget, type HostResolver, RefusedUrl, type UrlPolicy } from "./ssrf.js";
+import {
+  type CheckedTarget,
+  checkWebhookTarget,
+  type HostResolver,
+  RefusedUrl,
+  type UrlPolicy,
+} from "./ssrf.js";
 
 // Works through the persisted delivery queue: claims due deliveries with a lease (a delivery whose worker died
 // is claimed again when the lease ends: at-least-once), checks the URL again (DNS may have changed since the
@@ -112,28 +118,43 @@ export class WebhookDispatcher {
     });
   }
 
-  private async attempt(delivery: DueDelivery): Promise<void> {
+  /** One attempt's outcome; a refused URL or a secret that no longer opens is a failed attempt like any other. */
+  private async send(delivery: DueDelivery): Promise<DeliveryOutcome> {
     const o = this.options;
-    let outcome: DeliveryOutcome;
+    let secret: string;
     try {
-      const target = await checkWebhookTarget(delivery.url, o.policy, o.resolve);
-      const secret = o.sealer.open(delivery.sealedSecret, secretAssociatedData(delivery.subscriptionId));
-      const t = Math.floor(this.now() / 1000);
-      outcome = await postSigned(
-        target,
-        delivery.body,
-        {
-          [SIGNATURE_HEADER]: signatureHeader(secret, delivery.body, t),
-          "x-wagate-event-id": delivery.eventId,
-          "x-wagate-event-type": delivery.eventType,
-          "x-wagate-delivery-id": delivery.id,
-        },
-        o.timeoutMs,
-      );
+      secret = o.sealer.open(delivery.sealedSecret, secretAssociatedData(delivery.subscriptionId));
+    } catch {
+      return {
+        ok: false,
+        statusCode: null,
+        error: "signing secret cannot be opened (was API_SECRET replaced?)",
+      };
+    }
+    let target: CheckedTarget;
+    try {
+      target = await checkWebhookTarget(delivery.url, o.policy, o.resolve);
     } catch (error) {
       if (!(error instanceof RefusedUrl)) throw error;
-      outcome = { ok: false, statusCode: null, error: `url refused: ${error.message}` };
+      return { ok: false, statusCode: null, error: `url refused: ${error.message}` };
     }
+    const t = Math.floor(this.now() / 1000);
+    return postSigned(
+      target,
+      delivery.body,
+      {
+        [SIGNATURE_HEADER]: signatureHeader(secret, delivery.body, t),
+        "x-wagate-event-id": delivery.eventId,
+        "x-wagate-event-type": delivery.eventType,
+        "x-wagate-delivery-id": delivery.id,
+      },
+      o.timeoutMs,
+    );
+  }
+
+  private async attempt(delivery: DueDelivery): Promise<void> {
+    const o = this.options;
+    const outcome = await this.send(delivery);
     const now = this.now();
     if (outcome.ok) {
       await o.store.markDelivered(delivery.id, outcome.statusCode ?? 200, now);
