@@ -96,7 +96,7 @@ export const configSchema = z
     WEBHOOK_BACKOFF_BASE_MS: integer(30_000, 1, 3_600_000),
     WEBHOOK_BACKOFF_MAX_MS: integer(3_600_000, 1, 86_400_000),
     WEBHOOK_RETRY_WINDOW_SECONDS: integer(86_400, 1, 7 * 86_400),
-    WEBHOOK_MAX_ATTEMPTS: integer(40, 1, 1000),
+    WEBHOOK_MAX_ATTEMPTS: integer(60, 1, 1000),
     WEBHOOK_POLL_INTERVAL_MS: integer(500, 10, 60_000),
   })
   .superRefine((c, ctx) => {
