@@ -252,15 +252,19 @@ describe("matching", () => {
   });
 
   it("a catastrophic regex is harmless: the webhook answers, with or without a match", async () => {
+    // For a backtracking engine, (a+)+$ against "aaa…a!" takes 2^n steps; RE2 takes linear time.
     await createRule(gw, token, { match: "regex", pattern: "(a+)+$", reply: textReply("redos") });
     const a = newContact();
-    const long = await deliverInbound(gw, { from: a, text: `${"a".repeat(60_000)}!` });
-    expect(long.status).toBe(200);
+    const failing = await deliverInbound(gw, { from: a, text: `${"a".repeat(4000)}!` });
+    expect(failing.status).toBe(200);
     expect(repliesTo(gw, a)).toEqual([]);
     const b = newContact();
-    const matching = await deliverInbound(gw, { from: b, text: "a".repeat(60_000) });
+    const matching = await deliverInbound(gw, { from: b, text: "a".repeat(4000) });
     expect(matching.status).toBe(200);
     expect(repliesTo(gw, b).map((r) => replyText(r.payload))).toEqual(["redos"]);
+    // A message far beyond the regex input limit is still answered by Meta's webhook.
+    const c = newContact();
+    expect((await deliverInbound(gw, { from: c, text: `${"a".repeat(60_000)}!` })).status).toBe(200);
   });
 });
 

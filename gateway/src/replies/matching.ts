@@ -6,6 +6,11 @@ import type { ReplyRule } from "../store/replies.js";
 // in linear time (backreferences, lookaround) at creation.
 
 export const MAX_PATTERN_LENGTH = 512;
+/**
+ * Regexes see the first 4,096 characters of a message (a business text message's own limit). Linear time is
+ * still time: a user may send 64 KiB, and every regex rule of every sub runs on it while Meta waits for 200.
+ */
+export const MAX_REGEX_INPUT = 4096;
 
 /** Case- and accent-insensitive form: decomposed, combining marks removed, case folded (ß → ss). */
 export function foldText(text: string): string {
@@ -61,7 +66,11 @@ export function createRuleMatcher(): RuleMatcher {
       case "contains":
         return rule.ignoreCase ? folded.includes(foldText(rule.pattern)) : text.includes(rule.pattern);
       case "regex":
-        return regexFor(rule)?.matcher(text).find() ?? false;
+        return (
+          regexFor(rule)
+            ?.matcher(text.length > MAX_REGEX_INPUT ? text.slice(0, MAX_REGEX_INPUT) : text)
+            .find() ?? false
+        );
     }
   }
 
