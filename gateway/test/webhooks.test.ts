@@ -1,4 +1,7 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -316,5 +319,69 @@ describe("deliveries", () => {
     });
     expect(refused.status).toBe(404);
     await gw.request("DELETE", `/v1/webhooks/${sub.id}`, { token });
+  });
+
+  it("keeps pending deliveries across a restart: the queue is in the database", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wagate-hooks-restart-"));
+    const env = {
+      DATABASE_PATH: join(dir, "wagate.db"),
+      API_SECRET: randomBytes(32).toString("hex"), // the same key must open the sealed signing secret
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      WEBHOOK_ALLOW_HTTP: "true",
+      WEBHOOK_ALLOWED_HOSTS: "127.0.0.1",
+      WEBHOOK_BACKOFF_BASE_MS: "50",
+      WEBHOOK_BACKOFF_MAX_MS: "100",
+      WEBHOOK_POLL_INTERVAL_MS: "20",
+    };
+    const r = await newReceiver();
+    r.answerAlways(503);
+    const first = await startTestGateway(env);
+    let second: TestGateway | undefined;
+    try {
+      const bearer = await first.token(["webhooks"]);
+      const created = await first.request("POST", "/v1/webhooks", {
+        token: bearer,
+        body: { url: r.url, events: ["message.received"] },
+      });
+      const inboundId = uniqueId("wamid.restart");
+      const body = JSON.stringify(
+        inboundNotification([{ id: inboundId, from: "14155550106", text: "persist" }]),
+      );
+      const posted = await first.request("POST", "/webhooks/whatsapp", {
+        body,
+        headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },
+      });
+      expect(posted.status).toBe(200);
+      await eventually(async () => (r.received.length > 0 ? true : undefined));
+      await first.gateway.stop();
+      r.answerAlways(undefined);
+      second = await startTestGateway(env);
+      const secondGw = second;
+      const delivered = await eventually(async () => {
+        const list = await secondGw.request(
+          "GET",
+          `/v1/webhooks/${created.json.id}/deliveries?status=delivered`,
+          {
+            token: bearer,
+          },
+        );
+        return list.json.data[0] as { attempts: number } | undefined;
+      });
+      expect(delivered.attempts).toBeGreaterThan(1);
+      const last = r.received.at(-1);
+      expect(last?.statusSent).toBe(200);
+      expect(
+        verifySignature(
+          created.json.secret,
+          last?.headers["x-wagate-signature"] as string,
+          last?.rawBody ?? "",
+          Math.floor(Date.now() / 1000),
+        ),
+      ).toBe(true);
+    } finally {
+      await first.stop();
+      await second?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
