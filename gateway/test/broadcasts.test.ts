@@ -304,6 +304,22 @@ describe("broadcast sending", () => {
     expect(again.status).toBe(200);
   });
 
+  it("does not resend a send that was in flight at the cancel and came back for a retry", async () => {
+    const h = await setup({ BROADCAST_RATE_PER_SECOND: "5" }, { latencyMs: 400 });
+    h.fake.script(graphError(130429, 400));
+    const r = await createBroadcast(h, { template: TEMPLATE, recipients: phones(50) });
+    await h.fake.waitForRequests(1);
+    const cancelled = await h.gw.request("POST", `/v1/broadcasts/${r.json.id}/cancel`, { token: h.token });
+    expect(cancelled.json.status).toBe("cancelled");
+    const refusedTo = (h.fake.requests[0]?.body as { to?: string } | undefined)?.to;
+    expect(refusedTo).toBeDefined();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(h.fake.requests.filter((q) => (q.body as { to: string }).to === refusedTo)).toHaveLength(1);
+    const view = await h.gw.request("GET", `/v1/broadcasts/${r.json.id}`, { token: h.token });
+    expect(view.json.queued).toBe(0);
+    expect(view.json.sent + view.json.failed + view.json.not_sent).toBe(50);
+  });
+
   it("lets single messages overtake a running broadcast", async () => {
     const CONCURRENCY = 4;
     const h = await setup(

@@ -199,4 +199,17 @@ export const MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 4,
+    name: "broadcasts: a send in flight at the cancel that comes back for a retry is dropped, not resent",
+    sql: `
+      CREATE TRIGGER messages_broadcast_cancelled AFTER UPDATE OF status ON messages
+      WHEN NEW.status = 'queued' AND NEW.broadcast_id IS NOT NULL
+        AND EXISTS (SELECT 1 FROM broadcasts WHERE id = NEW.broadcast_id AND status = 'cancelled')
+      BEGIN
+        DELETE FROM messages WHERE id = NEW.id;
+        UPDATE broadcasts SET n_skipped = n_skipped + 1 WHERE id = NEW.broadcast_id;
+      END;
+    `,
+  },
 ];
