@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,7 +16,8 @@ import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 // Rates come from the fake's arrival timestamps (first to last request). Peak RSS is the kernel's high-water
 // mark (VmHWM) of the gateway process, which includes parsing the request; the peak while sending (after the
 // 202) is sampled apart, and the gateway's V8 heap is read from /metrics at the end. BENCH_BROADCAST_RUNS=1,2
-// picks runs; BENCH_GATEWAY_NODE_OPTIONS passes V8 flags to the gateway (--max-old-space-size=128 shows that
+// picks runs; the gateway runs compiled (`npm run build -w gateway`, done first), as the image runs it, so that
+// its memory is the gateway's and not a TypeScript loader's; BENCH_GATEWAY_NODE_OPTIONS passes V8 flags to the gateway (--max-old-space-size=128 shows that
 // what stays resident is garbage V8 has not collected yet, not state that grows with the recipients).
 
 const LATENCY_MS = 50;
@@ -40,12 +42,14 @@ function memoryOf(pid: number): { rssKb: number; hwmKb: number } {
   return { rssKb: field("VmRSS"), hwmKb: field("VmHWM") };
 }
 
+const REPO_ROOT = join(import.meta.dirname, "..");
+
 async function run(recipients: number, rate: number): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), "wagate-bench-broadcast-"));
   const fake = await startFakeGraph({ latencyMs: LATENCY_MS, accessToken: ACCESS_TOKEN });
   const port = await freePort();
-  const gateway = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
-    cwd: join(import.meta.dirname, ".."),
+  const gateway = startProcess("gateway", process.execPath, ["gateway/dist/main.js"], {
+    cwd: REPO_ROOT,
     logFile: join(dir, "gateway.log"),
     env: {
       PATH: process.env.PATH ?? "",
@@ -135,6 +139,8 @@ const RUNS: Array<{ label: string; recipients: number; rate: number }> = [
 ];
 
 async function main(): Promise<void> {
+  process.stdout.write("building the gateway (npm run build -w gateway) ...\n");
+  execFileSync("npm", ["run", "-s", "build", "-w", "gateway"], { cwd: REPO_ROOT, stdio: "inherit" });
   const pick = process.env.BENCH_BROADCAST_RUNS?.split(",").map((s) => s.trim());
   const results: RunResult[] = [];
   for (const r of RUNS) {

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { Sealer } from "../crypto/sealer.js";
-import { fillSecret } from "../messages.js";
+import { fillSecret, type OutgoingMessage } from "../messages.js";
 import type { Metrics } from "../metrics.js";
 import type { MessageRecord, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
@@ -138,11 +138,10 @@ export class OutboxWorker {
     let outcome: SendOutcome;
     try {
       await o.limiter?.acquire(record);
-      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(o.sendTimeoutMs)]);
       const message = record.secret
         ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
         : record.message;
-      outcome = await o.transport.send(message, { messageId: record.id, signal });
+      outcome = await this.sendWithTimeout(message, record.id);
     } catch (error) {
       o.log.error({ err: error, messageId: record.id }, "outbox: transport threw");
       outcome = { kind: "in_doubt", code: "transport_error", message: "transport error" };
@@ -153,6 +152,28 @@ export class OutboxWorker {
       await this.record(record, outcome, now);
     } catch (error) {
       o.log.error({ err: error, messageId: record.id }, "outbox: recording the outcome failed");
+    }
+  }
+
+  /**
+   * One send, aborted by its timeout or by `stop()`. Not `AbortSignal.any([worker, AbortSignal.timeout()])`: on
+   * Node 20 every composite signal stays referenced by the long-lived worker signal and its timer lives for the
+   * whole timeout, so at 1,000 msg/s the heap grew by ~100 MB during a broadcast.
+   */
+  private async sendWithTimeout(message: OutgoingMessage, messageId: string): Promise<SendOutcome> {
+    const send = new AbortController();
+    const timer = setTimeout(
+      () => send.abort(new DOMException("the send timed out", "TimeoutError")),
+      this.options.sendTimeoutMs,
+    );
+    const onStop = () => send.abort(this.controller.signal.reason);
+    if (this.controller.signal.aborted) onStop();
+    else this.controller.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      return await this.options.transport.send(message, { messageId, signal: send.signal });
+    } finally {
+      clearTimeout(timer);
+      this.controller.signal.removeEventListener("abort", onStop);
     }
   }
 
