@@ -63,7 +63,10 @@ async function makeListenerCertificate(
   ]);
   await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", keyFile]);
   await openssl(["req", "-new", "-key", keyFile, "-subj", "/CN=localhost", "-out", csr]);
-  await writeFile(ext, `subjectAltName=DNS:localhost,IP:127.0.0.1${extraIp && extraIp !== "127.0.0.1" ? `,IP:${extraIp}` : ""}\nextendedKeyUsage=serverAuth\n`);
+  await writeFile(
+    ext,
+    `subjectAltName=DNS:localhost,IP:127.0.0.1${extraIp && extraIp !== "127.0.0.1" ? `,IP:${extraIp}` : ""}\nextendedKeyUsage=serverAuth\n`,
+  );
   await openssl([
     "x509",
     "-req",
