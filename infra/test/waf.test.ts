@@ -29,7 +29,8 @@ interface AuditEntry {
 /** nginx writes the audit and access logs in its log phase, after the answer went out: wait for the line. */
 async function auditEntry(requestId: string): Promise<AuditEntry | undefined> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const lines = (await edge.auditLog()).split("\n").filter(Boolean);
+    // Only whole lines: nginx may be writing the last one right now.
+    const lines = (await edge.auditLog()).split("\n").slice(0, -1).filter(Boolean);
     const entry = lines
       .map((l) => JSON.parse(l) as AuditEntry)
       .find((e) => e.transaction.unique_id === requestId);
