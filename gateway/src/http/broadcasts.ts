@@ -5,8 +5,8 @@ import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
-import { requestHash } from "./messages.js";
-import { idempotencyKey, messageIdParams, templateSchema } from "./schemas.js";
+import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
+import { messageIdParams, templateSchema } from "./schemas.js";
 
 // POST /v1/broadcasts, GET /v1/broadcasts/:id, POST /v1/broadcasts/:id/cancel (scope `broadcasts`).
 // The body is refused as a whole only when malformed; an invalid number is reported per item in the 202 and
@@ -101,14 +101,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
       const body = request.body as BroadcastBody;
-      const rawKey = request.headers["idempotency-key"];
-      let key: string | undefined;
-      if (rawKey !== undefined) {
-        const parsed = idempotencyKey.safeParse(rawKey);
-        if (!parsed.success)
-          throw new ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 printable characters");
-        key = parsed.data;
-      }
+      const key = readIdempotencyKey(request);
       const { valid, invalid, duplicates } = sortRecipients(body.recipients);
       if (valid.length === 0) {
         return reply.status(422).send({
@@ -134,26 +127,9 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
           duplicates,
           createdAt: now,
         },
-        key
-          ? {
-              subject: principal.subject,
-              key,
-              requestHash: requestHash("POST /v1/broadcasts", body),
-              response: answer,
-            }
-          : undefined,
+        idempotencyClaim(principal.subject, key, "POST /v1/broadcasts", body, answer),
       );
-      if (result.kind === "conflict") {
-        throw new ApiError(
-          409,
-          "idempotency_conflict",
-          "this Idempotency-Key was used with a different request",
-        );
-      }
-      if (result.kind === "replayed") {
-        reply.header("idempotent-replayed", "true");
-        return reply.status(result.response.statusCode).send(result.response.body);
-      }
+      if (result.kind !== "created") return replayOrConflict(result, reply);
       request.log.info(
         { broadcastId: id, total: valid.length, invalid: invalid.length, duplicates },
         "broadcast accepted",
