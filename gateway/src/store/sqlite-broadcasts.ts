@@ -11,6 +11,7 @@ import type {
   NewBroadcast,
 } from "./broadcasts.js";
 import type { CommitBatcher } from "./commit-batcher.js";
+import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import type { EnqueueResult, IdempotencyClaim } from "./store.js";
 
 // The SQLite side of broadcasts (schema: migration 2). Progress counters are kept by a trigger on the outbox's
@@ -83,13 +84,8 @@ export function createSqliteBroadcastStore(
   db: BetterSqlite3.Database,
   batcher: CommitBatcher,
 ): BroadcastStore {
+  const claimIdempotency = idempotencyClaimer(db);
   const s = {
-    getIdempotency: db.prepare(
-      "SELECT request_hash, status_code, response FROM idempotency_keys WHERE subject = ? AND key = ?",
-    ),
-    insertIdempotency: db.prepare(
-      "INSERT INTO idempotency_keys (subject, key, request_hash, status_code, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    ),
     insertBroadcast: db.prepare(
       `INSERT INTO broadcasts (id, subject, name, template, status, total, n_invalid, n_duplicates, created_at, updated_at)
        VALUES (@id, @subject, @name, @template, 'queued', @total, @invalid, @duplicates, @createdAt, @createdAt)`,
@@ -143,26 +139,8 @@ export function createSqliteBroadcastStore(
   return {
     createBroadcast(b: NewBroadcast, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
       return batcher.write((): EnqueueResult => {
-        if (idempotency) {
-          const existing = s.getIdempotency.get(idempotency.subject, idempotency.key) as
-            | { request_hash: string; status_code: number; response: string }
-            | undefined;
-          if (existing) {
-            if (existing.request_hash !== idempotency.requestHash) return { kind: "conflict" };
-            return {
-              kind: "replayed",
-              response: { statusCode: existing.status_code, body: JSON.parse(existing.response) },
-            };
-          }
-          s.insertIdempotency.run(
-            idempotency.subject,
-            idempotency.key,
-            idempotency.requestHash,
-            idempotency.response.statusCode,
-            JSON.stringify(idempotency.response.body),
-            b.createdAt,
-          );
-        }
+        const claimed = claimIdempotency(idempotency, b.createdAt);
+        if (claimed) return claimed;
         s.insertBroadcast.run({
           id: b.id,
           subject: b.subject,

@@ -6,6 +6,7 @@ import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
+import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
 import type {
@@ -126,16 +127,11 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     path === ":memory:" || options.fsync !== true ? undefined : `${path}-wal`,
   );
 
+  const claimIdempotency = idempotencyClaimer(db);
   const s = {
     insertMessage: db.prepare(
       `INSERT INTO messages (id, subject, kind, recipient, payload, secret, priority, status, next_attempt_at, created_at, updated_at)
        VALUES (@id, @subject, @kind, @recipient, @payload, @secret, @priority, 'queued', @createdAt, @createdAt, @createdAt)`,
-    ),
-    getIdempotency: db.prepare(
-      "SELECT request_hash, status_code, response FROM idempotency_keys WHERE subject = ? AND key = ?",
-    ),
-    insertIdempotency: db.prepare(
-      "INSERT INTO idempotency_keys (subject, key, request_hash, status_code, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     pruneIdempotency: db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?"),
     getMessage: db.prepare("SELECT * FROM messages WHERE id = ?"),
@@ -253,26 +249,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
       return batcher.write((): EnqueueResult => {
-        if (idempotency) {
-          const existing = s.getIdempotency.get(idempotency.subject, idempotency.key) as
-            | { request_hash: string; status_code: number; response: string }
-            | undefined;
-          if (existing) {
-            if (existing.request_hash !== idempotency.requestHash) return { kind: "conflict" };
-            return {
-              kind: "replayed",
-              response: { statusCode: existing.status_code, body: JSON.parse(existing.response) },
-            };
-          }
-          s.insertIdempotency.run(
-            idempotency.subject,
-            idempotency.key,
-            idempotency.requestHash,
-            idempotency.response.statusCode,
-            JSON.stringify(idempotency.response.body),
-            message.createdAt,
-          );
-        }
+        const claimed = claimIdempotency(idempotency, message.createdAt);
+        if (claimed) return claimed;
         insertMessage(message);
         return { kind: "created" };
       });
