@@ -80,10 +80,29 @@ describe("SQLite store", () => {
     await store.close();
   });
 
+  it("sees a revocation committed by another process at the next turn of the event loop", async () => {
+    const path = join(dir, "revocations.db");
+    const gatewayStore = openSqliteStore(path);
+    expect(await gatewayStore.isTokenRevoked("leaked")).toBe(false);
+    const operator = openSqliteStore(path); // as `npm run revoke` does
+    await operator.revokeToken("leaked", Date.now());
+    await operator.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await gatewayStore.isTokenRevoked("leaked")).toBe(true);
+    expect(await gatewayStore.isTokenRevoked("other")).toBe(false);
+    await gatewayStore.revokeToken("own", Date.now());
+    expect(await gatewayStore.isTokenRevoked("own")).toBe(true);
+    await gatewayStore.close();
+  });
+
   it("makes ids that sort by creation time", () => {
     const a = uuidv7(1_700_000_000_000);
     const b = uuidv7(1_700_000_000_001);
     expect(a < b).toBe(true);
     expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(Number.parseInt(a.replaceAll("-", "").slice(0, 12), 16)).toBe(1_700_000_000_000);
+    // Same millisecond: the random bits alone keep ids apart.
+    const sameMillisecond = new Set(Array.from({ length: 10_000 }, () => uuidv7(1_700_000_000_000)));
+    expect(sameMillisecond.size).toBe(10_000);
   });
 });

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { FastifyBaseLogger } from "fastify";
 import type { Sealer } from "../crypto/sealer.js";
 import { fillSecret, type OutgoingMessage } from "../messages.js";
@@ -58,6 +59,8 @@ export class OutboxWorker {
 
   constructor(private readonly options: OutboxOptions) {
     this.now = options.now ?? Date.now;
+    // Every send in flight listens for stop(): `concurrency` listeners is the design, not a leak.
+    setMaxListeners(options.concurrency + 1, this.controller.signal);
   }
 
   start(): void {

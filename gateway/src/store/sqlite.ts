@@ -5,6 +5,7 @@ import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messag
 import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
+import { RevocationList } from "./revocation-list.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
@@ -128,6 +129,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   );
 
   const claimIdempotency = idempotencyClaimer(db);
+  const revocations = new RevocationList(db);
   const s = {
     insertMessage: db.prepare(
       `INSERT INTO messages (id, subject, kind, recipient, payload, secret, priority, status, next_attempt_at, created_at, updated_at)
@@ -183,7 +185,6 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        VALUES (@id, @from, @type, @text, @sentAt, @now, @raw)`,
     ),
     revoke: db.prepare("INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at, reason) VALUES (?, ?, ?)"),
-    isRevoked: db.prepare("SELECT 1 FROM revoked_tokens WHERE jti = ?").pluck(),
     lastOtpForPhone: db.prepare("SELECT MAX(created_at) FROM otp_codes WHERE phone = ?").pluck(),
     otpCountSince: db
       .prepare("SELECT COUNT(*), MIN(created_at) FROM otp_codes WHERE phone = ? AND created_at > ?")
@@ -310,11 +311,12 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       });
     },
 
-    revokeToken(jti, now, reason) {
-      return batcher.write(() => void s.revoke.run(jti, now, reason ?? null));
+    async revokeToken(jti, now, reason) {
+      await batcher.write(() => void s.revoke.run(jti, now, reason ?? null));
+      revocations.add(jti);
     },
     async isTokenRevoked(jti) {
-      return s.isRevoked.get(jti) !== undefined;
+      return revocations.has(jti);
     },
 
     issueOtp(otp: NewOtp, limits: OtpLimits) {

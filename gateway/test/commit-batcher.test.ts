@@ -1,0 +1,51 @@
+import BetterSqlite3 from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { CommitBatcher } from "../src/store/commit-batcher.js";
+
+function database() {
+  const db = new BetterSqlite3(":memory:");
+  db.exec("CREATE TABLE t (v TEXT PRIMARY KEY) STRICT");
+  const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+  const values = () => (db.prepare("SELECT v FROM t ORDER BY v").pluck().all() as string[]).join(",");
+  return { db, insert, values };
+}
+
+describe("CommitBatcher", () => {
+  it("commits the writes of one turn together and answers each", async () => {
+    const { db, insert, values } = database();
+    const batcher = new CommitBatcher(db, undefined);
+    const results = await Promise.all(["a", "b", "c"].map((v) => batcher.write(() => insert.run(v).changes)));
+    expect(results).toEqual([1, 1, 1]);
+    expect(values()).toBe("a,b,c");
+    batcher.close();
+  });
+
+  it("a write that throws undoes only itself, even after it changed rows", async () => {
+    const { db, insert, values } = database();
+    const batcher = new CommitBatcher(db, undefined);
+    const first = batcher.write(() => insert.run("a").changes);
+    const failing = batcher.write(() => {
+      insert.run("half-done");
+      insert.run("a"); // primary key conflict: this write fails after one insert of its own
+    });
+    const last = batcher.write(() => insert.run("z").changes);
+    await expect(failing).rejects.toThrow(/UNIQUE/);
+    expect(await first).toBe(1);
+    expect(await last).toBe(1);
+    expect(values()).toBe("a,z");
+    batcher.close();
+  });
+
+  it("keeps batching after a failed batch", async () => {
+    const { db, insert, values } = database();
+    const batcher = new CommitBatcher(db, undefined);
+    await expect(
+      batcher.write(() => {
+        throw new Error("refused");
+      }),
+    ).rejects.toThrow("refused");
+    await batcher.write(() => insert.run("b"));
+    expect(values()).toBe("b");
+    batcher.close();
+  });
+});
