@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Sealer } from "../crypto/sealer.js";
 import { fillSecret, type OutgoingMessage } from "../messages.js";
 import type { Metrics } from "../metrics.js";
-import type { MessageRecord, Store } from "../store/store.js";
+import type { ClaimedMessage, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
 import { backoffDelay } from "./backoff.js";
 
@@ -22,9 +22,9 @@ import { backoffDelay } from "./backoff.js";
 
 export interface RateLimiter {
   /** Resolves when `message` may be sent; the hook for throttled bulk sends (broadcasts) to come. */
-  acquire(message: MessageRecord): Promise<void>;
+  acquire(message: ClaimedMessage): Promise<void>;
   /** Told about throughput refusals (130429 / 429) so it can slow down. */
-  onThrottled?(message: MessageRecord): void;
+  onThrottled?(message: ClaimedMessage): void;
 }
 
 export interface OutboxOptions {
@@ -90,7 +90,7 @@ export class OutboxWorker {
   private async run(): Promise<void> {
     const o = this.options;
     while (this.running) {
-      let claimed: MessageRecord[] = [];
+      let claimed: ClaimedMessage[] = [];
       const free = o.concurrency - this.inFlight.size;
       if (free > 0) {
         try {
@@ -136,7 +136,7 @@ export class OutboxWorker {
     await this.options.store.pruneIdempotencyKeys(now - IDEMPOTENCY_RETENTION_MS);
   }
 
-  private async deliver(record: MessageRecord): Promise<void> {
+  private async deliver(record: ClaimedMessage): Promise<void> {
     const o = this.options;
     let outcome: SendOutcome;
     try {
@@ -180,7 +180,7 @@ export class OutboxWorker {
     }
   }
 
-  private async record(record: MessageRecord, outcome: SendOutcome, now: number): Promise<void> {
+  private async record(record: ClaimedMessage, outcome: SendOutcome, now: number): Promise<void> {
     const o = this.options;
     const log = { messageId: record.id, attempt: record.attempts };
     switch (outcome.kind) {

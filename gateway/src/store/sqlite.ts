@@ -11,6 +11,7 @@ import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
 import type {
+  ClaimedMessage,
   EnqueueResult,
   IdempotencyClaim,
   InboundMessage,
@@ -138,22 +139,23 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     pruneIdempotency: db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?"),
     getMessage: db.prepare("SELECT * FROM messages WHERE id = ?"),
     // One statement claims the batch: the due rows, lowest priority number first, become `sending`. Each branch
-    // is ordered and limited on its own index, so a claim reads `limit` rows, not the whole backlog.
+    // is ordered and limited on its own index, so a claim reads `limit` rows, not the whole backlog. Rows are
+    // picked by rowid, which the partial indexes hold: picking by `id` cost two more B-tree searches per row.
     claimDue: db.prepare(
       `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = @leaseUntil, updated_at = @now
-       WHERE id IN (
-         SELECT id FROM (
+       WHERE rowid IN (
+         SELECT row FROM (
            SELECT * FROM (
-             SELECT id, priority, next_attempt_at FROM messages
+             SELECT rowid AS row, priority, next_attempt_at FROM messages
              WHERE status = 'queued' AND next_attempt_at <= @now
              ORDER BY priority, next_attempt_at LIMIT @limit)
            UNION ALL
            SELECT * FROM (
-             SELECT id, priority, next_attempt_at FROM messages
+             SELECT rowid AS row, priority, next_attempt_at FROM messages
              WHERE status = 'sending' AND lease_until <= @now
              ORDER BY lease_until LIMIT @limit)
          ) ORDER BY priority, next_attempt_at LIMIT @limit)
-       RETURNING *`,
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at`,
     ),
     markSent: db.prepare(
       `UPDATE messages SET status = 'sent', secret = NULL, provider_message_id = COALESCE(@providerId, provider_message_id),
@@ -264,10 +266,23 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 
     claimDueMessages(now, limit, leaseUntil) {
       return batcher.write(() => {
-        const rows = s.claimDue.all({ now, limit, leaseUntil }) as MessageRow[];
+        type ClaimedRow = Pick<
+          MessageRow,
+          "id" | "payload" | "secret" | "priority" | "attempts" | "next_attempt_at"
+        >;
+        const rows = s.claimDue.all({ now, limit, leaseUntil }) as ClaimedRow[];
         // RETURNING gives rows in no particular order: send in claim order.
         return rows
-          .map(toRecord)
+          .map(
+            (row): ClaimedMessage => ({
+              id: row.id,
+              message: JSON.parse(row.payload) as OutgoingMessage,
+              secret: row.secret,
+              priority: row.priority,
+              attempts: row.attempts,
+              nextAttemptAt: row.next_attempt_at,
+            }),
+          )
           .sort((a, b) => a.priority - b.priority || a.nextAttemptAt - b.nextAttemptAt);
       }, OUTBOX_BOOKKEEPING);
     },
