@@ -3,6 +3,7 @@ import { z } from "zod";
 import { certbotIssueArgs, DEBIAN_CERTBOT_DIRS, renderCertbotCliIni, renderDeployHook } from "./certbot.js";
 import { renderFail2ban } from "./fail2ban.js";
 import { CERT_NAME, layoutDirectories, vmLayout } from "./layout.js";
+import { ACCESS_LOG_LOGROTATE_FILE, renderAccessLogRotation } from "./logrotate.js";
 import { renderNginx } from "./nginx.js";
 import { PROVISION_STEPS, type ProvisionStepName, provisionScript, renderVars } from "./provision.js";
 import {
@@ -78,6 +79,8 @@ export const HOST_PACKAGES = [
   "sqlite3",
   "awscli",
   "curl",
+  // Rotates the JSON access log (logrotate.ts); Debian's cloud images have it, minimal systems may not.
+  "logrotate",
   "openssl",
   "ca-certificates",
 ] as const;
@@ -160,6 +163,12 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     files[posix.join("nginx", name)] = content;
   }
 
+  files["logrotate/access-log"] = renderAccessLogRotation({
+    logDir: layout.logDir,
+    user: layout.user ?? "www-data",
+    reopenCommand: "invoke-rc.d nginx rotate",
+  });
+
   files["certbot/cli.ini"] = renderCertbotCliIni({ email: c.acmeEmail, acmeServer: c.acmeServer });
   files["certbot/deploy-hook.sh"] = renderDeployHook({ reloadCommand: "systemctl reload nginx" });
   files["certbot/certonly.args"] = `${certbotIssueArgs({
@@ -202,6 +211,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     NGINX_DIRS: layoutDirectories(layout),
     NGINX_USER: layout.user ?? "www-data",
     NGINX_MODSECURITY_TMP: posix.join(layout.tempDir, "modsecurity"),
+    NGINX_LOGROTATE_FILE: ACCESS_LOG_LOGROTATE_FILE,
     LETSENCRYPT_DIR: DEBIAN_CERTBOT_DIRS.configDir,
     CERT_NAME,
     ACME_SERVER_URL: acmeDirectoryUrl(c.acmeServer),
@@ -232,7 +242,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const common = ["provision.sh", "vars.sh"];
   const uses: Record<ProvisionStepName, string[]> = {
     packages: common,
-    nginx: [...common, ...under("nginx/")],
+    nginx: [...common, ...under("nginx/", "logrotate/")],
     certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/")],
     fail2ban: [...common, ...under("fail2ban/")],
     gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/")],

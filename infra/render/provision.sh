@@ -101,6 +101,8 @@ step_nginx() {
   for d in "${NGINX_DIRS[@]}"; do install -d -m 0755 "$d"; done
   install -d -m 0700 -o "$NGINX_USER" -g "$NGINX_USER" "$NGINX_MODSECURITY_TMP"
   if put_tree "$BUNDLE_DIR/nginx" "$NGINX_CONF_DIR" 0644; then changed=0; fi
+  # Read by logrotate's daily timer; nginx needs no reload for it.
+  put "$BUNDLE_DIR/logrotate/access-log" "$NGINX_LOGROTATE_FILE" 0644 || true
   bootstrap_certificate
   # `nginx -t` loads the whole CRS (seconds): only when something changed or nginx is down.
   if ((changed == 0)) || ! nginx_running; then
