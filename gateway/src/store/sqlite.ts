@@ -84,7 +84,12 @@ function toRecord(row: MessageRow): MessageRecord {
   };
 }
 
+/**
+ * Applies the migrations not yet applied, each in its own transaction. Foreign keys are off meanwhile (a table
+ * rebuild drops and renames a table others refer to, as SQLite's documented procedure does) and checked after.
+ */
 function migrate(db: BetterSqlite3.Database): void {
+  db.pragma("foreign_keys = OFF");
   db.exec(
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
   );
@@ -94,13 +99,19 @@ function migrate(db: BetterSqlite3.Database): void {
     ),
   );
   const record = db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
+  let migrated = false;
   for (const migration of MIGRATIONS) {
     if (applied.has(migration.version)) continue;
+    migrated = true;
     db.transaction(() => {
       db.exec(migration.sql);
       record.run(migration.version, Date.now());
     })();
   }
+  const broken = migrated ? (db.pragma("foreign_key_check") as unknown[]) : [];
+  if (broken.length > 0)
+    throw new Error(`database: ${broken.length} rows break a foreign key after migrating`);
+  db.pragma("foreign_keys = ON");
 }
 
 export interface SqliteStoreOptions {
@@ -117,7 +128,6 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   const db = new BetterSqlite3(path);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
-  db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
   // Checkpoints run on a worker thread (see checkpointer.ts); SQLite still checkpoints when the last

@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { MIGRATIONS } from "../src/store/migrations.js";
+import { openSqliteStore } from "../src/store/sqlite.js";
+
+// A database made by an earlier release, with rows in every table a later migration rebuilds, opened by the
+// current store: the rows, their rowids and the foreign keys survive, and the rebuilt tables behave.
+
+const dir = mkdtempSync(join(tmpdir(), "wagate-migrations-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A database at `version`, as that release left it. */
+function databaseAt(path: string, version: number): Database.Database {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  for (const migration of MIGRATIONS.filter((m) => m.version <= version).sort(
+    (a, b) => a.version - b.version,
+  )) {
+    db.exec(migration.sql);
+    db.prepare("INSERT INTO schema_migrations VALUES (?, 0)").run(migration.version);
+  }
+  return db;
+}
+
+const insertMessage = `INSERT INTO messages (id, subject, kind, recipient, payload, priority, status, next_attempt_at,
+  created_at, updated_at, broadcast_id) VALUES (?, 's', ?, '+14155550123', '{"type":"text","to":"+14155550123","text":{"body":"x"}}', 1, ?, 0, 0, 0, ?)`;
+
+describe("migration 5: messages and webhook deliveries rebuilt without IN-list CHECKs", () => {
+  it("keeps every row and rowid, the foreign keys, the indexes and the triggers", async () => {
+    const path = join(dir, "v4.db");
+    const old = databaseAt(path, 4);
+    old.exec(`INSERT INTO broadcasts (id, subject, template, status, total, created_at, updated_at)
+              VALUES ('b1', 's', '{}', 'running', 1, 0, 0)`);
+    const put = old.prepare(insertMessage);
+    put.run("m-queued", "text", "queued", null);
+    put.run("m-otp", "otp", "sent", null);
+    put.run("m-broadcast", "template", "sending", "b1");
+    old.exec(`INSERT INTO otp_codes (id, subject, phone, code_hash, created_at, expires_at, max_attempts, message_id)
+              VALUES ('o1', 's', '+14155550123', x'00', 0, 1, 5, 'm-otp');
+              INSERT INTO webhook_subscriptions (id, subject, url, events, secret, created_at, updated_at)
+              VALUES ('w1', 's', 'https://example.com/hook', '[]', x'00', 0, 0);
+              INSERT INTO webhook_events (id, type, body, occurred_at) VALUES ('e1', 'message.status', '{}', 0);
+              INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, status, next_attempt_at,
+                window_started_at, created_at, updated_at) VALUES ('d1', 'w1', 'e1', 'message.status', 'pending', 0, 0, 0, 0);`);
+    const rowidsBefore = old.prepare("SELECT id, rowid FROM messages ORDER BY id").all();
+    old.close();
+
+    const store = openSqliteStore(path);
+    await store.close();
+
+    const db = new Database(path);
+    try {
+      expect(db.prepare("SELECT MAX(version) FROM schema_migrations").pluck().get()).toBe(
+        Math.max(...MIGRATIONS.map((m) => m.version)),
+      );
+      expect(db.prepare("SELECT id, rowid FROM messages ORDER BY id").all()).toEqual(rowidsBefore);
+      expect(db.prepare("SELECT id FROM webhook_deliveries").pluck().all()).toEqual(["d1"]);
+      expect(db.pragma("foreign_key_check")).toEqual([]);
+      expect(db.pragma("integrity_check")).toEqual([{ integrity_check: "ok" }]);
+      const indexes = db
+        .prepare(
+          "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN ('messages', 'webhook_deliveries') AND sql IS NOT NULL ORDER BY name",
+        )
+        .pluck()
+        .all();
+      expect(indexes).toEqual([
+        "messages_broadcast",
+        "messages_provider_id",
+        "messages_queued",
+        "messages_recipient",
+        "messages_sending",
+        "webhook_deliveries_due",
+        "webhook_deliveries_leased",
+        "webhook_deliveries_subscription",
+      ]);
+      // The constraints still hold...
+      expect(() => db.prepare(insertMessage).run("m-bad", "video", "queued", null)).toThrow(/CHECK/);
+      expect(() => db.prepare(insertMessage).run("m-bad", "text", "lost", null)).toThrow(/CHECK/);
+      expect(() => db.exec("UPDATE webhook_deliveries SET status = 'lost'")).toThrow(/CHECK/);
+      // ...without a temporary index built at every statement.
+      const plan = db.prepare(`EXPLAIN ${insertMessage}`).all("m", "text", "queued", null) as Array<{
+        opcode: string;
+      }>;
+      expect(plan.filter((op) => op.opcode === "OpenEphemeral")).toEqual([]);
+      // The broadcast progress trigger counts the send.
+      db.exec("UPDATE messages SET status = 'sent' WHERE id = 'm-broadcast'");
+      expect(db.prepare("SELECT n_sent FROM broadcasts WHERE id = 'b1'").pluck().get()).toBe(1);
+    } finally {
+      db.close();
+    }
+    const reopened = openSqliteStore(path);
+    await expect(
+      reopened.claimDueMessages(Date.now(), 10, Date.now() + 1000).then((rows) => rows.map((r) => r.id)),
+    ).resolves.toEqual(["m-queued"]);
+    await reopened.close();
+  });
+});
