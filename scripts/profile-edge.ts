@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
+import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
 import { writeSelfSignedCertificate } from "./lib/nginx.js";
@@ -21,7 +22,10 @@ import { freePort, requireBinary, startProcess, waitForPort } from "./lib/proces
 //   own-rules    engine + wagate's rules, no CRS file;
 //   waf-on       the rendered edge as the VM runs it;
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family;
+//   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
+// PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
+// change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
 // PROFILE_ENV="K=V ..." adds environment to nginx (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=2000).
 // Counts are user-space instructions only: the kernel's share (TCP on loopback, syscalls) is not in them.
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
@@ -76,6 +80,16 @@ const VARIANTS: Record<string, Variant> = {
   "engine-only": { waf: true, rules: engineOnly },
   "own-rules": { waf: true, rules: withoutCrs },
   "waf-on": { waf: true },
+  // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
+  // (ModSecurity 3.0.9 checks every removal entry for every rule on every request).
+  "pl-skips": {
+    waf: true,
+    rules: (text) =>
+      text.replace(
+        /^SecRuleRemoveById 911011-911018 .*$/m,
+        `SecRuleRemoveById ${CRS_PARANOIA_SKIP_RULES.map((r) => r.replace(/^(\d{3})011-\d+$/, "$1011-$1012")).join(" ")}`,
+      ),
+  },
   // One request's rule-by-rule trace (ModSecurity debug level 9) in <dir>/debug/modsec_debug.log, with PROFILE_KEEP=1.
   debug: {
     waf: true,
@@ -173,6 +187,11 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
       files[file] = variant
         .rules(text)
         .replace(DEBUG_LOG_PLACEHOLDER, join(layout.logDir, "modsec_debug.log"));
+  if (variant.waf && process.env.PROFILE_APPEND) {
+    const extra = await readFile(process.env.PROFILE_APPEND, "utf8");
+    for (const file of Object.keys(files))
+      if (file.endsWith(".conf") && file !== "nginx.conf") files[file] += `\n${extra}\n`;
+  }
   for (const dir of layoutDirectories(layout)) await mkdir(dir, { recursive: true });
   for (const [file, text] of Object.entries(files)) {
     const path = join(layout.confDir, file);
@@ -202,7 +221,16 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     { logFile: join(root, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
   );
   try {
-    await waitForPort(layout.httpsPort, "127.0.0.1", 180_000);
+    // nginx that fails to start (a rules error, a port taken meanwhile) must fail the run now, not after 3 minutes.
+    await Promise.race([
+      waitForPort(layout.httpsPort, "127.0.0.1", 180_000),
+      nginx.exited.then(async (code) => {
+        const log = await readFile(join(root, `${slug}.valgrind.log`), "utf8").catch(() => "");
+        throw new Error(
+          `nginx (${name}) exited with ${code} before listening:\n${log.split("\n").slice(-8).join("\n")}`,
+        );
+      }),
+    ]);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
     await send(agent, layout.httpsPort, WARMUP);
     await run("callgrind_control", ["-z", String(nginx.pid)]);

@@ -7,8 +7,11 @@ import {
   CRS_RULE_FILES,
   CRS_RULES_BY_PARANOIA_LEVEL,
   HEADER_WIDE_RULES,
+  RESTRICTED_HEADERS,
   renderModsecurity,
   rulesAboveParanoiaLevel,
+  XSS_ARGS_RULES,
+  XSS_EXCLUDED_TARGETS,
 } from "../render/modsecurity.js";
 import { renderNginx } from "../render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../render/settings.js";
@@ -149,6 +152,54 @@ describe("renderModsecurity", () => {
     expect(removed).toContain("942421");
   });
 
+  it("skips 920450 only when no header of its restricted list is present, the same list it checks", () => {
+    const rules = renderModsecurity(wafSchema.parse({}), vmLayout()).files["modsecurity.d/wagate.conf"] ?? "";
+    expect(rules).toContain(
+      `setvar:'tx.restricted_headers=${RESTRICTED_HEADERS.map((h) => `/${h}/`).join(" ")}'`,
+    );
+    const guard = rules.split("\n").find((l) => l.startsWith("SecRule &REQUEST_HEADERS:")) ?? "";
+    const counted = guard
+      .split(" ")[1]
+      ?.split("|")
+      .map((v) => v.replace("&REQUEST_HEADERS:", ""));
+    expect(counted).toEqual([...RESTRICTED_HEADERS]);
+    expect(guard).toContain('"@gt 0"');
+    // Any of them present: skip the one rule that removes 920450, so it runs as shipped.
+    const lines = rules.split("\n");
+    const at = lines.indexOf(guard);
+    expect(lines[at + 1]).toContain("skip:1");
+    expect(lines[at + 2]).toMatch(/^SecAction ".*ctl:ruleRemoveById=920450"$/);
+    // Before the CRS files: it must run before 920450 does.
+    expect(at).toBeLessThan(lines.findIndex((l) => l.startsWith("Include ")));
+  });
+
+  it("keeps the XSS rules off the fixed field names and the two validated fields, for the rules it loads", () => {
+    const excluded = (level: number) => {
+      const rules =
+        renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
+          "modsecurity.d/wagate.conf"
+        ] ?? "";
+      return rules
+        .split("\n")
+        .filter((l) => l.startsWith("SecRuleUpdateTargetById 941") && l.includes("ARGS:json.to"))
+        .map((l) => {
+          expect(l.split(" ")[2]).toBe(`"${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`);
+          return l.split(" ")[1];
+        });
+    };
+    const level1 = excluded(1);
+    expect(level1).toHaveLength(23);
+    expect(level1).not.toContain("941150");
+    // 941310 already leaves every JSON value and name (its own exclusion).
+    expect(level1).not.toContain("941310");
+    expect(excluded(2)).toEqual(XSS_ARGS_RULES.filter((id) => id !== "941310"));
+    // Only names and the two schema-validated values: the message text itself stays inspected.
+    expect(XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS:"))).toEqual([
+      "ARGS:json.to",
+      "ARGS:json.type",
+    ]);
+  });
+
   it("removes, at each paranoia level, exactly the rules above it", () => {
     expect(rulesAboveParanoiaLevel(1)).toEqual([
       ...CRS_PARANOIA_SKIP_RULES,
@@ -183,6 +234,7 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
     const skip = new Set<string>();
     const byLevel: Record<number, Set<string>> = { 2: new Set(), 3: new Set(), 4: new Set() };
     const wide = new Set<string>();
+    const xssArgs = new Set<string>();
     for (const file of CRS_RULE_FILES.filter((f) => !/90[19]|949/.test(f.slice(8, 11)))) {
       expect(files).toContain(file);
       const lines = (await readFile(join(crsRules, file), "utf8")).split("\n");
@@ -204,6 +256,7 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
         if (!id) return;
         if (level > 1) byLevel[level]?.add(id);
         if (/(^|\|)REQUEST_HEADERS(\||$)/.test(target)) wide.add(id);
+        if (file.includes("-941-") && /(^|\|)ARGS(\||$)/.test(target)) xssArgs.add(id);
         target = "";
       });
     }
@@ -212,5 +265,6 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
       expect(new Set(expand(CRS_RULES_BY_PARANOIA_LEVEL[level])), `level ${level}`).toEqual(byLevel[level]);
     }
     expect(new Set(HEADER_WIDE_RULES)).toEqual(wide);
+    expect(new Set(XSS_ARGS_RULES)).toEqual(xssArgs);
   });
 });

@@ -81,6 +81,22 @@ const attacks: { name: string; family: string; request: EdgeRequest }[] = [
     }),
   },
   {
+    // The XSS rules do not read json.to (the gateway accepts only an E.164 number there); the others still do.
+    name: "SQL injection in json.to, the field the XSS rules leave to the gateway's schema",
+    family: "942",
+    request: post("/v1/messages", {
+      type: "text",
+      to: "1' UNION SELECT password FROM users--",
+      text: { body: "hi" },
+    }),
+  },
+  {
+    // 920450 is skipped when no restricted header is present (rules 10140/10141): with one, it runs.
+    name: "a restricted header (Proxy: httpoxy)",
+    family: "920450",
+    request: { path: "/v1/messages/x", headers: { proxy: "http://evil.example:3128" } },
+  },
+  {
     name: "XSS in the query string",
     family: "941",
     request: { path: "/v1/replies?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E" },
