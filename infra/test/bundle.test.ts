@@ -9,22 +9,14 @@ import {
 import { certbotIssueArgs } from "../render/certbot.js";
 import { renderGatewayEnvFile } from "../render/gateway-env.js";
 import { PROVISION_STEPS } from "../render/provision.js";
-import { rateLimitSchema, wafSchema } from "../render/settings.js";
+import { rateLimitSchema } from "../render/settings.js";
 import { gatewayRunArgs, renderGatewayUnit } from "../render/systemd.js";
+import { stagingBundleInput } from "./fixtures/host-bundle.js";
 
 // The host bundle is the contract the Pulumi components and the box test execute: its steps, what each step
 // uses, and the guarantee that no secret is in it.
 
-const base: HostBundleInput = {
-  stack: "staging",
-  domain: "api.example.com",
-  acmeEmail: "ops@example.com",
-  acmeServer: "staging",
-  rateLimit: rateLimitSchema.parse({}),
-  waf: wafSchema.parse({}),
-  backupBucket: "wagate-staging-backups",
-  awsRegion: "eu-west-1",
-};
+const base: HostBundleInput = stagingBundleInput;
 
 /** Which steps' `uses` hash changes between two bundles (what Pulumi would re-run). */
 function rerunSteps(a: HostBundleInput, b: HostBundleInput): string[] {

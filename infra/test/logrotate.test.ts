@@ -15,7 +15,7 @@ import {
 import { renderHostBundle } from "../render/bundle.js";
 import { renderAccessLogRotation } from "../render/logrotate.js";
 import { ACCESS_LOG_FILE } from "../render/nginx.js";
-import { rateLimitSchema, wafSchema } from "../render/settings.js";
+import { stagingBundleInput } from "./fixtures/host-bundle.js";
 
 // The access-log rotation rule, run by the real logrotate against a real nginx writing the log: the old lines
 // move to access.json.1, and nginx (told by the rule's postrotate command) writes new lines to a new file.
@@ -98,16 +98,7 @@ describe("access log rotation", () => {
     await stat(debianRule).catch(() => {
       throw new Error(`${debianRule} is missing: install the Debian package nginx-common`);
     });
-    const bundle = renderHostBundle({
-      stack: "prod",
-      domain: "api.example.com",
-      acmeEmail: "ops@example.com",
-      acmeServer: "production",
-      rateLimit: rateLimitSchema.parse({}),
-      waf: wafSchema.parse({}),
-      backupBucket: "wagate-prod-backups",
-      awsRegion: "eu-west-1",
-    });
+    const bundle = renderHostBundle(stagingBundleInput);
     const ours = join(dir, "wagate-rule");
     await writeFile(ours, bundle.files["logrotate/access-log"] ?? "", { mode: 0o644 });
     expect(bundle.files["logrotate/access-log"]).toContain(`/var/log/nginx/${ACCESS_LOG_FILE} {`);
