@@ -254,7 +254,12 @@ export function renderModsecurity(waf: Waf, layout: EdgeLayout): ModsecurityFile
   const crs = CRS_RULE_FILES.map((f) => `Include ${posix.join(layout.crsDir, "rules", f)}`).join("\n");
   const tmp = posix.join(layout.tempDir, "modsecurity");
   const aboveLevel = rulesAboveParanoiaLevel(waf.paranoiaLevel);
-  const removed = new Set(aboveLevel.filter((r) => !r.includes("-")));
+  const removed = new Set(
+    aboveLevel.flatMap((r) => {
+      const [from, to = from] = r.split("-").map(Number) as [number, number?];
+      return Array.from({ length: (to ?? from) - from + 1 }, (_, i) => String(from + i));
+    }),
+  );
   // 949060-949063 add each level's score up to the executing level; only those are initialised.
   const anomalyScoresPerLevel = Array.from(
     { length: waf.paranoiaLevel },
@@ -299,7 +304,9 @@ SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json"
 # flags an error), is refused: what the WAF could not read, it cannot vouch for.
 SecRule REQBODY_ERROR "!@eq 0" \\
     "id:10001,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body',logdata:'%{reqbody_error_msg}',severity:2"
-SecRule TX:/^MSC_/ "!@streq 0" \\
+# The internal-error flags libmodsecurity sets from 3.0.10 (3.0.9 sets none: its library has no such name), by
+# exact name: the usual TX:/^MSC_/ runs a regex over every TX variable name on every request (~50k instructions).
+SecRule TX:MSC_PCRE_LIMITS_EXCEEDED|TX:MSC_PCRE_ERROR "!@streq 0" \\
     "id:10003,phase:2,t:none,log,deny,status:500,msg:'ModSecurity internal error flagged: %{MATCHED_VAR_NAME}'"
 
 # --- CRS setup (what crs-setup.conf would say) ----------------------------------------------------------------
@@ -307,17 +314,16 @@ SecRule TX:/^MSC_/ "!@streq 0" \\
 # rules and its 20-variable initialisation (901200) are removed below. Each setvar costs ~5,000 instructions per
 # request (measured with callgrind: scripts/profile-edge.ts), so the ones only unloaded files read are not set
 # (outbound threshold and scores, sampling, static extensions, the setup version, per-category scores that the
-# rules only ever increment, which ModSecurity treats as 0 when unset).
+# rules only ever increment, which ModSecurity treats as 0 when unset; the executing paranoia level and the
+# reputation block switch, which only the removed skip rules and 949100 read).
 SecDefaultAction "phase:1,log,auditlog,pass"
 SecDefaultAction "phase:2,log,auditlog,pass"
 SecAction "id:900000,phase:1,nolog,pass,t:none,\\
     setvar:tx.paranoia_level=${waf.paranoiaLevel},\\
-    setvar:tx.executing_paranoia_level=${waf.paranoiaLevel},\\
     setvar:tx.inbound_anomaly_score_threshold=${waf.inboundAnomalyThreshold},\\
     setvar:tx.critical_anomaly_score=5,\\
     setvar:tx.warning_anomaly_score=3,\\
     setvar:tx.notice_anomaly_score=2,\\
-    setvar:tx.do_reput_block=0,\\
     setvar:tx.reput_block_duration=300,\\
     setvar:tx.anomaly_score=0,\\
 ${anomalyScoresPerLevel}    setvar:'tx.allowed_methods=${ALLOWED_METHODS.join(" ")}',\\
@@ -388,7 +394,14 @@ SecRule TX:wagate_body_not_inspected "@eq 1" \\
 # --- Exclusions after the CRS rules ---------------------------------------------------------------------------
 # The bearer token is verified cryptographically by the gateway; no rule inspects it, so no log can quote it.
 # These are the loaded rules that read every request header (by id: an exclusion by tag costs on every request).
-${HEADER_WIDE_RULES.map((id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization"`).join("\n")}
+# ModSecurity 3.0.9 compares an excluded target with the header name as the client spelled it, case included:
+# HTTP/2 clients (and Node's) send "authorization", most HTTP/1.1 clients "Authorization"; both are excluded.
+# (A regex would match any case, but 3.0.9 applies a regex exclusion to arguments and cookies of that name too.)
+${HEADER_WIDE_RULES.filter((id) => !removed.has(id))
+  .map(
+    (id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"`,
+  )
+  .join("\n")}
 # The XSS rules (941) are the most expensive family: each of its 23 rules at PL1 runs six transformations on every
 # value it reads (~1.7M of the ~5.4M instructions per request). They no longer read:
 # - ARGS_NAMES json.to, json.type, json.text.body: an ARGS_NAMES value is the argument's name itself, so excluding

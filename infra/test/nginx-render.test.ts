@@ -200,6 +200,21 @@ describe("renderModsecurity", () => {
     ]);
   });
 
+  it("keeps both spellings of the Authorization header away from every loaded header-wide rule", () => {
+    const updated = (level: number) =>
+      (
+        renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
+          "modsecurity.d/wagate.conf"
+        ] ?? ""
+      )
+        .split("\n")
+        .filter((l) => l.endsWith('"!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"'))
+        .map((l) => l.split(" ")[1]);
+    expect(updated(4)).toEqual([...HEADER_WIDE_RULES]);
+    // At level 1 the rules above it are not loaded, so they get no exclusion to scan on every request.
+    expect(updated(1)).toEqual(["913110", "920270", "921140", "930100", "930110", "932170"]);
+  });
+
   it("removes, at each paranoia level, exactly the rules above it", () => {
     expect(rulesAboveParanoiaLevel(1)).toEqual([
       ...CRS_PARANOIA_SKIP_RULES,

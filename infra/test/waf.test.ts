@@ -283,4 +283,23 @@ describe("logs never hold credentials", () => {
     const logs = (await edge.auditLog()) + (await edge.errorLog());
     expect(logs).not.toContain("OR 1=1 --<script>");
   });
+
+  // The rules that read every header (930110 path traversal, 932170 shellshock, ...) would refuse these values
+  // in any other header; ModSecurity 3.0.9 matches an excluded header name case-sensitively, so both spellings
+  // clients use are excluded (HTTP/2 and Node send lower case).
+  for (const name of ["authorization", "Authorization"]) {
+    it(`a header-wide rule does not read "${name}" either`, async () => {
+      const value = "Bearer ../../../../etc/passwd () { :; }; /bin/cat";
+      const res = await edge.send({ path: "/v1/messages/x", headers: { [name]: value } });
+      expect(res.status).toBe(200);
+      // No rule matched it: no error-log line and no audit entry for this request.
+      const requestId = String(res.headers["x-request-id"]);
+      const logs = (await edge.auditLog()) + (await edge.errorLog());
+      expect(requestId.length).toBeGreaterThan(10);
+      expect(logs).not.toContain(requestId);
+      // The same value in another header is refused: the rules do run.
+      const control = await edge.send({ path: "/v1/messages/x", headers: { "x-client-info": value } });
+      expect(control.status).toBe(403);
+    });
+  }
 });
