@@ -6,6 +6,7 @@ import type { Metrics } from "../metrics.js";
 import type { ClaimedMessage, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
 import { backoffDelay } from "./backoff.js";
+import { LeaseWorker } from "./lease-worker.js";
 
 // The outbox worker. Routes commit a message to the store before answering 202; this worker claims due rows
 // (lowest priority number first), sends them and records the outcome.
@@ -49,10 +50,7 @@ const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 export class OutboxWorker {
-  private running = false;
-  private inFlight = new Set<Promise<void>>();
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
+  private readonly worker: LeaseWorker<ClaimedMessage>;
   private readonly controller = new AbortController();
   private lastHousekeeping = 0;
   private readonly now: () => number;
@@ -61,73 +59,43 @@ export class OutboxWorker {
     this.now = options.now ?? Date.now;
     // Every send in flight listens for stop(): `concurrency` listeners is the design, not a leak.
     setMaxListeners(options.concurrency + 1, this.controller.signal);
+    this.worker = new LeaseWorker({
+      name: "outbox",
+      concurrency: options.concurrency,
+      pollIntervalMs: options.pollIntervalMs,
+      log: options.log,
+      claim: async (limit) => {
+        const now = this.now();
+        const claimed = await options.store.claimDueMessages(
+          now,
+          limit,
+          now + options.sendTimeoutMs + options.inDoubtGraceMs,
+        );
+        await this.housekeeping(now);
+        return claimed;
+      },
+      handle: (record) => this.deliver(record),
+      describe: (record) => ({ messageId: record.id }),
+    });
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.worker.start();
   }
 
   /** Called after a commit so new messages go out without waiting for the next poll. */
   notify(): void {
-    this.wake?.();
+    this.worker.notify();
   }
 
   /** Stops claiming, lets in-flight sends finish (their outcome is recorded), then resolves. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-    await Promise.allSettled([...this.inFlight]);
+  stop(): Promise<void> {
+    return this.worker.stop();
   }
 
   /** Aborts in-flight sends too (their rows stay in doubt until their lease ends). For shutdown deadlines. */
   abort(): void {
     this.controller.abort();
-  }
-
-  private async run(): Promise<void> {
-    const o = this.options;
-    while (this.running) {
-      let claimed: ClaimedMessage[] = [];
-      const free = o.concurrency - this.inFlight.size;
-      if (free > 0) {
-        try {
-          const now = this.now();
-          claimed = await o.store.claimDueMessages(now, free, now + o.sendTimeoutMs + o.inDoubtGraceMs);
-          await this.housekeeping(now);
-        } catch (error) {
-          o.log.error({ err: error }, "outbox: claiming failed");
-        }
-      }
-      for (const record of claimed) {
-        const task = this.deliver(record)
-          .catch((error: unknown) =>
-            o.log.error({ err: error, messageId: record.id }, "outbox: delivery failed"),
-          )
-          .finally(() => {
-            this.inFlight.delete(task);
-            this.wake?.();
-          });
-        this.inFlight.add(task);
-      }
-      if (claimed.length === 0 || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 
   private async housekeeping(now: number): Promise<void> {

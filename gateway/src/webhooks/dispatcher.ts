@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { Sealer } from "../crypto/sealer.js";
 import { backoffDelay } from "../queue/backoff.js";
+import { LeaseWorker } from "../queue/lease-worker.js";
 import type { Store } from "../store/store.js";
 import type { DueDelivery } from "../store/webhooks.js";
 import { type DeliveryOutcome, postSigned } from "./delivery.js";
@@ -35,87 +36,56 @@ export interface WebhookDispatcherOptions {
   now?: () => number;
 }
 
-/** The associated data a subscription's sealed secret is bound to. */
 /** Settled deliveries stay visible (and redeliverable) this long. */
 const HISTORY_RETENTION_MS = 30 * 24 * 3_600_000;
 const HOUSEKEEPING_INTERVAL_MS = 3_600_000;
 
+/** The associated data a subscription's sealed secret is bound to. */
 export const secretAssociatedData = (subscriptionId: string) => `webhook-subscription:${subscriptionId}`;
 
 export class WebhookDispatcher {
-  private running = false;
-  private readonly inFlight = new Set<Promise<void>>();
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
+  private readonly worker: LeaseWorker<DueDelivery>;
   private readonly now: () => number;
   private lastHousekeeping = 0;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
     this.now = options.now ?? Date.now;
+    this.worker = new LeaseWorker({
+      name: "webhooks",
+      concurrency: options.concurrency,
+      pollIntervalMs: options.pollIntervalMs,
+      log: options.log,
+      claim: async (limit) => {
+        const now = this.now();
+        // The lease outlives one attempt (resolution + timeout) with room to record its outcome.
+        const claimed = await options.store.claimDueDeliveries(
+          now,
+          limit,
+          now + 2 * options.timeoutMs + 10_000,
+        );
+        if (now - this.lastHousekeeping > HOUSEKEEPING_INTERVAL_MS) {
+          this.lastHousekeeping = now;
+          await options.store.pruneWebhookHistory(now - HISTORY_RETENTION_MS);
+        }
+        return claimed;
+      },
+      handle: (delivery) => this.attempt(delivery),
+      describe: (delivery) => ({ deliveryId: delivery.id }),
+    });
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.worker.start();
   }
 
+  /** An event was recorded: deliver it without waiting for the next poll. */
   notify(): void {
-    this.wake?.();
+    this.worker.notify();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-    await Promise.allSettled([...this.inFlight]);
-  }
-
-  private async run(): Promise<void> {
-    const o = this.options;
-    while (this.running) {
-      let claimed: DueDelivery[] = [];
-      const free = o.concurrency - this.inFlight.size;
-      if (free > 0) {
-        try {
-          const now = this.now();
-          // The lease outlives one attempt (resolution + timeout) with room to record its outcome.
-          claimed = await o.store.claimDueDeliveries(now, free, now + 2 * o.timeoutMs + 10_000);
-          if (now - this.lastHousekeeping > HOUSEKEEPING_INTERVAL_MS) {
-            this.lastHousekeeping = now;
-            await o.store.pruneWebhookHistory(now - HISTORY_RETENTION_MS);
-          }
-        } catch (error) {
-          o.log.error({ err: error }, "webhooks: claiming failed");
-        }
-      }
-      for (const delivery of claimed) {
-        const task = this.attempt(delivery)
-          .catch((error: unknown) =>
-            o.log.error({ err: error, deliveryId: delivery.id }, "webhooks: recording an attempt failed"),
-          )
-          .finally(() => {
-            this.inFlight.delete(task);
-            this.wake?.();
-          });
-        this.inFlight.add(task);
-      }
-      if (claimed.length === 0 || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
+  /** Stops claiming, lets the deliveries in flight finish (their outcome is recorded), then resolves. */
+  stop(): Promise<void> {
+    return this.worker.stop();
   }
 
   /** One attempt's outcome; a refused URL or a secret that no longer opens is a failed attempt like any other. */

@@ -1,0 +1,89 @@
+import type { FastifyBaseLogger } from "fastify";
+
+// The loop shared by the persisted queues (the outbox, outbound webhook deliveries): claim what is due with a
+// lease, up to the free slots; handle each claimed item concurrently; when nothing is due or every slot is busy,
+// sleep until the poll interval passes or somebody calls notify() (new work, or a slot freed). What a claim
+// and a handler do, and how a lease protects against a crash, is the queue's own business.
+
+export interface LeaseWorkerOptions<T> {
+  /** For log messages: "outbox", "webhooks". */
+  name: string;
+  concurrency: number;
+  pollIntervalMs: number;
+  log: FastifyBaseLogger;
+  /** Claims up to `limit` due items. A failure is logged and retried after the poll interval. */
+  claim(limit: number): Promise<T[]>;
+  /** Handles one claimed item, recording its outcome. A rejection is logged with `describe(item)`. */
+  handle(item: T): Promise<void>;
+  describe(item: T): Record<string, unknown>;
+}
+
+export class LeaseWorker<T> {
+  private running = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: LeaseWorkerOptions<T>) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** New work was committed, or a slot freed: claim now instead of at the next poll. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  /** Stops claiming, lets the items in flight finish (their outcome is recorded), then resolves. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async run(): Promise<void> {
+    const o = this.options;
+    while (this.running) {
+      let claimed: T[] = [];
+      const free = o.concurrency - this.inFlight.size;
+      if (free > 0) {
+        try {
+          claimed = await o.claim(free);
+        } catch (error) {
+          o.log.error({ err: error }, `${o.name}: claiming failed`);
+        }
+      }
+      for (const item of claimed) {
+        const task = o
+          .handle(item)
+          .catch((error: unknown) =>
+            o.log.error({ err: error, ...o.describe(item) }, `${o.name}: handling failed`),
+          )
+          .finally(() => {
+            this.inFlight.delete(task);
+            this.wake?.();
+          });
+        this.inFlight.add(task);
+      }
+      if (claimed.length === 0 || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+}
