@@ -191,6 +191,22 @@ export const HEADER_WIDE_RULES = [
   "932170",
 ] as const;
 
+/**
+ * CRS 3.3.4 rules gated on a TX setting wagate never makes (the UTF-8 validation switch, the argument and upload
+ * limits): they cannot fire. A unit test checks the range holds only those rules and that nothing sets the gates.
+ */
+export const CRS_RULES_NEVER_FIRING = ["920250", "920360-920410"] as const;
+/** The TX variables that gate CRS_RULES_NEVER_FIRING. */
+export const CRS_NEVER_SET_GATES = [
+  "crs_validate_utf8_encoding",
+  "max_num_args",
+  "arg_name_length",
+  "arg_length",
+  "total_arg_length",
+  "max_file_size",
+  "combined_file_sizes",
+] as const;
+
 /** CRS 3.3.4's XSS rules (941, any paranoia level) whose targets include ARGS (a unit test checks them). */
 export const XSS_ARGS_RULES = [
   "941100",
@@ -424,6 +440,11 @@ SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
 # of the User-Agent and a locked in-memory store on every request.
 # 949's own paranoia-level skip rules sit after its last rule (nothing to skip), and 949100 blocks on the IP
 # reputation that 910 would set (not loaded).
+# Rules that cannot fire with this configuration: 920250 runs only when tx.crs_validate_utf8_encoding is 1, and
+# 920360-920410 only when an argument-count, argument-length or upload-size limit is set in TX. wagate sets none
+# of them (nginx's per-route client_max_body_size and SecArgumentsLimit bound requests instead), as CRS's own
+# default does; removed instead of evaluated on every request (~45k instructions).
+SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}
 SecRuleRemoveById 901001 901100-901168 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
 # Paranoia level ${waf.paranoiaLevel} is fixed when rendering: the rules above it and every paranoia-level "skip" rule go,
 # instead of being stepped over one evaluation at a time on every request (CRS 3.3.4's ids; a unit test checks

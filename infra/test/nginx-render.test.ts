@@ -3,9 +3,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { localLayout, vmLayout } from "../render/layout.js";
 import {
+  CRS_NEVER_SET_GATES,
   CRS_PARANOIA_SKIP_RULES,
   CRS_RULE_FILES,
   CRS_RULES_BY_PARANOIA_LEVEL,
+  CRS_RULES_NEVER_FIRING,
   HEADER_WIDE_RULES,
   RESTRICTED_HEADERS,
   renderModsecurity,
@@ -215,6 +217,18 @@ describe("renderModsecurity", () => {
     expect(updated(1)).toEqual(["913110", "920270", "921140", "930100", "930110", "932170"]);
   });
 
+  it("removes the rules gated on settings it never makes, and never makes them", () => {
+    for (const level of [1, 2, 3, 4]) {
+      const rules =
+        renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
+          "modsecurity.d/wagate.conf"
+        ] ?? "";
+      expect(rules).toContain(`SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}\n`);
+      for (const gate of CRS_NEVER_SET_GATES)
+        expect(rules).not.toMatch(new RegExp(`setvar:'?tx\\.${gate}=`, "i"));
+    }
+  });
+
   it("removes, at each paranoia level, exactly the rules above it", () => {
     expect(rulesAboveParanoiaLevel(1)).toEqual([
       ...CRS_PARANOIA_SKIP_RULES,
@@ -281,5 +295,24 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
     }
     expect(new Set(HEADER_WIDE_RULES)).toEqual(wide);
     expect(new Set(XSS_ARGS_RULES)).toEqual(xssArgs);
+    // Each never-firing rule starts with its gate, and the range holds no other rule.
+    const ids = new Set(
+      (await Promise.all(CRS_RULE_FILES.map((f) => readFile(join(crsRules, f), "utf8"))))
+        .join("\n")
+        .match(/\bid:\d{6}/g)
+        ?.map((m) => m.slice(3)),
+    );
+    const inRange = [...ids].filter((id) => Number(id) >= 920360 && Number(id) <= 920410).sort();
+    expect(inRange).toEqual(["920360", "920370", "920380", "920390", "920400", "920410"]);
+    expect(CRS_RULES_NEVER_FIRING).toEqual(["920250", "920360-920410"]);
+    const never = ["920250", ...inRange];
+    const text920 = (
+      await readFile(join(crsRules, "REQUEST-920-PROTOCOL-ENFORCEMENT.conf"), "utf8")
+    ).replaceAll("\\\n", " ");
+    for (const id of never) {
+      const first = text920.split("\n").find((l) => l.includes(`id:${id},`)) ?? "";
+      const gate = CRS_NEVER_SET_GATES.find((g) => first.toLowerCase().includes(`tx:${g}`));
+      expect(gate, `rule ${id}: ${first.slice(0, 80)}`).toBeDefined();
+    }
   });
 });
