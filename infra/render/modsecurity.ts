@@ -17,16 +17,21 @@ import type { Waf } from "./settings.js";
 // - Limits: nginx enforces each route's body size (client_max_body_size); ModSecurity caps the number of JSON
 //   values it inspects. Two bodies are deliberately not inspected: signed Meta webhooks and broadcasts (rules
 //   10100/10120 below say why).
-// - Speed: CRS's setup is one action, the paranoia level is fixed at render time (rules above it and the
-//   per-level skip rules are removed), and no exclusion is by tag (ModSecurity 3.0.9 re-evaluates every rule's
-//   tags on every request for those).
-// - What it costs (npm run profile:edge: callgrind, nginx instructions per small JSON POST; npm run bench:edge for
-//   µs): nginx alone ~84k instructions (~56 µs of worker CPU); ModSecurity switched on with no rule ~507k
-//   (~108 µs: transaction set-up and tear-down, every request and response header copied into its collections);
-//   wagate's own rules ~747k; the CRS at PL1 ~5.8M (~670 µs). The CRS's cost is per (rule, variable) pair, about
-//   10k instructions each over ~500 pairs: the transformation chains (37 %, e.g. six per value in each of 941's
-//   23 rules, with no cache between rules in 3.0.9) and ModSecurity's string copies; the regexes themselves run
-//   JIT-compiled (libpcre2 JIT) and are ~5 %. Without weakening what is inspected there is no large saving left.
+// - Speed: CRS's setup is one action, the paranoia level is fixed at render time (rules above it, the per-level
+//   skip rules and the rules gated on settings wagate never makes are removed: removal by id costs less than
+//   CRS's skipAfter chains, measured), 920450 runs only when a restricted header is present, the XSS family does
+//   not read the fixed JSON field names nor the two schema-validated fields, and no exclusion is by tag or regex
+//   (ModSecurity 3.0.9 re-evaluates every rule's tags on every request for those, and applies a regex exclusion to
+//   every collection).
+// - What it costs (npm run profile:edge: callgrind, nginx user-space instructions per small JSON POST, bench:edge's
+//   request): nginx alone ~70k; ModSecurity switched on with no rule ~455k (transaction set-up and tear-down,
+//   every request and response header copied into its collections); wagate's own rules ~650k; the whole WAF at
+//   PL1 ~4.4M (5.2M before the changes above). The rest is per (rule, value) pair inside libmodsecurity 3.0.9:
+//   ~120 rules evaluated per request, each copying its variables and running its transformation chain from
+//   scratch (t:lowercase alone ~5 %, through std::locale), allocation ~35 %; the regexes run JIT-compiled
+//   (libpcre2 JIT) and are ~5 %, libinjection <1 %, the JSON parser <1 %, audit and debug logging nothing on a
+//   request no rule matched. What is left cannot be configured away without removing rules the CRS regression
+//   suite exercises.
 
 /** CRS files loaded, in this order (REQUEST-949 last). */
 export const CRS_RULE_FILES = [
