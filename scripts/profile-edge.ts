@@ -26,6 +26,8 @@ import { freePort, requireBinary, startProcess, waitForPort } from "./lib/proces
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
 // PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
+// With waf-off, engine-only and waf-on measured, it also prints the WAF-on / WAF-off req/s ratio the counts imply,
+// calibrated by bench:edge's own no-rules ratio (PROFILE_ENGINE_RATIO, default 0.65).
 // PROFILE_ENV="K=V ..." adds environment to nginx (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=2000).
 // Counts are user-space instructions only: the kernel's share (TCP on loopback, syscalls) is not in them.
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
@@ -292,6 +294,16 @@ async function main(): Promise<void> {
         `${name.padEnd(12)} ${(ir / REQUESTS / 1000).toFixed(0).padStart(8)} k instructions/request${vsBase}`,
       );
       if (top) console.log(top);
+    }
+    const [off, engine, on] = [results["waf-off"], results["engine-only"], results["waf-on"]];
+    if (off && engine && on && engine > off) {
+      // What the counts imply for bench:edge's req/s ratio on a CPU-bound machine: everything else a request costs
+      // (kernel, TLS, client, upstream) calibrated from bench:edge's side-by-side run of ModSecurity without rules.
+      const engineRatio = Number(process.env.PROFILE_ENGINE_RATIO ?? 0.65);
+      const rest = (engineRatio / (1 - engineRatio)) * (engine - off);
+      console.log(
+        `implied WAF-on / WAF-off throughput ~${(rest / (rest + on - off)).toFixed(2)} (if ModSecurity without rules keeps ${engineRatio} of WAF-off, as bench:edge measured: PROFILE_ENGINE_RATIO)`,
+      );
     }
   } finally {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
