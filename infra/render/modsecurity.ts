@@ -19,14 +19,15 @@ import type { Waf } from "./settings.js";
 //   10100/10120 below say why).
 // - Speed: CRS's setup is one action, the paranoia level is fixed at render time (rules above it, the per-level
 //   skip rules and the rules gated on settings wagate never makes are removed: removal by id costs less than
-//   CRS's skipAfter chains, measured), 920450 runs only when a restricted header is present, the XSS family does
-//   not read the fixed JSON field names nor the two schema-validated fields, and no exclusion is by tag or regex
+//   CRS's skipAfter chains, measured), 920450 runs only when a restricted header is present, the XSS family and
+//   the other rules with long transformation chains do not read the constant JSON field names (nor, for XSS, the
+//   two schema-validated fields), and no exclusion is by tag or regex
 //   (ModSecurity 3.0.9 re-evaluates every rule's tags on every request for those, and applies a regex exclusion to
 //   every collection).
 // - What it costs (npm run profile:edge: callgrind, nginx user-space instructions per small JSON POST, bench:edge's
 //   request): nginx alone ~70k; ModSecurity switched on with no rule ~455k (transaction set-up and tear-down,
-//   every request and response header copied into its collections); wagate's own rules ~650k; the whole WAF at
-//   PL1 ~4.4M (5.2M before the changes above). The rest is per (rule, value) pair inside libmodsecurity 3.0.9:
+//   every request and response header copied into its collections); wagate's own rules ~660k; the whole WAF at
+//   PL1 ~4.3M (5.2M before the changes above). The rest is per (rule, value) pair inside libmodsecurity 3.0.9:
 //   ~120 rules evaluated per request, each copying its variables and running its transformation chain from
 //   scratch (t:lowercase alone ~5 %, through std::locale), allocation ~35 %; the regexes run JIT-compiled
 //   (libpcre2 JIT) and are ~5 %, libinjection <1 %, the JSON parser <1 %, audit and debug logging nothing on a
@@ -258,6 +259,27 @@ export const XSS_EXCLUDED_TARGETS = [
   "ARGS_NAMES:json.text.body",
 ] as const;
 
+/**
+ * Other CRS 3.3.4 rules (PL1) that read ARGS_NAMES and run two or more transformations per value: they skip the
+ * same constant field names (lossless, see XSS_EXCLUDED_TARGETS). Rules with fewer transformations are left as
+ * they are: scanning for an exclusion on every rule evaluation would cost more than it saves (measured).
+ */
+export const NAME_EXCLUSION_RULES = [
+  "921110",
+  "921120",
+  "921130",
+  "921150",
+  "930120",
+  "932120",
+  "932130",
+  "932140",
+  "932160",
+  "932171",
+  "942100",
+  "943110",
+  "943120",
+] as const;
+
 /** The audit log file name, inside layout.logDir. */
 export const AUDIT_LOG_FILE = "modsec_audit.log";
 
@@ -434,6 +456,15 @@ ${HEADER_WIDE_RULES.filter((id) => !removed.has(id))
 # Exact names, no regex: ModSecurity 3.0.9 applies a regex exclusion to keys of every collection.
 ${XSS_ARGS_RULES.filter((id) => id !== "941310" && !removed.has(id))
   .map((id) => `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`)
+  .join("\n")}
+# The same constant names leave the other rules that read ARGS_NAMES through two or more transformations.
+${NAME_EXCLUSION_RULES.filter((id) => !removed.has(id))
+  .map(
+    (id) =>
+      `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS_NAMES:"))
+        .map((t) => `!${t}`)
+        .join("|")}"`,
+  )
   .join("\n")}
 # 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
 # UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other

@@ -9,6 +9,7 @@ import {
   CRS_RULES_BY_PARANOIA_LEVEL,
   CRS_RULES_NEVER_FIRING,
   HEADER_WIDE_RULES,
+  NAME_EXCLUSION_RULES,
   RESTRICTED_HEADERS,
   renderModsecurity,
   rulesAboveParanoiaLevel,
@@ -195,6 +196,13 @@ describe("renderModsecurity", () => {
     // 941310 already leaves every JSON value and name (its own exclusion).
     expect(level1).not.toContain("941310");
     expect(excluded(2)).toEqual(XSS_ARGS_RULES.filter((id) => id !== "941310"));
+    // The other families skip only the constant names.
+    const rules1 =
+      renderModsecurity(wafSchema.parse({}), vmLayout()).files["modsecurity.d/wagate.conf"] ?? "";
+    for (const id of NAME_EXCLUSION_RULES)
+      expect(rules1).toContain(
+        `SecRuleUpdateTargetById ${id} "!ARGS_NAMES:json.to|!ARGS_NAMES:json.type|!ARGS_NAMES:json.text.body"\n`,
+      );
     // Only names and the two schema-validated values: the message text itself stays inspected.
     expect(XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS:"))).toEqual([
       "ARGS:json.to",
@@ -264,6 +272,7 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
     const byLevel: Record<number, Set<string>> = { 2: new Set(), 3: new Set(), 4: new Set() };
     const wide = new Set<string>();
     const xssArgs = new Set<string>();
+    const readsArgsNames = new Set<string>();
     for (const file of CRS_RULE_FILES.filter((f) => !/90[19]|949/.test(f.slice(8, 11)))) {
       expect(files).toContain(file);
       const lines = (await readFile(join(crsRules, file), "utf8")).split("\n");
@@ -286,6 +295,7 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
         if (level > 1) byLevel[level]?.add(id);
         if (/(^|\|)REQUEST_HEADERS(\||$)/.test(target)) wide.add(id);
         if (file.includes("-941-") && /(^|\|)ARGS(\||$)/.test(target)) xssArgs.add(id);
+        if (level === 1 && /(^|\|)ARGS_NAMES(\||$)/.test(target)) readsArgsNames.add(id);
         target = "";
       });
     }
@@ -295,6 +305,7 @@ describe("the pinned CRS 3.3.4 rule ids match the installed modsecurity-crs", ()
     }
     expect(new Set(HEADER_WIDE_RULES)).toEqual(wide);
     expect(new Set(XSS_ARGS_RULES)).toEqual(xssArgs);
+    for (const id of NAME_EXCLUSION_RULES) expect(readsArgsNames.has(id), id).toBe(true);
     // Each never-firing rule starts with its gate, and the range holds no other rule.
     const ids = new Set(
       (await Promise.all(CRS_RULE_FILES.map((f) => readFile(join(crsRules, f), "utf8"))))
