@@ -21,6 +21,7 @@ export const PROJECT = "wagate";
 /** Keys whose value must be stored encrypted (`pulumi config set --secret`). */
 export const SECRET_KEYS = [
   "apiSecret",
+  "apiSecretPrevious",
   "whatsappAccessToken",
   "whatsappAppSecret",
   "whatsappVerifyToken",
@@ -156,6 +157,15 @@ const secretText = (what: string, min: number) =>
     .min(min, { error: `must be at least ${min} characters (${what})` })
     .regex(/^[\x21-\x7e]+$/, { error: "must be printable ASCII without spaces or newlines" });
 
+const hexSecret = z
+  .string({
+    error: "is required: make one with `npm run secret` and set it with pulumi config set --secret",
+  })
+  .regex(/^[0-9a-fA-F]+$/, { error: "must be hexadecimal (make one with `npm run secret`)" })
+  .refine((s) => s.length % 2 === 0 && s.length >= 64, {
+    error: "must be at least 32 bytes (64 hex characters); make one with `npm run secret`",
+  });
+
 const settingsSchema = z.object({
   domain: z
     .string({ error: "is required (the public DNS name of the gateway, e.g. api.example.com)" })
@@ -201,14 +211,9 @@ const settingsSchema = z.object({
     .string()
     .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id from Meta" })
     .optional(),
-  apiSecret: z
-    .string({
-      error: "is required: make one with `npm run secret` and set it with pulumi config set --secret",
-    })
-    .regex(/^[0-9a-fA-F]+$/, { error: "must be hexadecimal (make one with `npm run secret`)" })
-    .refine((s) => s.length % 2 === 0 && s.length >= 64, {
-      error: "must be at least 32 bytes (64 hex characters); make one with `npm run secret`",
-    }),
+  apiSecret: hexSecret,
+  // Set for the one deploy that rotates apiSecret (README: API_SECRET rotation), then removed.
+  apiSecretPrevious: hexSecret.optional(),
   whatsappAccessToken: secretText("a Meta system-user access token", 20).optional(),
   whatsappAppSecret: secretText("the Meta app secret", 16).optional(),
   whatsappVerifyToken: secretText("a random string of your choice", 16).optional(),
@@ -236,6 +241,8 @@ export interface WagateConfig {
   provision: boolean;
   whatsapp: WhatsappConfig | undefined;
   apiSecret: pulumi.Output<string>;
+  /** The secret being rotated out: what it sealed is moved under apiSecret when the gateway starts. */
+  apiSecretPrevious: pulumi.Output<string> | undefined;
 }
 
 export interface WhatsappConfig {
@@ -301,6 +308,12 @@ export function parseConfig(
       problems.push(`${PROJECT}:${key}: ${where}${issue.message}`);
     }
   }
+  if (
+    parsed.success &&
+    parsed.data.apiSecretPrevious !== undefined &&
+    parsed.data.apiSecretPrevious.toLowerCase() === parsed.data.apiSecret.toLowerCase()
+  )
+    problems.push(`${PROJECT}:apiSecretPrevious: must differ from ${PROJECT}:apiSecret`);
   if (problems.length > 0 || !parsed.success || awsRegion === undefined) throw new ConfigError(problems);
 
   const s = parsed.data;
@@ -334,6 +347,7 @@ export function parseConfig(
     provision: s.provision,
     whatsapp,
     apiSecret: pulumi.secret(s.apiSecret),
+    apiSecretPrevious: s.apiSecretPrevious === undefined ? undefined : pulumi.secret(s.apiSecretPrevious),
   };
 }
 
@@ -364,14 +378,17 @@ export function loadConfig(): WagateConfig {
 export function gatewayEnvOf(config: WagateConfig): pulumi.Output<GatewayEnv> {
   const w = config.whatsapp;
   return pulumi.secret(
-    pulumi.all([config.apiSecret, w?.accessToken, w?.appSecret, w?.verifyToken]).apply(
-      ([apiSecret, accessToken, appSecret, verifyToken]): GatewayEnv => ({
-        apiSecret,
-        whatsapp:
-          w && accessToken && appSecret && verifyToken
-            ? { accessToken, appSecret, verifyToken, phoneNumberId: w.phoneNumberId }
-            : undefined,
-      }),
-    ),
+    pulumi
+      .all([config.apiSecret, config.apiSecretPrevious, w?.accessToken, w?.appSecret, w?.verifyToken])
+      .apply(
+        ([apiSecret, apiSecretPrevious, accessToken, appSecret, verifyToken]): GatewayEnv => ({
+          apiSecret,
+          ...(apiSecretPrevious === undefined ? {} : { apiSecretPrevious }),
+          whatsapp:
+            w && accessToken && appSecret && verifyToken
+              ? { accessToken, appSecret, verifyToken, phoneNumberId: w.phoneNumberId }
+              : undefined,
+        }),
+      ),
   );
 }

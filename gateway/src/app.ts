@@ -143,7 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(repliesRoutes, { store: deps.store, guard, maxRulesPerSubject: config.REPLY_MAX_RULES });
   await app.register(webhooksRoutes, {
     store: deps.store,
-    sealer: createSealer(config.API_SECRET),
+    sealer: createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS),
     guard,
     policy: webhookUrlPolicy(config),
     resolve: deps.resolveHost ?? systemResolver,

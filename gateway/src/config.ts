@@ -29,6 +29,12 @@ const integer = (def: number, min: number, max: number) =>
 export const configSchema = z
   .object({
     API_SECRET: hexSecret(32),
+    // Set only while rotating API_SECRET: what was sealed or hashed under it keeps working (tokens do not).
+    API_SECRET_PREVIOUS: z
+      .string()
+      .optional()
+      .transform((s) => (s === undefined || s.trim() === "" ? undefined : s))
+      .pipe(hexSecret(32).optional()),
     HOST: z.string().min(1).default("127.0.0.1"),
     PORT: integer(8080, 0, 65535),
     DATABASE_PATH: z.string().min(1).default("data/wagate.db"),
@@ -101,6 +107,11 @@ export const configSchema = z
     WEBHOOK_POLL_INTERVAL_MS: integer(500, 10, 60_000),
   })
   .superRefine((c, ctx) => {
+    if (
+      c.API_SECRET_PREVIOUS !== undefined &&
+      c.API_SECRET_PREVIOUS.toLowerCase() === c.API_SECRET.toLowerCase()
+    )
+      ctx.addIssue({ code: "custom", path: ["API_SECRET_PREVIOUS"], message: "must differ from API_SECRET" });
     if (c.WHATSAPP_TRANSPORT !== "cloud") return;
     for (const name of ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"] as const) {
       if (!c[name])

@@ -9,7 +9,7 @@ import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
 import { createTransport, type Transport } from "./transport/index.js";
-import { WebhookDispatcher } from "./webhooks/dispatcher.js";
+import { secretAssociatedData, WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { createWebhookEventSink } from "./webhooks/sink.js";
 import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
@@ -41,6 +41,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const store =
     overrides.store ?? openSqliteStore(config.DATABASE_PATH, { fsync: config.DATABASE_SYNC === "full" });
   const transport = overrides.transport ?? createTransport(config);
+  const sealer = createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookDispatcher | undefined;
@@ -79,13 +80,13 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS,
     inDoubtGraceMs: config.OUTBOX_IN_DOUBT_GRACE_SECONDS * 1000,
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
-    sealer: createSealer(config.API_SECRET),
+    sealer,
     // Throughput refusals of any message slow broadcasts down.
     limiter: broadcastSender.limiter(overrides.limiter),
   });
   webhooks = new WebhookDispatcher({
     store,
-    sealer: createSealer(config.API_SECRET),
+    sealer,
     log: app.log.child({ component: "webhooks" }),
     policy: webhookUrlPolicy(config),
     resolve: resolveHost,
@@ -106,6 +107,25 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     outbox: worker,
     broadcasts: broadcastSender,
     async start() {
+      if (config.API_SECRET_PREVIOUS) {
+        // A rotation: what the previous secret sealed moves under the current one before any of it is used.
+        let unopenable = 0;
+        const moved = await store.resealSecrets((owner, sealed) => {
+          try {
+            return sealer.reseal(
+              sealed,
+              owner.kind === "message" ? owner.id : secretAssociatedData(owner.id),
+            );
+          } catch {
+            unopenable++; // sealed under an even older secret: nothing can open it, so it is left as it is
+            return undefined;
+          }
+        });
+        app.log.info(
+          { resealed: moved, unopenable },
+          "API_SECRET rotation: sealed secrets moved under the current secret",
+        );
+      }
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       worker.start();
       dispatcher.start();

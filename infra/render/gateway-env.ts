@@ -30,6 +30,8 @@ const whatsappCloudSchema = z
 export const gatewayEnvSchema = z
   .object({
     apiSecret: hex32,
+    /** Only while rotating apiSecret: what the previous secret sealed keeps opening, and is moved. */
+    apiSecretPrevious: hex32.optional(),
     jwtIssuer: envValue.default("wagate"),
     jwtAudience: envValue.default("wagate"),
     /** Absent: the sandbox transport (messages recorded on the data volume, nothing sent). */
@@ -49,6 +51,7 @@ export function renderGatewayEnvFile(env: GatewayEnv): string {
   const e = parsed.data;
   const vars: [string, string | undefined][] = [
     ["API_SECRET", e.apiSecret],
+    ["API_SECRET_PREVIOUS", e.apiSecretPrevious],
     ["JWT_ISSUER", e.jwtIssuer],
     ["JWT_AUDIENCE", e.jwtAudience],
     ["WHATSAPP_TRANSPORT", e.whatsapp ? "cloud" : "sandbox"],

@@ -162,6 +162,11 @@ describe("renderGatewayEnvFile", () => {
       ].sort(),
     );
     expect(() => renderGatewayEnvFile({ apiSecret: "abcd" })).toThrow(/apiSecret must be at least 32 bytes/);
+    const rotating = renderGatewayEnvFile({
+      apiSecret: "0123456789abcdef".repeat(4),
+      apiSecretPrevious: "fedcba9876543210".repeat(4),
+    });
+    expect(rotating).toContain(`API_SECRET_PREVIOUS=${"fedcba9876543210".repeat(4)}\n`);
     const injected = "x\nAPI_SECRET=attacker";
     let message = "";
     try {

@@ -1,6 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseCidr, parseConfig, SECRET_KEYS } from "../config.js";
+import { ConfigError, gatewayEnvOf, parseCidr, parseConfig, SECRET_KEYS } from "../config.js";
 import { readStackFile, STACKS, stackConfig, TEST_SECRETS } from "./support/stack-config.js";
 
 const unwrap = <T>(output: pulumi.Output<T>) => new Promise<T>((resolve) => output.apply(resolve));
@@ -125,6 +125,27 @@ const invalid: [string, (c: { values: Record<string, string>; secretKeys: string
     (c) => (c.secretKeys = c.secretKeys.filter((k) => k !== "wagate:whatsappAccessToken")),
     "wagate:whatsappAccessToken:",
   ],
+  [
+    "apiSecretPrevious in plain text",
+    (c) => (c.values["wagate:apiSecretPrevious"] = "cd".repeat(32)),
+    "wagate:apiSecretPrevious: is stored in plain text",
+  ],
+  [
+    "apiSecretPrevious too short",
+    (c) => {
+      c.values["wagate:apiSecretPrevious"] = "cd".repeat(31);
+      c.secretKeys.push("wagate:apiSecretPrevious");
+    },
+    "wagate:apiSecretPrevious: must be at least 32 bytes",
+  ],
+  [
+    "apiSecretPrevious the same as apiSecret",
+    (c) => {
+      c.values["wagate:apiSecretPrevious"] = (c.values["wagate:apiSecret"] as string).toUpperCase();
+      c.secretKeys.push("wagate:apiSecretPrevious");
+    },
+    "wagate:apiSecretPrevious: must differ",
+  ],
   ["apiSecret not hex", (c) => (c.values["wagate:apiSecret"] = "z".repeat(64)), "wagate:apiSecret:"],
   ["apiSecret too short", (c) => (c.values["wagate:apiSecret"] = "ab".repeat(31)), "wagate:apiSecret:"],
   ["apiSecret odd length", (c) => (c.values["wagate:apiSecret"] = "a".repeat(65)), "wagate:apiSecret:"],
@@ -149,6 +170,19 @@ describe("invalid configurations fail naming the key", () => {
   it.each(invalid)("%s", (_, change, key) => {
     const problems = problemsOf(() => parse("dev", change));
     expect(problems.some((p) => p.startsWith(key))).toBe(true);
+  });
+
+  it("takes apiSecretPrevious for a rotation, as a secret, into the gateway's environment", async () => {
+    const previous = "cd".repeat(32);
+    const config = parse("dev", (c) => {
+      c.values["wagate:apiSecretPrevious"] = previous;
+      c.secretKeys.push("wagate:apiSecretPrevious");
+    });
+    expect(await isSecret(config.apiSecretPrevious as pulumi.Output<string>)).toBe(true);
+    const env = gatewayEnvOf(config);
+    expect(await isSecret(env)).toBe(true);
+    expect((await unwrap(env)).apiSecretPrevious).toBe(previous);
+    expect((await unwrap(gatewayEnvOf(parse("dev")))).apiSecretPrevious).toBeUndefined();
   });
 
   it("no message repeats a secret value", () => {

@@ -41,7 +41,9 @@ export function authenticationTemplate(
 
 export function createOtpService(config: Config, store: Store, now: () => number = Date.now): OtpService {
   const key = deriveOtpKey(config.API_SECRET);
-  const sealer = createSealer(config.API_SECRET);
+  // A code issued just before an API_SECRET rotation still verifies while API_SECRET_PREVIOUS is set.
+  const keys = config.API_SECRET_PREVIOUS ? [key, deriveOtpKey(config.API_SECRET_PREVIOUS)] : [key];
+  const sealer = createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS);
   const ttlMs = config.OTP_TTL_SECONDS * 1000;
   const limits = {
     cooldownMs: config.OTP_RESEND_COOLDOWN_SECONDS * 1000,
@@ -85,7 +87,7 @@ export function createOtpService(config: Config, store: Store, now: () => number
       // The attempt is spent before comparing, atomically: parallel guesses cannot exceed the limit.
       const attempt = await store.spendOtpAttempt(subject, phone, at);
       if (!attempt) return "invalid";
-      if (!codeMatches(key, attempt.id, code, attempt.codeHash)) return "invalid";
+      if (!keys.some((k) => codeMatches(k, attempt.id, code, attempt.codeHash))) return "invalid";
       return (await store.consumeOtp(attempt.id, at)) ? "verified" : "invalid";
     },
   };

@@ -196,6 +196,10 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       `INSERT OR IGNORE INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw)
        VALUES (@id, @from, @type, @text, @sentAt, @now, @raw)`,
     ),
+    sealedMessages: db.prepare("SELECT id, secret FROM messages WHERE secret IS NOT NULL"),
+    resealMessage: db.prepare("UPDATE messages SET secret = ? WHERE id = ?"),
+    sealedSubscriptions: db.prepare("SELECT id, secret FROM webhook_subscriptions"),
+    resealSubscription: db.prepare("UPDATE webhook_subscriptions SET secret = ? WHERE id = ?"),
     revoke: db.prepare("INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at, reason) VALUES (?, ?, ?)"),
     lastOtpForPhone: db.prepare("SELECT MAX(created_at) FROM otp_codes WHERE phone = ?").pluck(),
     otpCountSince: db
@@ -333,6 +337,23 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           else result.duplicates++;
         }
         return result;
+      });
+    },
+
+    resealSecrets(reseal) {
+      return batcher.write(() => {
+        let replaced = 0;
+        const messages = s.sealedMessages.all() as Array<{ id: string; secret: Buffer }>;
+        for (const { id, secret } of messages) {
+          const next = reseal({ kind: "message", id }, secret);
+          if (next) replaced += s.resealMessage.run(next, id).changes;
+        }
+        const subscriptions = s.sealedSubscriptions.all() as Array<{ id: string; secret: Buffer }>;
+        for (const { id, secret } of subscriptions) {
+          const next = reseal({ kind: "webhook_subscription", id }, secret);
+          if (next) replaced += s.resealSubscription.run(next, id).changes;
+        }
+        return replaced;
       });
     },
 

@@ -111,6 +111,11 @@ export interface OtpAttempt {
   codeHash: Buffer;
 }
 
+/** What a sealed secret belongs to: its associated data is derived from this. */
+export type SealedSecretOwner =
+  | { kind: "message"; id: string }
+  | { kind: "webhook_subscription"; id: string };
+
 export interface Store extends RepliesStore, WebhooksStore {
   /** Broadcasts and their recipients (store/broadcasts.ts). */
   readonly broadcasts: BroadcastStore;
@@ -134,6 +139,11 @@ export interface Store extends RepliesStore, WebhooksStore {
     now: number,
   ): Promise<WebhookBatchResult>;
 
+  /**
+   * Passes every sealed secret the database holds (OTP codes waiting to be sent, webhook signing secrets) to
+   * `reseal` and stores what it returns in its place, in one transaction; returns how many were replaced.
+   */
+  resealSecrets(reseal: (owner: SealedSecretOwner, sealed: Buffer) => Buffer | undefined): Promise<number>;
   revokeToken(jti: string, now: number, reason?: string): Promise<void>;
   isTokenRevoked(jti: string): Promise<boolean>;
 
