@@ -37,7 +37,11 @@ describe("configuration", () => {
     ["API_SECRET", { API_SECRET: "" }, "must be hexadecimal"],
     ["API_SECRET", { API_SECRET: "ab".repeat(31) }, "at least 32 bytes"],
     ["API_SECRET", { API_SECRET: `${"zz".repeat(32)}` }, "hexadecimal"],
-    ["API_SECRET_PREVIOUS", { API_SECRET: SECRET, API_SECRET_PREVIOUS: "ab".repeat(31) }, "at least 32 bytes"],
+    [
+      "API_SECRET_PREVIOUS",
+      { API_SECRET: SECRET, API_SECRET_PREVIOUS: "ab".repeat(31) },
+      "at least 32 bytes",
+    ],
     ["API_SECRET_PREVIOUS", { API_SECRET: SECRET, API_SECRET_PREVIOUS: SECRET.toUpperCase() }, "must differ"],
     ["PORT", { API_SECRET: SECRET, PORT: "http" }, "number"],
     ["PORT", { API_SECRET: SECRET, PORT: "70000" }, "at most"],

@@ -23,6 +23,12 @@ export class LeaseWorker<T> {
   private readonly inFlight = new Set<Promise<void>>();
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
+  /**
+   * Whether a claim now could find something: new work was notified, or the last claim filled every free
+   * slot. A finished item wakes the loop only then, so an idle queue is not asked again after every item
+   * (rows that become due later, retries, are found by the poll).
+   */
+  private moreMayBeDue = true;
 
   constructor(private readonly options: LeaseWorkerOptions<T>) {}
 
@@ -34,6 +40,7 @@ export class LeaseWorker<T> {
 
   /** New work was committed, or a slot freed: claim now instead of at the next poll. */
   notify(): void {
+    this.moreMayBeDue = true;
     this.wake?.();
   }
 
@@ -51,8 +58,10 @@ export class LeaseWorker<T> {
       let claimed: T[] = [];
       const free = o.concurrency - this.inFlight.size;
       if (free > 0) {
+        this.moreMayBeDue = false;
         try {
           claimed = await o.claim(free);
+          if (claimed.length === free) this.moreMayBeDue = true;
         } catch (error) {
           o.log.error({ err: error }, `${o.name}: claiming failed`);
         }
@@ -65,11 +74,11 @@ export class LeaseWorker<T> {
           )
           .finally(() => {
             this.inFlight.delete(task);
-            this.wake?.();
+            if (this.moreMayBeDue) this.wake?.();
           });
         this.inFlight.add(task);
       }
-      if (claimed.length === 0 || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
+      if (!this.moreMayBeDue || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
     }
   }
 

@@ -57,6 +57,7 @@ interface MessageRow {
 }
 
 const HOUR_MS = 3_600_000;
+const EXPIRED_LEASE_CHECK_MS = 1000;
 
 /**
  * The outbox's claims and outcomes commit without waiting for the fsync. A process kill loses none of them; a
@@ -141,6 +142,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 
   const claimIdempotency = idempotencyClaimer(db);
   const revocations = new RevocationList(db);
+  let lastExpiredCheck = Number.NEGATIVE_INFINITY;
   const s = {
     insertMessage: db.prepare(
       `INSERT INTO messages (id, subject, kind, recipient, payload, secret, priority, status, next_attempt_at, created_at, updated_at)
@@ -148,23 +150,22 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ),
     pruneIdempotency: db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?"),
     getMessage: db.prepare("SELECT * FROM messages WHERE id = ?"),
-    // One statement claims the batch: the due rows, lowest priority number first, become `sending`. Each branch
-    // is ordered and limited on its own index, so a claim reads `limit` rows, not the whole backlog. Rows are
-    // picked by rowid, which the partial indexes hold: picking by `id` cost two more B-tree searches per row.
-    claimDue: db.prepare(
+    // A claim takes the due rows, lowest priority number first, and makes them `sending` with a lease. It reads
+    // `limit` rows of the partial index in its own order (no sort) and picks them by rowid, which the index holds.
+    claimQueued: db.prepare(
       `UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = @leaseUntil, updated_at = @now
        WHERE rowid IN (
-         SELECT row FROM (
-           SELECT * FROM (
-             SELECT rowid AS row, priority, next_attempt_at FROM messages
-             WHERE status = 'queued' AND next_attempt_at <= @now
-             ORDER BY priority, next_attempt_at LIMIT @limit)
-           UNION ALL
-           SELECT * FROM (
-             SELECT rowid AS row, priority, next_attempt_at FROM messages
-             WHERE status = 'sending' AND lease_until <= @now
-             ORDER BY lease_until LIMIT @limit)
-         ) ORDER BY priority, next_attempt_at LIMIT @limit)
+         SELECT rowid FROM messages WHERE status = 'queued' AND next_attempt_at <= @now
+         ORDER BY priority, next_attempt_at LIMIT @limit)
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at`,
+    ),
+    // A `sending` row whose lease ended (its sender died or never heard back) is claimed again. That is rare, so
+    // it is looked for at most once a second (EXPIRED_LEASE_CHECK_MS), not in every claim.
+    claimExpired: db.prepare(
+      `UPDATE messages SET attempts = attempts + 1, lease_until = @leaseUntil, updated_at = @now
+       WHERE rowid IN (
+         SELECT rowid FROM messages WHERE status = 'sending' AND lease_until <= @now
+         ORDER BY lease_until LIMIT @limit)
        RETURNING id, payload, secret, priority, attempts, next_attempt_at`,
     ),
     markSent: db.prepare(
@@ -284,7 +285,14 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           MessageRow,
           "id" | "payload" | "secret" | "priority" | "attempts" | "next_attempt_at"
         >;
-        const rows = s.claimDue.all({ now, limit, leaseUntil }) as ClaimedRow[];
+        const rows = s.claimQueued.all({ now, limit, leaseUntil }) as ClaimedRow[];
+        if (
+          rows.length < limit &&
+          (now - lastExpiredCheck >= EXPIRED_LEASE_CHECK_MS || now < lastExpiredCheck)
+        ) {
+          lastExpiredCheck = now;
+          rows.push(...(s.claimExpired.all({ now, limit: limit - rows.length, leaseUntil }) as ClaimedRow[]));
+        }
         // RETURNING gives rows in no particular order: send in claim order.
         return rows
           .map(
