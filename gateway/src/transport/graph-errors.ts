@@ -36,6 +36,8 @@ const NOT_SENT_CAUSES = new Set([
   "EHOSTUNREACH",
   "ENETUNREACH",
   "UND_ERR_CONNECT_TIMEOUT",
+  // The cloud transport's own connect timeout (cloud.ts): no connection, so no byte sent.
+  "CONNECT_TIMEOUT",
 ]);
 
 export function classifyNetworkError(error: unknown): SendOutcome {
