@@ -5,34 +5,51 @@ import type { SendContext, SendOutcome, Transport } from "./transport.js";
 
 /**
  * Appends every outgoing message as one JSON line, so a person or a test can read what was "sent" (including
- * an OTP). The append is synchronous: it is on disk (in the page cache) before the outbox records "sent".
+ * an OTP). The sends of one turn of the event loop are appended together, in one write(2) to a file opened in
+ * append mode (whole lines, atomic with respect to other appenders), and each send resolves only after that
+ * write returned: a line is in the file before the outbox records "sent".
  */
 export function createSandboxTransport(outboxPath: string): Transport {
   mkdirSync(dirname(outboxPath), { recursive: true });
-  // Opened once in append mode: each line is one write(2), atomic with respect to other appenders.
   const fd = openSync(outboxPath, "a", 0o600);
+  let pending: Array<{ line: string; providerMessageId: string; resolve: (outcome: SendOutcome) => void }> =
+    [];
+
+  function flush(): void {
+    const batch = pending;
+    pending = [];
+    let failure: string | undefined;
+    try {
+      writeSync(fd, batch.map((p) => p.line).join(""));
+    } catch (error) {
+      failure = (error as NodeJS.ErrnoException).code ?? "io";
+    }
+    for (const { providerMessageId, resolve } of batch) {
+      resolve(
+        failure === undefined
+          ? { kind: "accepted", providerMessageId }
+          : { kind: "retryable", code: "sandbox_io", message: failure },
+      );
+    }
+  }
+
   return {
     name: "sandbox",
-    async send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
+    send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
       const providerMessageId = `sandbox.${context.messageId}`;
-      const line = {
+      const line = `${JSON.stringify({
         id: providerMessageId,
         messageId: context.messageId,
         at: new Date().toISOString(),
         ...message,
-      };
-      try {
-        writeSync(fd, `${JSON.stringify(line)}\n`);
-      } catch (error) {
-        return {
-          kind: "retryable",
-          code: "sandbox_io",
-          message: (error as NodeJS.ErrnoException).code ?? "io",
-        };
-      }
-      return { kind: "accepted", providerMessageId };
+      })}\n`;
+      return new Promise((resolve) => {
+        pending.push({ line, providerMessageId, resolve });
+        if (pending.length === 1) setImmediate(flush);
+      });
     },
     async close() {
+      if (pending.length > 0) flush();
       closeSync(fd);
     },
   };
