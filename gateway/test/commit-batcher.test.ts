@@ -36,6 +36,26 @@ describe("CommitBatcher", () => {
     batcher.close();
   });
 
+  it("bookkeeping alone is committed shortly; with a client write it joins that write's commit", async () => {
+    const { db, insert, values } = database();
+    const batcher = new CommitBatcher(db, undefined);
+    await batcher.write(() => insert.run("alone"), { durable: false });
+    expect(values()).toBe("alone");
+    let bookkeepingDone = false;
+    const bookkeeping = batcher
+      .write(() => insert.run("bookkeeping"), { durable: false })
+      .then(() => {
+        bookkeepingDone = true;
+      });
+    await batcher.write(() => insert.run("client"));
+    // Resolved in the same flush as the client's write, not after its own delay.
+    await Promise.resolve();
+    expect(bookkeepingDone).toBe(true);
+    await bookkeeping;
+    expect(values()).toBe("alone,bookkeeping,client");
+    batcher.close();
+  });
+
   it("keeps batching after a failed batch", async () => {
     const { db, insert, values } = database();
     const batcher = new CommitBatcher(db, undefined);

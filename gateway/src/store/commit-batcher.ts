@@ -17,6 +17,13 @@ import type { Database } from "better-sqlite3";
 
 /** libuv's pool has 4 threads, shared with crypto and fs: leave it room. */
 const MAX_SYNCS_IN_FLIGHT = 2;
+/**
+ * How long bookkeeping (`durable: false`) may wait for company. A commit writes every page it changed to the
+ * WAL, and a message's insert, claim and outcome change mostly the same pages: when requests arrive one at a
+ * time, three commits per message wrote three times the WAL. Waiting a little lets bookkeeping join the next
+ * client write's commit instead (or each other's); under load it joins the commit of the same turn anyway.
+ */
+const BOOKKEEPING_DELAY_MS = 2;
 
 interface PendingWrite {
   run: () => unknown;
@@ -32,7 +39,9 @@ interface Settled {
 
 export class CommitBatcher {
   private pending: PendingWrite[] = [];
-  private scheduled = false;
+  /** The flush to come: at the next turn (a client waits) or after BOOKKEEPING_DELAY_MS. */
+  private scheduled: "immediate" | "delayed" | undefined;
+  private delayTimer: NodeJS.Timeout | undefined;
   /** Committed, waiting for the next fsync of the WAL. */
   private unsynced: Settled[] = [];
   private syncsInFlight = 0;
@@ -70,15 +79,21 @@ export class CommitBatcher {
         resolve: resolve as (value: unknown) => void,
         reject,
       });
-      if (!this.scheduled) {
-        this.scheduled = true;
+      const durable = options.durable ?? true;
+      if (durable && this.scheduled !== "immediate") {
+        clearTimeout(this.delayTimer);
+        this.scheduled = "immediate";
         setImmediate(() => this.flush());
+      } else if (!durable && this.scheduled === undefined) {
+        this.scheduled = "delayed";
+        this.delayTimer = setTimeout(() => this.flush(), BOOKKEEPING_DELAY_MS);
       }
     });
   }
 
   private flush(): void {
-    this.scheduled = false;
+    this.scheduled = undefined;
+    clearTimeout(this.delayTimer);
     const writes = this.pending;
     if (writes.length === 0) return;
     this.pending = [];
