@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { EventSink } from "../events.js";
 import { PRIORITY } from "../messages.js";
 import type { RateLimiter } from "../queue/outbox.js";
+import { WakeableSleep } from "../queue/wakeable-sleep.js";
 import type { BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import { AdaptiveThrottle } from "./throttle.js";
 
@@ -37,7 +38,7 @@ const MIN_WINDOW = 100;
 export class BroadcastSender {
   private running = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new WakeableSleep();
   private readonly throttle: AdaptiveThrottle;
   private readonly now: () => number;
   private lastCompletionCheck = 0;
@@ -59,13 +60,13 @@ export class BroadcastSender {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
   }
 
   /** A broadcast was created: start without waiting for the idle poll. */
   notify(): void {
-    this.wake?.();
+    this.pause.wake();
   }
 
   /** The outbox's rate-limiter hook: throughput refusals of any message slow broadcasts down. */
@@ -96,7 +97,7 @@ export class BroadcastSender {
       } catch (error) {
         o.log.error({ err: error }, "broadcasts: sending step failed");
       }
-      await this.sleep(active ? tickMs : (o.idlePollMs ?? DEFAULT_IDLE_POLL_MS));
+      await this.pause.sleep(active ? tickMs : (o.idlePollMs ?? DEFAULT_IDLE_POLL_MS));
     }
   }
 
@@ -160,19 +161,5 @@ export class BroadcastSender {
         "broadcasts: completed",
       );
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 }

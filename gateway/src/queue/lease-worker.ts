@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from "fastify";
+import { WakeableSleep } from "./wakeable-sleep.js";
 
 // The loop shared by the persisted queues (the outbox, outbound webhook deliveries): claim what is due with a
 // lease, up to the free slots; handle each claimed item concurrently; when nothing is due or every slot is busy,
@@ -21,7 +22,7 @@ export interface LeaseWorkerOptions<T> {
 export class LeaseWorker<T> {
   private running = false;
   private readonly inFlight = new Set<Promise<void>>();
-  private wake: (() => void) | undefined;
+  private readonly pause = new WakeableSleep();
   private loop: Promise<void> | undefined;
   /**
    * Whether a claim now could find something: new work was notified, or the last claim filled every free
@@ -41,13 +42,13 @@ export class LeaseWorker<T> {
   /** New work was committed, or a slot freed: claim now instead of at the next poll. */
   notify(): void {
     this.moreMayBeDue = true;
-    this.wake?.();
+    this.pause.wake();
   }
 
   /** Stops claiming, lets the items in flight finish (their outcome is recorded), then resolves. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
     await Promise.allSettled([...this.inFlight]);
   }
@@ -74,25 +75,11 @@ export class LeaseWorker<T> {
           )
           .finally(() => {
             this.inFlight.delete(task);
-            if (this.moreMayBeDue) this.wake?.();
+            if (this.moreMayBeDue) this.pause.wake();
           });
         this.inFlight.add(task);
       }
-      if (!this.moreMayBeDue || this.inFlight.size >= o.concurrency) await this.sleep(o.pollIntervalMs);
+      if (!this.moreMayBeDue || this.inFlight.size >= o.concurrency) await this.pause.sleep(o.pollIntervalMs);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 }
