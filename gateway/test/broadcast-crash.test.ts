@@ -1,63 +1,39 @@
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort, type Started, startProcess, waitForPort } from "../../scripts/lib/processes.js";
+import { freePort, waitForPort } from "../../scripts/lib/processes.js";
 import { mintToken } from "../src/auth/index.js";
 import { type FakeGraph, startFakeGraph } from "./support/fake-graph.js";
 import { eventually } from "./support/gateway.js";
+import { gatewayProcesses } from "./support/gateway-process.js";
 
 // A broadcast in a real gateway process, SIGKILLed twice mid-broadcast (sends in flight at the provider, rows
 // materialised but not claimed, recipients not yet materialised), restarted on the same database each time:
 // the fake Graph API must receive every recipient exactly once.
 
-const APP_SECRET = randomBytes(16).toString("hex");
-const API_SECRET = randomBytes(32).toString("hex");
 const COUNT = 300;
 
-const dir = mkdtempSync(join(tmpdir(), "wagate-broadcast-crash-"));
-const processes: Started[] = [];
+const gateways = gatewayProcesses("broadcast-crash");
+const { apiSecret: API_SECRET, appSecret: APP_SECRET, accessToken } = gateways;
 let fake: FakeGraph | undefined;
 
 afterAll(async () => {
-  for (const p of processes) await p.stop();
+  await gateways.cleanup();
   await fake?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
-function startGateway(port: number, graphBaseUrl: string): Started {
-  const started = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
-    cwd: join(import.meta.dirname, "../.."),
-    logFile: join(dir, "gateway.log"),
-    env: {
-      PATH: process.env.PATH ?? "",
-      API_SECRET,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DATABASE_PATH: join(dir, "broadcast.db"),
-      WHATSAPP_TRANSPORT: "cloud",
-      GRAPH_API_BASE_URL: graphBaseUrl,
-      WHATSAPP_ACCESS_TOKEN: "broadcast-crash-token",
-      WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
-      WHATSAPP_APP_SECRET: APP_SECRET,
-      OUTBOX_CONCURRENCY: "16",
-      OUTBOX_SEND_TIMEOUT_MS: "10000",
-      OUTBOX_IN_DOUBT_GRACE_SECONDS: "60",
-      OUTBOX_POLL_INTERVAL_MS: "50",
-      BROADCAST_RATE_PER_SECOND: "100",
-    },
+const startGateway = (port: number, graphBaseUrl: string) =>
+  gateways.start({
+    port,
+    graphBaseUrl,
+    database: "broadcast.db",
+    env: { OUTBOX_CONCURRENCY: "16", BROADCAST_RATE_PER_SECOND: "100" },
   });
-  processes.push(started);
-  return started;
-}
 
 describe("broadcast crash safety", () => {
   it("resumes after SIGKILL and sends every recipient exactly once", async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     fake = await startFakeGraph({
-      accessToken: "broadcast-crash-token",
+      accessToken,
       latencyMs: 300,
       statusWebhook: { url: `${base}/webhooks/whatsapp`, appSecret: APP_SECRET, retryEveryMs: 100 },
     });

@@ -1,56 +1,29 @@
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort, type Started, startProcess, waitForPort } from "../../scripts/lib/processes.js";
+import { freePort, waitForPort } from "../../scripts/lib/processes.js";
 import { mintToken } from "../src/auth/index.js";
 import { type FakeGraph, startFakeGraph } from "./support/fake-graph.js";
 import { eventually } from "./support/gateway.js";
+import { gatewayProcesses } from "./support/gateway-process.js";
 
 // The gateway as a real process: accept messages, SIGKILL it right after the 202s while some sends are in
 // flight at the provider and the rest are still queued, restart it on the same database, and check that the
 // fake Graph API received every accepted message exactly once.
 
-const APP_SECRET = randomBytes(16).toString("hex");
-const API_SECRET = randomBytes(32).toString("hex");
 const COUNT = 40;
 const CONCURRENCY = 8;
 
-const dir = mkdtempSync(join(tmpdir(), "wagate-crash-"));
-const processes: Started[] = [];
+const gateways = gatewayProcesses("crash");
+const { dir, apiSecret: API_SECRET, appSecret: APP_SECRET, accessToken } = gateways;
 let fake: FakeGraph | undefined;
 
 afterAll(async () => {
-  for (const p of processes) await p.stop();
+  await gateways.cleanup();
   await fake?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
-function startGateway(port: number, graphBaseUrl: string, database: string): Started {
-  const started = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
-    cwd: join(import.meta.dirname, "../.."),
-    logFile: join(dir, "gateway.log"),
-    env: {
-      PATH: process.env.PATH ?? "",
-      API_SECRET,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DATABASE_PATH: join(dir, database),
-      WHATSAPP_TRANSPORT: "cloud",
-      GRAPH_API_BASE_URL: graphBaseUrl,
-      WHATSAPP_ACCESS_TOKEN: "crash-test-token",
-      WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
-      WHATSAPP_APP_SECRET: APP_SECRET,
-      OUTBOX_CONCURRENCY: String(CONCURRENCY),
-      OUTBOX_SEND_TIMEOUT_MS: "10000",
-      OUTBOX_IN_DOUBT_GRACE_SECONDS: "60",
-      OUTBOX_POLL_INTERVAL_MS: "50",
-    },
-  });
-  processes.push(started);
-  return started;
-}
+const startGateway = (port: number, graphBaseUrl: string, database: string) =>
+  gateways.start({ port, graphBaseUrl, database, env: { OUTBOX_CONCURRENCY: String(CONCURRENCY) } });
 
 describe("crash safety", () => {
   it("sends every accepted message exactly once across a SIGKILL and a restart", async () => {
@@ -58,7 +31,7 @@ describe("crash safety", () => {
     const base = `http://127.0.0.1:${port}`;
     // The fake holds its answers long enough that the kill lands while sends are in flight.
     fake = await startFakeGraph({
-      accessToken: "crash-test-token",
+      accessToken,
       latencyMs: 3_000,
       statusWebhook: { url: `${base}/webhooks/whatsapp`, appSecret: APP_SECRET, retryEveryMs: 100 },
     });
@@ -123,7 +96,7 @@ describe("crash safety", () => {
   it("stops cleanly on SIGTERM: exit code 0, accepted messages kept", async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const graph = await startFakeGraph({ accessToken: "crash-test-token" });
+    const graph = await startFakeGraph({ accessToken });
     try {
       const gateway = startGateway(port, graph.baseUrl, "sigterm.db");
       await waitForPort(port, "127.0.0.1", 30_000);
