@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Config } from "./config.js";
-import { createSealer } from "./crypto/sealer.js";
+import { sealerFor } from "./crypto/sealer.js";
 import { type EventSink, noEvents } from "./events.js";
 import { adminRoutes } from "./http/admin.js";
 import { createScopeGuards } from "./http/auth.js";
@@ -143,7 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(repliesRoutes, { store: deps.store, guard, maxRulesPerSubject: config.REPLY_MAX_RULES });
   await app.register(webhooksRoutes, {
     store: deps.store,
-    sealer: createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS),
+    sealer: sealerFor(config),
     guard,
     policy: webhookUrlPolicy(config),
     resolve: deps.resolveHost ?? systemResolver,

@@ -30,11 +30,7 @@ export const configSchema = z
   .object({
     API_SECRET: hexSecret(32),
     // Set only while rotating API_SECRET: what was sealed or hashed under it keeps working (tokens do not).
-    API_SECRET_PREVIOUS: z
-      .string()
-      .optional()
-      .transform((s) => (s === undefined || s.trim() === "" ? undefined : s))
-      .pipe(hexSecret(32).optional()),
+    API_SECRET_PREVIOUS: optionalText.pipe(hexSecret(32).optional()),
     HOST: z.string().min(1).default("127.0.0.1"),
     PORT: integer(8080, 0, 65535),
     DATABASE_PATH: z.string().min(1).default("data/wagate.db"),

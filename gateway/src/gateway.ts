@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
 import { BroadcastSender } from "./broadcasts/sender.js";
 import type { Config } from "./config.js";
-import { createSealer } from "./crypto/sealer.js";
+import { sealerFor } from "./crypto/sealer.js";
 import type { EventSink } from "./events.js";
 import { createMetrics } from "./metrics.js";
 import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
@@ -41,7 +41,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const store =
     overrides.store ?? openSqliteStore(config.DATABASE_PATH, { fsync: config.DATABASE_SYNC === "full" });
   const transport = overrides.transport ?? createTransport(config);
-  const sealer = createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS);
+  const sealer = sealerFor(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookDispatcher | undefined;
@@ -109,22 +109,11 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     async start() {
       if (config.API_SECRET_PREVIOUS) {
         // A rotation: what the previous secret sealed moves under the current one before any of it is used.
-        let unopenable = 0;
-        const moved = await store.resealSecrets((owner, sealed) => {
-          try {
-            return sealer.reseal(
-              sealed,
-              owner.kind === "message" ? owner.id : secretAssociatedData(owner.id),
-            );
-          } catch {
-            unopenable++; // sealed under an even older secret: nothing can open it, so it is left as it is
-            return undefined;
-          }
-        });
-        app.log.info(
-          { resealed: moved, unopenable },
-          "API_SECRET rotation: sealed secrets moved under the current secret",
+        // A value sealed under an even older secret opens under neither: the store leaves it and counts it.
+        const counts = await store.resealSecrets((owner, sealed) =>
+          sealer.reseal(sealed, owner.kind === "message" ? owner.id : secretAssociatedData(owner.id)),
         );
+        app.log.info(counts, "API_SECRET rotation: sealed secrets moved under the current secret");
       }
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       worker.start();

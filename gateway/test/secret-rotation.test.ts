@@ -125,12 +125,32 @@ describe("API_SECRET rotation", () => {
     });
     const rotating = createSealer(newSecret, oldSecret);
     const moved = await store.resealSecrets((owner, sealed) => rotating.reseal(sealed, owner.id));
-    expect(moved).toBe(1);
+    expect(moved).toEqual({ resealed: 1, unopenable: 0 });
     // A second pass finds nothing left under the old secret.
-    expect(await store.resealSecrets((owner, sealed) => rotating.reseal(sealed, owner.id))).toBe(0);
+    expect(await store.resealSecrets((owner, sealed) => rotating.reseal(sealed, owner.id))).toEqual({
+      resealed: 0,
+      unopenable: 0,
+    });
     const stored = (await store.getMessage(id))?.secret as Buffer;
     expect(createSealer(newSecret).open(stored, id)).toBe("123456");
     expect(() => createSealer(oldSecret).open(stored, id)).toThrow();
+    // A value sealed under a secret older still opens under neither: left as it is, counted.
+    const olderId = uuidv7();
+    const sealedOlder = createSealer(randomBytes(32).toString("hex")).seal("654321", olderId);
+    await store.enqueueMessage({
+      id: olderId,
+      subject: "s",
+      kind: "otp",
+      message: { type: "text", to: "+14155550104", text: { body: "code" } },
+      secret: sealedOlder,
+      priority: 0,
+      createdAt: Date.now(),
+    });
+    expect(await store.resealSecrets((owner, sealed) => rotating.reseal(sealed, owner.id))).toEqual({
+      resealed: 0,
+      unopenable: 1,
+    });
+    expect((await store.getMessage(olderId))?.secret).toEqual(sealedOlder);
     await store.close();
   });
 });

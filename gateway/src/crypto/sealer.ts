@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import type { Config } from "../config.js";
 
 // Seals the few secrets the gateway must keep but never hold in clear: an OTP code until its message is sent,
 // an outbound webhook's signing secret. AES-256-GCM under a key derived from API_SECRET with its own label; the
@@ -33,6 +34,11 @@ function openWith(key: Buffer, sealed: Buffer, associatedData: string): string {
     decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
     decipher.final(),
   ]).toString("utf8");
+}
+
+/** The gateway's sealer: API_SECRET, and API_SECRET_PREVIOUS during a rotation. */
+export function sealerFor(config: Pick<Config, "API_SECRET" | "API_SECRET_PREVIOUS">): Sealer {
+  return createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS);
 }
 
 export function createSealer(apiSecret: string, previousSecret?: string): Sealer {

@@ -1,5 +1,5 @@
 import type { Config } from "../config.js";
-import { createSealer } from "../crypto/sealer.js";
+import { sealerFor } from "../crypto/sealer.js";
 import { uuidv7 } from "../ids.js";
 import { type OutgoingMessage, PRIORITY, SECRET_PLACEHOLDER } from "../messages.js";
 import type { Store } from "../store/store.js";
@@ -43,7 +43,7 @@ export function createOtpService(config: Config, store: Store, now: () => number
   const key = deriveOtpKey(config.API_SECRET);
   // A code issued just before an API_SECRET rotation still verifies while API_SECRET_PREVIOUS is set.
   const keys = config.API_SECRET_PREVIOUS ? [key, deriveOtpKey(config.API_SECRET_PREVIOUS)] : [key];
-  const sealer = createSealer(config.API_SECRET, config.API_SECRET_PREVIOUS);
+  const sealer = sealerFor(config);
   const ttlMs = config.OTP_TTL_SECONDS * 1000;
   const limits = {
     cooldownMs: config.OTP_RESEND_COOLDOWN_SECONDS * 1000,

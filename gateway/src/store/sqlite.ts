@@ -21,6 +21,7 @@ import type {
   NewOtp,
   OtpAttempt,
   OtpLimits,
+  SealedSecretOwner,
   SendError,
   StatusUpdate,
   Store,
@@ -350,18 +351,23 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 
     resealSecrets(reseal) {
       return batcher.write(() => {
-        let replaced = 0;
-        const messages = s.sealedMessages.all() as Array<{ id: string; secret: Buffer }>;
-        for (const { id, secret } of messages) {
-          const next = reseal({ kind: "message", id }, secret);
-          if (next) replaced += s.resealMessage.run(next, id).changes;
-        }
-        const subscriptions = s.sealedSubscriptions.all() as Array<{ id: string; secret: Buffer }>;
-        for (const { id, secret } of subscriptions) {
-          const next = reseal({ kind: "webhook_subscription", id }, secret);
-          if (next) replaced += s.resealSubscription.run(next, id).changes;
-        }
-        return replaced;
+        // Counted here, not by the caller: a batched write may run twice.
+        const counts = { resealed: 0, unopenable: 0 };
+        const replace = (owner: SealedSecretOwner, sealed: Buffer, update: BetterSqlite3.Statement) => {
+          let next: Buffer | undefined;
+          try {
+            next = reseal(owner, sealed);
+          } catch {
+            counts.unopenable++;
+            return;
+          }
+          if (next) counts.resealed += update.run(next, owner.id).changes;
+        };
+        for (const { id, secret } of s.sealedMessages.all() as Array<{ id: string; secret: Buffer }>)
+          replace({ kind: "message", id }, secret, s.resealMessage);
+        for (const { id, secret } of s.sealedSubscriptions.all() as Array<{ id: string; secret: Buffer }>)
+          replace({ kind: "webhook_subscription", id }, secret, s.resealSubscription);
+        return counts;
       });
     },
 

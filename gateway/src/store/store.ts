@@ -141,9 +141,12 @@ export interface Store extends RepliesStore, WebhooksStore {
 
   /**
    * Passes every sealed secret the database holds (OTP codes waiting to be sent, webhook signing secrets) to
-   * `reseal` and stores what it returns in its place, in one transaction; returns how many were replaced.
+   * `reseal` and stores what it returns in its place, in one transaction. A value `reseal` throws on (nothing can
+   * open it) is left as it is and counted as unopenable.
    */
-  resealSecrets(reseal: (owner: SealedSecretOwner, sealed: Buffer) => Buffer | undefined): Promise<number>;
+  resealSecrets(
+    reseal: (owner: SealedSecretOwner, sealed: Buffer) => Buffer | undefined,
+  ): Promise<{ resealed: number; unopenable: number }>;
   revokeToken(jti: string, now: number, reason?: string): Promise<void>;
   isTokenRevoked(jti: string): Promise<boolean>;
 
