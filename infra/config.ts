@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { MAX_DATA_VOLUME_GB, MAX_SNAPSHOT_RETENTION, MIN_DATA_VOLUME_GB } from "./plan/data-volume.js";
 import type { GatewayEnv } from "./render/gateway-env.js";
 import {
   type AcmeServer,
@@ -184,7 +185,7 @@ const settingsSchema = z.object({
     .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, { error: "must be an EC2 instance type such as t4g.small" }),
   amiId: z
     .string({
-      error: "is required: pin a Debian 12 AMI id so that a new image never silently replaces the VM",
+      error: "is required: pin a Debian 13 AMI id so that a new image never silently replaces the VM",
     })
     .regex(/^ami-([0-9a-f]{8}|[0-9a-f]{17})$/, { error: "must be an AMI id such as ami-0123456789abcdef0" }),
   rateLimit: json(rateLimitSchema).prefault("{}"),
@@ -207,6 +208,28 @@ const settingsSchema = z.object({
     z.number().int().min(1, { error: "must be at least 1" }).max(3650, { error: "must be at most 3650" }),
   ).prefault("30"),
   provision: booleanText.default(true),
+  dataVolumeSizeGb: json(
+    z
+      .number({ error: "must be a whole number of GB" })
+      .int({ error: "must be a whole number of GB" })
+      .min(MIN_DATA_VOLUME_GB, { error: `must be at least ${MIN_DATA_VOLUME_GB} (GB)` })
+      .max(MAX_DATA_VOLUME_GB, { error: `must be at most ${MAX_DATA_VOLUME_GB} (GB, gp3's largest)` }),
+  ).prefault("10"),
+  snapshotRetention: json(
+    z
+      .number({ error: "must be a whole number of hourly snapshots" })
+      .int({ error: "must be a whole number of hourly snapshots" })
+      .min(1, { error: "must be at least 1: 0 would keep no snapshot and lose the hourly recovery point" })
+      .max(MAX_SNAPSHOT_RETENTION, {
+        error: `must be at most ${MAX_SNAPSHOT_RETENTION} (Data Lifecycle Manager's limit)`,
+      }),
+  ).prefault("24"),
+  dataSnapshotId: z
+    .string()
+    .regex(/^snap-([0-9a-f]{8}|[0-9a-f]{17})$/, {
+      error: "must be an EBS snapshot id such as snap-0123456789abcdef0",
+    })
+    .optional(),
   whatsappPhoneNumberId: z
     .string()
     .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id from Meta" })
@@ -237,6 +260,12 @@ export interface WagateConfig {
   gatewayImage: string | undefined;
   detailedMonitoring: boolean;
   backupRetentionDays: number;
+  /** Size of the data volume (GB); it can grow, never shrink. */
+  dataVolumeSizeGb: number;
+  /** How many hourly snapshots of the data volume are kept. */
+  snapshotRetention: number;
+  /** Create (or re-create) the data volume from this snapshot: the restore path. */
+  dataSnapshotId: string | undefined;
   /** false: create the infrastructure only (to point DNS at the address before the certificate is requested). */
   provision: boolean;
   whatsapp: WhatsappConfig | undefined;
@@ -344,6 +373,9 @@ export function parseConfig(
     gatewayImage: s.gatewayImage,
     detailedMonitoring: s.detailedMonitoring,
     backupRetentionDays: s.backupRetentionDays,
+    dataVolumeSizeGb: s.dataVolumeSizeGb,
+    snapshotRetention: s.snapshotRetention,
+    dataSnapshotId: s.dataSnapshotId,
     provision: s.provision,
     whatsapp,
     apiSecret: pulumi.secret(s.apiSecret),

@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { Backup } from "./components/backup.js";
+import { DataVolume, verifyDataVolume } from "./components/data-volume.js";
 import { Dns } from "./components/dns.js";
 import { Host, verifyDebianAmi } from "./components/host.js";
 import { Network } from "./components/network.js";
@@ -24,6 +25,7 @@ const tags = { project: "wagate", stack };
 const { accountId } = await aws.getCallerIdentity({});
 const bucketName = backupBucketName(stack, accountId, config.awsRegion);
 const amiId = await verifyDebianAmi(config.amiId, config.instanceType);
+await verifyDataVolume(stack, { sizeGb: config.dataVolumeSizeGb, snapshotId: config.dataSnapshotId });
 
 const network = new Network("wagate", { adminCidrs: config.adminCidrs, tags });
 const backup = new Backup("wagate-backups", {
@@ -42,12 +44,23 @@ const host = new Host("wagate", {
   securityGroupId: network.securityGroupId,
   backupBucketArn: backup.bucketArn,
   backupPrefix: stack,
-  dataProtection: protectionFor(stack, "data"),
   identityProtection: protectionFor(stack, "identity"),
   tags,
 });
+// The data outlives the instance: made in the subnet's zone (not the instance's), attached to whichever instance runs.
+const data = new DataVolume("wagate-data", {
+  stack,
+  accountId,
+  availabilityZone: network.availabilityZone,
+  sizeGb: config.dataVolumeSizeGb,
+  snapshotId: config.dataSnapshotId,
+  snapshotRetention: config.snapshotRetention,
+  instanceId: host.instanceId,
+  protection: protectionFor(stack, "data"),
+  tags,
+});
 const dns = config.hostedZoneId
-  ? new Dns("wagate", { hostedZoneId: config.hostedZoneId, domain: config.domain, address: host.publicIp })
+  ? new Dns("wagate", { hostedZoneId: config.hostedZoneId, domain: config.domain, address: host.elasticIp })
   : undefined;
 
 if (config.provision) {
@@ -56,22 +69,26 @@ if (config.provision) {
     user: host.sshUser,
     privateKey: host.privateKey,
     instanceId: host.instanceId,
-    bundle: renderHostBundle({
-      stack,
-      domain: config.domain,
-      acmeEmail: config.acmeEmail,
-      acmeServer: config.acmeServer,
-      rateLimit: config.rateLimit,
-      waf: config.waf,
-      gatewayImage: config.gatewayImage,
-      backupBucket: bucketName,
-      awsRegion: config.awsRegion,
-    }),
+    dataDevice: data.devicePath,
+    bundle: (dataDevice) =>
+      renderHostBundle({
+        stack,
+        domain: config.domain,
+        acmeEmail: config.acmeEmail,
+        acmeServer: config.acmeServer,
+        rateLimit: config.rateLimit,
+        waf: config.waf,
+        gatewayImage: config.gatewayImage,
+        backupBucket: bucketName,
+        awsRegion: config.awsRegion,
+        dataDevice,
+      }),
     gatewayEnv: pulumi.secret(gatewayEnvOf(config).apply(renderGatewayEnvFile)),
     buildContext: config.gatewayImage
       ? undefined
       : prepareBuildContext(fileURLToPath(new URL("..", import.meta.url)), `.local/pulumi/${stack}`),
-    dependsOn: dns ? [dns.record] : [],
+    // The host is reached once the data volume is attached (the provisioning mounts it) and the name resolves.
+    dependsOn: [data.attachment, ...(dns ? [dns.record] : [])],
   });
 }
 
@@ -81,3 +98,4 @@ export const instanceId = host.instanceId;
 export const sshUser = host.sshUser;
 export const privateKey = host.privateKey;
 export const backupBucket = bucketName;
+export const dataVolumeId = data.volumeId;

@@ -16,8 +16,6 @@ export interface HostArgs {
   securityGroupId: pulumi.Input<string>;
   backupBucketArn: pulumi.Input<string>;
   backupPrefix: string;
-  /** For the instance and its volume. */
-  dataProtection: Protection;
   /** For the Elastic IP and the SSH key. */
   identityProtection: Protection;
   tags: Record<string, string>;
@@ -51,10 +49,16 @@ export async function verifyDebianAmi(amiId: string, instanceType: string): Prom
 }
 export const LOG_RETENTION_DAYS = 30;
 
-/** The Debian 12 VM: pinned AMI, IMDSv2 only, encrypted gp3 root, its own role, key pair and Elastic IP. */
+/**
+ * The Debian 13 VM: pinned AMI, IMDSv2 only, encrypted gp3 root, its own role, key pair and Elastic IP. The VM holds
+ * no data (that is the data volume's job, components/data-volume.ts): it is never protected, its root volume goes
+ * with it, and a new AMI or instance type replaces it. The Elastic IP and the key stay.
+ */
 export class Host extends pulumi.ComponentResource {
   readonly instanceId: pulumi.Output<string>;
   readonly publicIp: pulumi.Output<string>;
+  /** The Elastic IP itself, independent of the instance it is attached to (for DNS: a new VM leaves it alone). */
+  readonly elasticIp: pulumi.Output<string>;
   readonly sshUser: string;
   readonly privateKey: pulumi.Output<string>;
 
@@ -107,7 +111,6 @@ export class Host extends pulumi.ComponentResource {
       parent,
     );
 
-    const { protect, keepVolumeOnTermination } = args.dataProtection;
     const instance = new aws.ec2.Instance(
       `${name}-vm`,
       {
@@ -131,25 +134,29 @@ export class Host extends pulumi.ComponentResource {
           volumeType: "gp3",
           volumeSize: ROOT_VOLUME_GB,
           encrypted: true,
-          deleteOnTermination: !keepVolumeOnTermination,
+          deleteOnTermination: true,
           tags: tags("root"),
         },
-        disableApiTermination: keepVolumeOnTermination,
+        disableApiTermination: false,
         tags: tags("vm"),
       },
-      { parent: this, protect },
+      // A changed AMI replaces the instance by itself; a changed type would stop and modify it in place. Both go the
+      // one tested way instead: a fresh instance, provisioned from scratch against the kept data volume.
+      { parent: this, replaceOnChanges: ["instanceType"] },
     );
 
     const address = new aws.ec2.Eip(`${name}-ip`, { domain: "vpc", tags: tags("ip") }, identity);
+    // A VPC address is associated with one instance at a time: the old association goes before the new one comes.
     const association = new aws.ec2.EipAssociation(
       `${name}-ip`,
       { allocationId: address.allocationId, instanceId: instance.id },
-      parent,
+      { parent: this, deleteBeforeReplace: true },
     );
 
     this.instanceId = instance.id;
     // Known only once the address is attached, so SSH waits for the association rather than racing it.
     this.publicIp = pulumi.all([address.publicIp, association.id]).apply(([ip]) => ip);
+    this.elasticIp = address.publicIp;
     this.sshUser = DEBIAN_SSH_USER;
     this.privateKey = pulumi.secret(key.privateKeyOpenssh);
     this.registerOutputs({

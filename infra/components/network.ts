@@ -11,6 +11,8 @@ export interface NetworkArgs {
 export class Network extends pulumi.ComponentResource {
   readonly vpcId: pulumi.Output<string>;
   readonly subnetId: pulumi.Output<string>;
+  /** The subnet's zone: the instance runs there, so the data volume is made there. */
+  readonly availabilityZone: pulumi.Output<string>;
   readonly securityGroupId: pulumi.Output<string>;
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -64,10 +66,12 @@ export class Network extends pulumi.ComponentResource {
 
     this.vpcId = vpc.id;
     this.subnetId = subnet.id;
+    this.availabilityZone = subnet.availabilityZone;
     this.securityGroupId = group.id;
     this.registerOutputs({
       vpcId: this.vpcId,
       subnetId: this.subnetId,
+      availabilityZone: this.availabilityZone,
       securityGroupId: this.securityGroupId,
     });
   }

@@ -1,6 +1,13 @@
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { planProvision, remoteActions, type StagedContext, sha256 } from "../plan/provision.js";
+import { ebsDataDevicePath } from "../plan/data-volume.js";
+import {
+  planProvision,
+  type RemoteAction,
+  remoteActions,
+  type StagedContext,
+  sha256,
+} from "../plan/provision.js";
 import type { HostBundle } from "../render/bundle.js";
 
 export interface ProvisionArgs {
@@ -9,7 +16,13 @@ export interface ProvisionArgs {
   privateKey: pulumi.Input<string>;
   /** Replacing the instance must provision the new one from scratch. */
   instanceId: pulumi.Input<string>;
-  bundle: HostBundle;
+  /**
+   * The data volume's stable device path (plan/data-volume.ts): known once the volume exists, so the bundle is
+   * rendered from it then. A new volume (a restore) provisions the host again, like a new instance.
+   */
+  dataDevice: pulumi.Input<string>;
+  /** Renders the host bundle for a data device path (a pure renderer: same structure for every path). */
+  bundle: (dataDevice: string) => HostBundle;
   /** The gateway's env file (secrets): stdin of one command, nowhere else. */
   gatewayEnv: pulumi.Output<string>;
   /** Present when the image is built on the host. */
@@ -19,11 +32,13 @@ export interface ProvisionArgs {
 }
 
 export const SSH_WAIT = "20m";
+/** Renders the bundle's structure (its files and steps) before the data volume's id is known. */
+const STAND_IN_DEVICE = ebsDataDevicePath("vol-00000000000000000");
 export const STEP_TIMEOUT = "30m";
 
 /**
  * The Pulumi executor of the remote sequence (plan/provision.ts): one resource per action, its `after` as
- * dependencies, its triggers prefixed by the instance id (a new VM starts over). Triggers hold digests only, so
+ * dependencies, its triggers prefixed by the instance id and the data device (a new VM or volume starts over). Triggers hold digests only, so
  * an unchanged second `pulumi up` runs nothing, and a changed file re-runs exactly the steps that use it.
  */
 export class Provision extends pulumi.ComponentResource {
@@ -32,14 +47,29 @@ export class Provision extends pulumi.ComponentResource {
     const connection = { host: args.host, user: args.user, privateKey: args.privateKey, perDialTimeout: 10 };
     const envDigest = pulumi.secret(args.gatewayEnv.apply(sha256));
     const created = new Map<string, pulumi.Resource>();
+    const actionsFor = (device: string) =>
+      remoteActions(planProvision(args.bundle(device)), args.user, args.buildContext);
+    // The resources follow the structure (known now); their contents and triggers follow the real device path.
+    const shape = actionsFor(STAND_IN_DEVICE);
+    const actual = pulumi.output(args.dataDevice).apply((device) => {
+      const rendered = actionsFor(device);
+      const ids = (list: RemoteAction[]) => list.map((a) => `${a.kind}:${a.id}`).join(" ");
+      if (ids(rendered) !== ids(shape))
+        throw new Error("the host bundle's structure depends on the data device");
+      return { device, byId: new Map(rendered.map((a) => [a.id, a])) };
+    });
 
-    for (const action of remoteActions(planProvision(args.bundle), args.user, args.buildContext)) {
+    for (const action of shape) {
       const after = action.after.map((id) => created.get(id) as pulumi.Resource);
       const options = {
         parent: this,
         dependsOn: action.after.length === 0 ? args.dependsOn : after,
       };
-      const triggers = [args.instanceId, ...action.triggers];
+      const real = <T>(pick: (a: RemoteAction) => T) =>
+        actual.apply(({ byId }) => pick(byId.get(action.id) as RemoteAction));
+      const triggers = pulumi
+        .all([args.instanceId, actual, real((a) => a.triggers)])
+        .apply(([instanceId, { device }, own]) => [instanceId, device, ...own]);
       let resource: pulumi.Resource;
       switch (action.kind) {
         case "copy":
@@ -47,7 +77,7 @@ export class Provision extends pulumi.ComponentResource {
             `${name}-${action.id}`,
             {
               connection,
-              source: new pulumi.asset.StringAsset(action.content),
+              source: real((a) => new pulumi.asset.StringAsset(a.kind === "copy" ? a.content : "")),
               remotePath: action.remotePath,
               triggers,
             },
@@ -74,10 +104,12 @@ export class Provision extends pulumi.ComponentResource {
             {
               // Booting refuses connections for a while, and dial retries have no delay: dial until the timeout.
               connection: action.waitForHost ? { ...connection, dialErrorLimit: -1 } : connection,
-              create: action.command,
+              create: real((a) => (a.kind === "run" ? a.command : "")),
               addPreviousOutputInEnv: false,
               ...(action.stdin ? { stdin: args.gatewayEnv, logging: "none" as const } : {}),
-              triggers: action.secretTriggers ? [...triggers, envDigest] : triggers,
+              triggers: action.secretTriggers
+                ? pulumi.all([triggers, envDigest]).apply(([t, env]) => [...t, env])
+                : triggers,
             },
             {
               ...options,

@@ -3,6 +3,8 @@
 
 /** Debian's official AWS account, the publisher of its cloud images. */
 export const DEBIAN_AMI_OWNER = "136693071363";
+/** The Debian release the host runs (13, "trixie"): the provisioning and its packages are written for it. */
+export const DEBIAN_RELEASE = 13;
 /** Debian's AMIs log in as `admin` (with passwordless sudo). */
 export const DEBIAN_SSH_USER = "admin";
 
@@ -23,8 +25,11 @@ export interface AmiFacts {
 export function amiProblem(ami: AmiFacts, instanceType: string): string | undefined {
   if (ami.ownerId !== DEBIAN_AMI_OWNER)
     return `${ami.imageId} is not published by Debian (${DEBIAN_AMI_OWNER})`;
-  if (!/^debian-12-(amd64|arm64)-/.test(ami.name))
-    return `${ami.imageId} is ${ami.name}, not a Debian 12 image`;
+  const release = /^debian-(\d+)-(amd64|arm64)-/.exec(ami.name)?.[1];
+  if (release !== String(DEBIAN_RELEASE)) {
+    const what = release === undefined ? "not a Debian release image" : `Debian ${release}`;
+    return `${ami.imageId} is ${ami.name} (${what}); this stack runs Debian ${DEBIAN_RELEASE} (debian-${DEBIAN_RELEASE}-*)`;
+  }
   const wanted = architectureOf(instanceType);
   if (ami.architecture !== wanted) {
     return `${ami.imageId} is ${ami.architecture} but ${instanceType} needs ${wanted}`;

@@ -3,7 +3,7 @@
 
 /** What a resource holds, as far as losing it is concerned. */
 export type Holds =
-  /** The database and its backups: the instance with its root volume, the backup bucket. */
+  /** The database and its backups: the data volume and the backup bucket (the instance holds none: disposable). */
   | "data"
   /** What the outside world knows the service by: the Elastic IP, the SSH key (changing it replaces the VM). */
   | "identity";
@@ -13,8 +13,6 @@ export interface Protection {
   protect: boolean;
   /** Deleting the resource from the stack leaves it in AWS. */
   retainOnDelete: boolean;
-  /** The instance's root volume survives the instance's termination; EC2 refuses API termination. */
-  keepVolumeOnTermination: boolean;
   /** The bucket may be deleted while it still holds backups. */
   forceDestroyBucket: boolean;
 }
@@ -33,7 +31,6 @@ export function protectionFor(stack: string, holds: Holds | "nothing"): Protecti
   return {
     protect: guarded,
     retainOnDelete: guarded && holds === "data",
-    keepVolumeOnTermination: guarded && holds === "data",
     forceDestroyBucket: !guarded,
   };
 }

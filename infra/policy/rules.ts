@@ -1,4 +1,6 @@
 import type { PolicyResource, ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
+import { DATA_VOLUME_TAG } from "../plan/data-volume.js";
+import { isDisposableStack } from "../plan/protection.js";
 
 // The stack's policies as plain objects, apart from `new PolicyPack(...)` (index.ts) so that tests call their
 // `validateResource`/`validateStack` directly. They read raw resource types and properties rather than the
@@ -74,6 +76,71 @@ export const volumesEncrypted: ResourceValidationPolicy = {
           }
         }
         break;
+    }
+  },
+};
+
+// ----------------------------------------------------------------------------------------------- data volume
+
+/** The stack a data volume belongs to (its `wagate-data` tag), or undefined for any other volume. */
+function dataVolumeStack(type: string, p: Props): string | undefined {
+  if (type !== "aws:ebs/volume:Volume" || !isObject(p.tags)) return undefined;
+  const stack = p.tags[DATA_VOLUME_TAG];
+  return typeof stack === "string" ? stack : undefined;
+}
+
+export const dataVolumeGuarded: ResourceValidationPolicy = {
+  name: "data-volume-guarded",
+  description:
+    "A data volume is encrypted gp3; outside disposable stacks it is protected and retained when it leaves the stack.",
+  enforcementLevel: "mandatory",
+  validateResource: (args, reportViolation) => {
+    const stack = dataVolumeStack(args.type, args.props);
+    if (stack === undefined) return;
+    if (args.props.encrypted !== true) reportViolation("the data volume must be encrypted");
+    if (args.props.type !== "gp3")
+      reportViolation(`the data volume must be gp3, not ${String(args.props.type)}`);
+    if (!isDisposableStack(stack) && args.opts.protect !== true) {
+      reportViolation(`the data volume of stack ${stack} must be protected (protectionFor(stack, "data"))`);
+    }
+  },
+};
+
+const DLM_TYPE = "aws:dlm/lifecyclePolicy:LifecyclePolicy";
+
+/** Whether a lifecycle policy snapshots volumes tagged `key=value` at least hourly and keeps at least one. */
+function snapshotsHourly(policy: PolicyResource, key: string, value: string): boolean {
+  const p = policy.props;
+  const details = isObject(p.policyDetails) ? p.policyDetails : {};
+  const targets = isObject(details.targetTags) ? details.targetTags : {};
+  if (p.state === "DISABLED" || targets[key] !== value) return false;
+  if (!asArray(details.resourceTypes).includes("VOLUME")) return false;
+  return asArray(details.schedules)
+    .filter(isObject)
+    .some((schedule) => {
+      const create = isObject(schedule.createRule) ? schedule.createRule : {};
+      const retain = isObject(schedule.retainRule) ? schedule.retainRule : {};
+      const hourly = create.intervalUnit === "HOURS" && Number(create.interval) === 1;
+      return hourly && Number(retain.count ?? 0) >= 1;
+    });
+}
+
+export const dataVolumeSnapshotted: StackValidationPolicy = {
+  name: "data-volume-snapshotted-hourly",
+  description:
+    "Every data volume is the target of an enabled Data Lifecycle Manager policy that snapshots it hourly.",
+  enforcementLevel: "mandatory",
+  validateStack: (args, reportViolation) => {
+    const policies = args.resources.filter((r) => r.type === DLM_TYPE);
+    for (const volume of args.resources) {
+      const stack = dataVolumeStack(volume.type, volume.props);
+      if (stack === undefined) continue;
+      if (!policies.some((policy) => snapshotsHourly(policy, DATA_VOLUME_TAG, stack))) {
+        reportViolation(
+          `data volume ${volume.name} has no enabled lifecycle policy snapshotting ${DATA_VOLUME_TAG}=${stack} hourly`,
+          volume.urn,
+        );
+      }
     }
   },
 };
@@ -359,6 +426,7 @@ export const noSecretsInUserData: ResourceValidationPolicy = {
 export const resourcePolicies: ResourceValidationPolicy[] = [
   imdsv2Required,
   volumesEncrypted,
+  dataVolumeGuarded,
   noInternetIngressExceptWeb,
   noSshFromInternet,
   noPublicBucket,
@@ -366,4 +434,4 @@ export const resourcePolicies: ResourceValidationPolicy[] = [
   noSecretsInUserData,
 ];
 
-export const stackPolicies: StackValidationPolicy[] = [bucketsBlockPublicAccess];
+export const stackPolicies: StackValidationPolicy[] = [bucketsBlockPublicAccess, dataVolumeSnapshotted];

@@ -104,6 +104,8 @@ export interface HostBundleInput {
   acmeCaPem?: string;
   /** Host-specific podman flags (test boxes under systemd-nspawn need some). */
   podman?: PodmanOptions;
+  /** Stable path of the data disk mounted at the gateway's data directory (AWS: the EBS volume by id). */
+  dataDevice?: string;
 }
 
 export interface ProvisionStep {
@@ -140,6 +142,7 @@ const inputSchema = z
     awsRegion: z.string(),
     acmeCaPem: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
     podman: podmanSchema.optional(),
+    dataDevice: z.string().optional(),
   })
   .strict();
 

@@ -112,6 +112,37 @@ const invalid: [string, (c: { values: Record<string, string>; secretKeys: string
     (c) => (c.values["wagate:backupRetentionDays"] = "0"),
     "wagate:backupRetentionDays:",
   ],
+  [
+    "snapshot retention of 0",
+    (c) => (c.values["wagate:snapshotRetention"] = "0"),
+    "wagate:snapshotRetention:",
+  ],
+  [
+    "snapshot retention beyond DLM's limit",
+    (c) => (c.values["wagate:snapshotRetention"] = "1001"),
+    "wagate:snapshotRetention:",
+  ],
+  [
+    "fractional snapshot retention",
+    (c) => (c.values["wagate:snapshotRetention"] = "1.5"),
+    "wagate:snapshotRetention:",
+  ],
+  ["data volume of 2 GB", (c) => (c.values["wagate:dataVolumeSizeGb"] = "2"), "wagate:dataVolumeSizeGb:"],
+  [
+    "data volume beyond gp3",
+    (c) => (c.values["wagate:dataVolumeSizeGb"] = "20000"),
+    "wagate:dataVolumeSizeGb:",
+  ],
+  [
+    "data volume size as text",
+    (c) => (c.values["wagate:dataVolumeSizeGb"] = "ten"),
+    "wagate:dataVolumeSizeGb:",
+  ],
+  [
+    "snapshot name instead of id",
+    (c) => (c.values["wagate:dataSnapshotId"] = "nightly"),
+    "wagate:dataSnapshotId:",
+  ],
   ["typo in a key", (c) => (c.values["wagate:hostedZoneID"] = "Z123"), "wagate:hostedZoneID:"],
   ["missing region", (c) => delete c.values["aws:region"], "aws:region:"],
   ["missing apiSecret", (c) => delete c.values["wagate:apiSecret"], "wagate:apiSecret:"],

@@ -236,7 +236,6 @@ describe("protectionFor", () => {
     const p = protectionFor(stack, holds);
     expect(p.protect).toBe(protect);
     expect(p.retainOnDelete).toBe(retain);
-    expect(p.keepVolumeOnTermination).toBe(retain);
     expect(p.forceDestroyBucket).toBe(!protect);
   });
 });
@@ -297,14 +296,33 @@ describe("AMI checks", () => {
 
   const debian = {
     imageId: "ami-1",
-    name: "debian-12-arm64-20250428-2096",
+    name: "debian-13-arm64-20250814-2204",
     ownerId: DEBIAN_AMI_OWNER,
     architecture: "arm64",
   };
   it.each([
-    ["Debian 12 arm64 on t4g", debian, "t4g.small", undefined],
+    ["Debian 13 arm64 on t4g", debian, "t4g.small", undefined],
+    [
+      "Debian 13 amd64 on t3",
+      { ...debian, name: "debian-13-amd64-20250814-2204", architecture: "x86_64" },
+      "t3.small",
+      undefined,
+    ],
     ["another owner", { ...debian, ownerId: "099720109477" }, "t4g.small", /not published by Debian/],
-    ["Debian 11", { ...debian, name: "debian-11-arm64-20240101-1" }, "t4g.small", /not a Debian 12 image/],
+    [
+      "Debian 12",
+      { ...debian, name: "debian-12-arm64-20250428-2096" },
+      "t4g.small",
+      /\(Debian 12\); this stack runs Debian 13/,
+    ],
+    ["Debian 11", { ...debian, name: "debian-11-arm64-20240101-1" }, "t4g.small", /\(Debian 11\)/],
+    ["Debian 14", { ...debian, name: "debian-14-arm64-20270101-1" }, "t4g.small", /\(Debian 14\)/],
+    [
+      "a Debian-owned image that is no release image",
+      { ...debian, name: "debian-sid-arm64-daily-20251201-1" },
+      "t4g.small",
+      /not a Debian release image/,
+    ],
     ["arm64 image on t3", debian, "t3.small", /needs x86_64/],
   ])("%s", (_, ami, type, problem) => {
     const found = amiProblem(ami, type);

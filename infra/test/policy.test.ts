@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { snapshotPolicyDetails } from "../plan/data-volume.js";
 import {
   bucketsBlockPublicAccess,
+  dataVolumeGuarded,
+  dataVolumeSnapshotted,
   imdsv2Required,
   noIamStarOnStar,
   noInternetIngressExceptWeb,
@@ -66,6 +69,83 @@ const rule = (fromPort: number, toPort: number, cidrBlocks: string[], protocol =
   fromPort,
   toPort,
   cidrBlocks,
+});
+
+const VOLUME = "aws:ebs/volume:Volume";
+const dataVolume = (stack: string, extra: Record<string, unknown> = {}) => ({
+  size: 10,
+  type: "gp3",
+  encrypted: true,
+  tags: { stack, "wagate-data": stack },
+  ...extra,
+});
+
+describe("data-volume-guarded", () => {
+  it.each([
+    ["prod data volume, protected", dataVolume("prod"), true, []],
+    ["prod data volume, unprotected", dataVolume("prod"), false, [/must be protected/]],
+    ["a new stack's data volume, unprotected", dataVolume("prod-eu"), false, [/must be protected/]],
+    ["dev data volume, unprotected", dataVolume("dev"), false, []],
+    ["pr stack data volume, unprotected", dataVolume("pr-7"), false, []],
+    ["unencrypted data volume", dataVolume("dev", { encrypted: false }), false, [/encrypted/]],
+    ["gp2 data volume", dataVolume("dev", { type: "gp2" }), false, [/gp3/]],
+    ["a volume without the data tag", { size: 10, tags: { stack: "prod" } }, false, []],
+  ])("%s", async (_, props, protect, expected) => {
+    const found = await violations(dataVolumeGuarded, VOLUME, props, { protect });
+    expect(found).toHaveLength(expected.length);
+    expected.forEach((pattern, i) => {
+      expect(found[i]).toMatch(pattern);
+    });
+  });
+});
+
+describe("data-volume-snapshotted-hourly", () => {
+  const volume = policyResource(VOLUME, "data", dataVolume("prod"));
+  const dlm = (props: Record<string, unknown>) =>
+    policyResource("aws:dlm/lifecyclePolicy:LifecyclePolicy", "snapshots", props);
+  const hourly = { state: "ENABLED", policyDetails: snapshotPolicyDetails("prod", 24) };
+  const schedule = hourly.policyDetails.schedules[0];
+
+  it.each([
+    ["an hourly policy targeting the volume's tag", [dlm(hourly)], 0],
+    ["no lifecycle policy", [], 1],
+    ["a disabled policy", [dlm({ ...hourly, state: "DISABLED" })], 1],
+    [
+      "a policy for another stack's tag",
+      [dlm({ ...hourly, policyDetails: snapshotPolicyDetails("staging", 24) })],
+      1,
+    ],
+    [
+      "every 12 hours",
+      [
+        dlm({
+          ...hourly,
+          policyDetails: {
+            ...hourly.policyDetails,
+            schedules: [{ ...schedule, createRule: { interval: 12, intervalUnit: "HOURS" } }],
+          },
+        }),
+      ],
+      1,
+    ],
+    [
+      "keeping no snapshot",
+      [
+        dlm({
+          ...hourly,
+          policyDetails: { ...hourly.policyDetails, schedules: [{ ...schedule, retainRule: { count: 0 } }] },
+        }),
+      ],
+      1,
+    ],
+  ])("%s", async (_, policies, count) => {
+    expect(await stackViolations(dataVolumeSnapshotted, [volume, ...policies])).toHaveLength(count);
+  });
+
+  it("ignores volumes that are not data volumes", async () => {
+    const scratch = policyResource(VOLUME, "scratch", { size: 10, encrypted: true, tags: {} });
+    expect(await stackViolations(dataVolumeSnapshotted, [scratch])).toEqual([]);
+  });
 });
 
 describe("no-internet-ingress-except-web", () => {

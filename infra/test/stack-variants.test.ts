@@ -124,6 +124,81 @@ describe("re-runs", () => {
   });
 });
 
+describe("a new amiId or instanceType replaces the instance only: nothing that holds data", () => {
+  const prodWith = (change: (c: StackConfig) => void) => {
+    const config = stackConfig("prod");
+    config.values["wagate:hostedZoneId"] = "Z0123456789ABCDEFGHIJ";
+    change(config);
+    return config;
+  };
+  /** Every resource that (transitively) takes an input or a dependency from `root`: what its replacement reaches. */
+  const dependentsOf = (run: ProgramRun, root: string) => {
+    const direct = new Map(run.resources.map((r) => [keyOf(r), r.dependencies]));
+    const reaches = (key: string, seen = new Set<string>()): boolean =>
+      (direct.get(key) ?? []).some((d) => d === root || (!seen.has(d) && seen.add(d) && reaches(d, seen)));
+    return run.resources.map(keyOf).filter((key) => reaches(key));
+  };
+  const INSTANCE = "aws:ec2/instance:Instance::wagate-vm";
+  const HOLDS_DATA_OR_IDENTITY = [
+    "aws:ebs/volume:Volume",
+    "aws:dlm/lifecyclePolicy:LifecyclePolicy",
+    "aws:s3/bucket:Bucket",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:ec2/eip:Eip",
+    "aws:ec2/keyPair:KeyPair",
+    "tls:index/privateKey:PrivateKey",
+    "aws:route53/record:Record",
+  ];
+
+  it.each([
+    ["amiId", "ami-0fedcba9876543210"],
+    ["instanceType", "t4g.medium"],
+  ])("changing %s", async (key, value) => {
+    const before = await runProgram(
+      "prod",
+      prodWith(() => {}),
+    );
+    const after = await runProgram(
+      "prod",
+      prodWith((c) => {
+        c.values[`wagate:${key}`] = value;
+      }),
+    );
+    const inputs = (run: ProgramRun) => Object.fromEntries(run.resources.map((r) => [keyOf(r), r.inputs]));
+    const [a, b] = [inputs(before), inputs(after)];
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    // The engine sees a change on the instance alone; everything else follows from its new id, if at all.
+    const changed = Object.keys(b).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+    expect(changed).toEqual([INSTANCE]);
+    const vm = only(after, "aws:ec2/instance:Instance");
+    expect(vm.options).toMatchObject({ protect: false, replaceOnChanges: ["instanceType"] });
+
+    const reached = dependentsOf(after, INSTANCE);
+    for (const type of HOLDS_DATA_OR_IDENTITY) {
+      const resources = ofType(after, type);
+      expect(resources.length, type).toBeGreaterThan(0);
+      for (const r of resources) expect(reached, keyOf(r)).not.toContain(keyOf(r));
+    }
+    // What a new instance id does replace: the volume's attachment and the address's association (each removed
+    // before its successor is made, as a volume and an address belong to one instance at a time), and the
+    // provisioning, which runs again on the new host.
+    const aws = reached.filter((k) => k.startsWith("aws:"));
+    expect(aws.sort()).toEqual([
+      "aws:ec2/eipAssociation:EipAssociation::wagate-ip",
+      "aws:ec2/volumeAttachment:VolumeAttachment::wagate-data-attachment",
+    ]);
+    for (const k of aws) {
+      const r = after.resources.find((x) => keyOf(x) === k) as (typeof after.resources)[number];
+      expect(r.options.deleteBeforeReplace, k).toBe(true);
+    }
+    expect(reached.filter((k) => k.startsWith("command:")).length).toBe(
+      [...ofType(after, COMMAND), ...ofType(after, COPY)].length,
+    );
+    const volume = only(after, "aws:ebs/volume:Volume");
+    expect(volume.options).toMatchObject({ protect: true, retainOnDelete: true });
+  });
+});
+
 describe("refused configurations stop the program before any resource", () => {
   it.each([
     ["a plain-text API secret", (c: StackConfig) => (c.secretKeys = []), "wagate:apiSecret:"],
@@ -146,21 +221,71 @@ describe("refused configurations stop the program before any resource", () => {
     });
   });
 
+  const DEBIAN_13 = { name: "debian-13-arm64-20250814-2204", ownerId: "136693071363", architecture: "arm64" };
   it.each([
     [
-      "another publisher's image",
-      { name: "debian-12-arm64-20250428-2096", ownerId: "099720109477", architecture: "arm64" },
-      /not published by Debian/,
+      "a Debian 12 image",
+      { ...DEBIAN_13, name: "debian-12-arm64-20250428-2096" },
+      /\(Debian 12\); this stack runs Debian 13/,
     ],
+    ["another publisher's image", { ...DEBIAN_13, ownerId: "099720109477" }, /not published by Debian/],
     [
       "an image for another architecture",
-      { name: "debian-12-amd64-20250428-2096", ownerId: "136693071363", architecture: "x86_64" },
+      { ...DEBIAN_13, name: "debian-13-amd64-20250814-2204", architecture: "x86_64" },
       /needs arm64/,
     ],
   ])("an AMI that is %s", async (_, ami, problem) => {
-    const attempt = runProgram("dev", stackConfig("dev"), { ami });
-    await expect(attempt).rejects.toThrow(/wagate:amiId/);
+    let registered = 0;
+    const attempt = runProgram("dev", stackConfig("dev"), { ami }).then((run) => {
+      registered = run.resources.length;
+    });
+    await expect(attempt).rejects.toThrow(/^wagate:amiId: /);
     await expect(attempt).rejects.toThrow(problem);
+    expect(registered).toBe(0);
+  });
+
+  const EXISTING = { volumeId: "vol-0123456789abcdef0", size: 20 };
+  it.each([
+    [
+      "a data volume smaller than the one in place",
+      (c: StackConfig) => (c.values["wagate:dataVolumeSizeGb"] = "10"),
+      { existingVolume: EXISTING },
+      /^wagate:dataVolumeSizeGb: 10 is below the current data volume vol-0123456789abcdef0 \(20 GB\)/,
+    ],
+    [
+      "a restore into a volume smaller than its snapshot",
+      (c: StackConfig) => {
+        c.values["wagate:dataVolumeSizeGb"] = "10";
+        c.values["wagate:dataSnapshotId"] = "snap-0fedcba9876543210";
+      },
+      { snapshots: { "snap-0fedcba9876543210": 30 } },
+      /^wagate:dataVolumeSizeGb: 10 is below the size of snapshot snap-0fedcba9876543210/,
+    ],
+    [
+      "a snapshot that does not exist",
+      (c: StackConfig) => (c.values["wagate:dataSnapshotId"] = "snap-0fedcba9876543210"),
+      {},
+      /^wagate:dataSnapshotId: snap-0fedcba9876543210 does not exist/,
+    ],
+    [
+      "dropping the snapshot the data volume was restored from",
+      () => {},
+      { existingVolume: { ...EXISTING, size: 10, snapshotId: "snap-0fedcba9876543210" } },
+      /^wagate:dataSnapshotId: the data volume vol-0123456789abcdef0 was restored from/,
+    ],
+    [
+      "a snapshot retention of 0",
+      (c: StackConfig) => (c.values["wagate:snapshotRetention"] = "0"),
+      {},
+      /wagate:snapshotRetention: must be at least 1/,
+    ],
+  ])("%s", async (_, change, options, message) => {
+    let registered = 0;
+    const attempt = runProgram("dev", devWith(change), options).then((run) => {
+      registered = run.resources.length;
+    });
+    await expect(attempt).rejects.toThrow(message);
+    expect(registered).toBe(0);
   });
 
   it("an AMI id Debian does not publish in the region", async () => {

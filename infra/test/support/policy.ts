@@ -24,13 +24,14 @@ export function resourceArgs(
   type: string,
   props: Record<string, unknown>,
   name = "r",
+  options: { protect?: boolean } = {},
 ): ResourceValidationArgs {
   return {
     type,
     props,
     name,
     urn: `urn:pulumi:test::wagate::${type}::${name}`,
-    opts,
+    opts: { ...opts, ...options },
     stackTags: new Map(),
     isType: () => false,
     asType: () => undefined,
@@ -44,11 +45,13 @@ export async function violations(
   policy: ResourceValidationPolicy,
   type: string,
   props: Record<string, unknown>,
+  options: { protect?: boolean } = {},
 ): Promise<string[]> {
   const found: string[] = [];
   const validate = policy.validateResource;
   const validators = Array.isArray(validate) ? validate : validate ? [validate] : [];
-  for (const v of validators) await v(resourceArgs(type, props), (message) => found.push(message));
+  for (const v of validators)
+    await v(resourceArgs(type, props, "r", options), (message) => found.push(message));
   return found;
 }
 

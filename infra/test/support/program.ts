@@ -24,7 +24,23 @@ export interface Registered {
   state: Record<string, unknown>;
   /** `type::name` of the resources it depends on (explicit `dependsOn` and through its inputs). */
   dependencies: string[];
+  /** The resource options the engine receives (invisible to `newResource`, read from the registration). */
+  options: RecordedOptions;
 }
+
+export interface RecordedOptions {
+  protect: boolean;
+  retainOnDelete: boolean;
+  deleteBeforeReplace: boolean;
+  replaceOnChanges: string[];
+}
+
+const NO_OPTIONS: RecordedOptions = {
+  protect: false,
+  retainOnDelete: false,
+  deleteBeforeReplace: false,
+  replaceOnChanges: [],
+};
 
 export interface AmiAnswer {
   name: string;
@@ -38,10 +54,23 @@ export interface ProgramRun {
   outputs: Record<string, unknown>;
 }
 
+/** The stack's data volume as EC2 describes it before the run (absent: a first deployment). */
+export interface ExistingVolume {
+  volumeId: string;
+  size: number;
+  snapshotId?: string;
+}
+
 export interface RunOptions {
   ami?: AmiAnswer;
   preview?: boolean;
+  existingVolume?: ExistingVolume;
+  /** Snapshots EC2 knows: id → size (GB) of the volume each was taken of. */
+  snapshots?: Record<string, number>;
 }
+
+/** The id the mocked EC2 gives the data volume it creates. */
+export const DATA_VOLUME_ID = "vol-0a1b2c3d4e5f60718";
 
 /** The wrapper Pulumi's RPC layer puts around a secret value. */
 export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -79,6 +108,10 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
       return { publicIp: ELASTIC_IP };
     case "aws:ec2/instance:Instance":
       return { arn: `arn:aws:ec2:us-east-2:${ACCOUNT_ID}:instance/${id}`, privateIp: "10.42.1.10" };
+    case "aws:ebs/volume:Volume":
+      return { id: DATA_VOLUME_ID, arn: `arn:aws:ec2:us-east-2:${ACCOUNT_ID}:volume/${DATA_VOLUME_ID}` };
+    case "aws:dlm/lifecyclePolicy:LifecyclePolicy":
+      return { arn: `arn:aws:dlm:us-east-2:${ACCOUNT_ID}:policy/${id}` };
     case "tls:index/privateKey:PrivateKey":
       return { privateKeyOpenssh: TEST_PRIVATE_KEY, publicKeyOpenssh: TEST_PUBLIC_KEY };
     default:
@@ -87,12 +120,21 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
 }
 
 const DEFAULT_AMI: AmiAnswer = {
-  name: "debian-12-arm64-20250428-2096",
+  name: "debian-13-arm64-20250814-2204",
   ownerId: DEBIAN_AMI_OWNER,
   architecture: "arm64",
 };
 
-function answer(token: string, inputs: Record<string, unknown>, ami: AmiAnswer): Record<string, unknown> {
+const NO_RESULTS = "Your query returned no results. Please change your search criteria and try again.";
+/** An invoke failure as the engine reports it: the program's error carries the gRPC `details`. */
+const invokeError = (message: string) => Object.assign(new Error(message), { details: message });
+
+function answer(
+  token: string,
+  inputs: Record<string, unknown>,
+  ami: AmiAnswer,
+  options: RunOptions,
+): Record<string, unknown> {
   switch (token) {
     case "aws:index/getCallerIdentity:getCallerIdentity":
       return {
@@ -114,6 +156,22 @@ function answer(token: string, inputs: Record<string, unknown>, ami: AmiAnswer):
         throw new Error("Your query returned no results. Please change your search criteria");
       return { id: imageId, imageId, ...ami };
     }
+    case "aws:ebs/getVolume:getVolume": {
+      const volume = options.existingVolume;
+      if (!volume) throw invokeError(NO_RESULTS);
+      return {
+        id: volume.volumeId,
+        volumeId: volume.volumeId,
+        size: volume.size,
+        snapshotId: volume.snapshotId ?? "",
+      };
+    }
+    case "aws:ebs/getSnapshot:getSnapshot": {
+      const id = ((inputs.snapshotIds ?? []) as string[])[0] ?? "";
+      const size = options.snapshots?.[id];
+      if (size === undefined) throw invokeError(NO_RESULTS);
+      return { id, snapshotId: id, volumeSize: size, encrypted: true };
+    }
     default:
       throw new Error(`unexpected invoke ${token}`);
   }
@@ -123,11 +181,15 @@ interface RegisterRequest {
   getName(): string;
   getType(): string;
   getDependenciesList(): string[];
+  getProtect(): boolean;
+  getRetainondelete(): boolean;
+  getDeletebeforereplace(): boolean;
+  getReplaceonchangesList(): string[];
 }
 
 /**
- * The mock monitor hands `newResource` no dependencies, so the registration requests are read on their way to
- * it: each carries the URNs the resource depends on.
+ * The mock monitor hands `newResource` no dependencies or options, so the registration requests are read on their
+ * way to it: each carries the URNs the resource depends on and the options it was given.
  */
 function recordDependencies(resources: Registered[]): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as {
@@ -137,9 +199,18 @@ function recordDependencies(resources: Registered[]): void {
   monitor.registerResource = (req, callback) => {
     const [name, type] = [req.getName(), req.getType()];
     const dependencies = req.getDependenciesList().map(keyOfUrn);
+    const options: RecordedOptions = {
+      protect: req.getProtect(),
+      retainOnDelete: req.getRetainondelete(),
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+      replaceOnChanges: req.getReplaceonchangesList(),
+    };
     const wrapped = (error: unknown, response: unknown) => {
       const resource = resources.findLast((r) => r.name === name && r.type === type);
-      if (resource) resource.dependencies = dependencies;
+      if (resource) {
+        resource.dependencies = dependencies;
+        resource.options = options;
+      }
       (callback as (e: unknown, r: unknown) => void)(error, response);
     };
     return register(req, wrapped);
@@ -159,18 +230,27 @@ export function recordingMocks(
   resources: Registered[],
   calls: ProgramRun["calls"],
   ami: AmiAnswer = DEFAULT_AMI,
+  options: RunOptions = {},
 ): pulumi.runtime.Mocks {
   return {
     newResource: (args) => {
       const id = `${args.name}-id`;
       const inputs = args.inputs as Record<string, unknown>;
       const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
-      resources.push({ type: args.type, name: args.name, id, inputs, state, dependencies: [] });
+      resources.push({
+        type: args.type,
+        name: args.name,
+        id,
+        inputs,
+        state,
+        dependencies: [],
+        options: NO_OPTIONS,
+      });
       return { id: (state.id as string | undefined) ?? id, state };
     },
     call: (args) => {
       calls.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
-      return answer(args.token, args.inputs as Record<string, unknown>, ami);
+      return answer(args.token, args.inputs as Record<string, unknown>, ami, options);
     },
   };
 }
@@ -216,7 +296,7 @@ export async function runProgram(
   vi.resetModules();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   await pulumi.runtime.setMocks(
-    recordingMocks(resources, calls, ami),
+    recordingMocks(resources, calls, ami, options),
     "wagate",
     stack,
     options.preview ?? false,

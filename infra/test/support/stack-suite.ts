@@ -1,8 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../config.js";
 import { DEBIAN_AMI_OWNER } from "../../plan/ami.js";
+import { DATA_VOLUME_TAG, DLM_SERVICE_POLICY_ARN, ebsDataDevicePath } from "../../plan/data-volume.js";
 import { backupBucketName } from "../../plan/names.js";
-import { isDisposableStack } from "../../plan/protection.js";
+import { isDisposableStack, protectionFor } from "../../plan/protection.js";
 import { planProvision } from "../../plan/provision.js";
 import { resourcePolicies, stackPolicies } from "../../policy/rules.js";
 import { GATEWAY_STEP, renderHostBundle } from "../../render/bundle.js";
@@ -10,6 +11,7 @@ import { PROVISION_STEPS } from "../../render/provision.js";
 import { policyResource, stackViolations, violations } from "./policy.js";
 import {
   ACCOUNT_ID,
+  DATA_VOLUME_ID,
   ELASTIC_IP,
   isSecretWrapper,
   keyOf,
@@ -66,7 +68,7 @@ export function describeStack(stack: StackName): void {
       const found: string[] = [];
       for (const resource of run.resources) {
         for (const policy of resourcePolicies) {
-          for (const v of await violations(policy, resource.type, input(resource))) {
+          for (const v of await violations(policy, resource.type, input(resource), resource.options)) {
             found.push(`${policy.name} on ${keyOf(resource)}: ${v}`);
           }
         }
@@ -74,6 +76,7 @@ export function describeStack(stack: StackName): void {
       const all = run.resources.map((r) =>
         policyResource(r.type, r.name, unwrapSecrets(r.state) as Record<string, unknown>),
       );
+      expect(all.some((r) => r.type === "aws:ebs/volume:Volume")).toBe(true);
       for (const policy of stackPolicies) found.push(...(await stackViolations(policy, all)));
       expect(found).toEqual([]);
       expect(run.resources.length).toBeGreaterThan(20);
@@ -112,7 +115,7 @@ export function describeStack(stack: StackName): void {
       );
     });
 
-    it("boots the pinned Debian 12 AMI with IMDSv2 only and an encrypted gp3 root", () => {
+    it("boots the pinned Debian 13 AMI with IMDSv2 only and an encrypted gp3 root", () => {
       const vm = input(only(run, "aws:ec2/instance:Instance"));
       expect(vm.ami).toBe(config.amiId);
       expect(vm.instanceType).toBe(config.instanceType);
@@ -130,12 +133,68 @@ export function describeStack(stack: StackName): void {
     });
 
     it(`${isDisposableStack(stack) ? "can be destroyed completely" : "keeps its data when destroyed"}`, () => {
-      const vm = input(only(run, "aws:ec2/instance:Instance"));
-      const bucket = input(only(run, "aws:s3/bucket:Bucket"));
+      const vm = only(run, "aws:ec2/instance:Instance");
+      const bucket = only(run, "aws:s3/bucket:Bucket");
+      const volume = only(run, "aws:ebs/volume:Volume");
       const disposable = isDisposableStack(stack);
-      expect((vm.rootBlockDevice as Record<string, unknown>).deleteOnTermination).toBe(disposable);
-      expect(vm.disableApiTermination).toBe(!disposable);
-      expect(bucket.forceDestroy).toBe(disposable);
+      // The instance holds no data in any stack: never protected, its root volume goes with it.
+      expect((input(vm).rootBlockDevice as Record<string, unknown>).deleteOnTermination).toBe(true);
+      expect(input(vm).disableApiTermination).toBe(false);
+      expect(vm.options.protect).toBe(false);
+      for (const data of [volume, bucket]) {
+        expect(data.options, keyOf(data)).toMatchObject({
+          protect: !disposable,
+          retainOnDelete: !disposable,
+        });
+      }
+      expect(input(bucket).forceDestroy).toBe(disposable);
+      expect(input(volume).finalSnapshot).toBe(!disposable);
+      for (const identity of [only(run, "aws:ec2/eip:Eip"), only(run, "tls:index/privateKey:PrivateKey")]) {
+        expect(identity.options.protect, keyOf(identity)).toBe(protectionFor(stack, "identity").protect);
+      }
+    });
+
+    it("keeps the data on an encrypted gp3 volume of its own, in the subnet's zone, attached to the instance", () => {
+      const volume = input(only(run, "aws:ebs/volume:Volume"));
+      expect(volume).toMatchObject({
+        type: "gp3",
+        encrypted: true,
+        size: config.dataVolumeSizeGb,
+        availabilityZone: input(only(run, "aws:ec2/subnet:Subnet")).availabilityZone,
+        tags: expect.objectContaining({ stack, [DATA_VOLUME_TAG]: stack }),
+      });
+      expect(volume.snapshotId).toBeUndefined();
+      const attachment = only(run, "aws:ec2/volumeAttachment:VolumeAttachment");
+      expect(input(attachment)).toMatchObject({
+        volumeId: DATA_VOLUME_ID,
+        instanceId: only(run, "aws:ec2/instance:Instance").id,
+        stopInstanceBeforeDetaching: true,
+      });
+      expect(attachment.options.deleteBeforeReplace).toBe(true);
+    });
+
+    it("snapshots the data volume every hour through Data Lifecycle Manager, keeping snapshotRetention", () => {
+      const policy = input(only(run, "aws:dlm/lifecyclePolicy:LifecyclePolicy"));
+      const role = named("aws:iam/role:Role", "wagate-data-snapshots");
+      expect(policy.state).toBe("ENABLED");
+      expect(policy.executionRoleArn).toBe(role.state.arn);
+      const details = policy.policyDetails as Record<string, unknown>;
+      expect(details.targetTags).toEqual({ [DATA_VOLUME_TAG]: stack });
+      expect(details.schedules).toEqual([
+        expect.objectContaining({
+          createRule: { interval: 1, intervalUnit: "HOURS" },
+          retainRule: { count: config.snapshotRetention },
+        }),
+      ]);
+      expect(JSON.parse(String(input(role).assumeRolePolicy)).Statement).toEqual([
+        expect.objectContaining({
+          Principal: { Service: "dlm.amazonaws.com" },
+          Condition: { StringEquals: { "aws:SourceAccount": ACCOUNT_ID } },
+        }),
+      ]);
+      expect(ofType(run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").map(input)).toEqual([
+        { role: role.state.name, policyArn: DLM_SERVICE_POLICY_ARN },
+      ]);
     });
 
     it("registers an ED25519 key from @pulumi/tls as the key pair", () => {
@@ -143,13 +202,16 @@ export function describeStack(stack: StackName): void {
       expect(input(only(run, "aws:ec2/keyPair:KeyPair")).publicKey).toBe(TEST_PUBLIC_KEY);
     });
 
-    it("attaches an Elastic IP to the instance", () => {
+    it("attaches an Elastic IP to the instance, moving it (old association first) to a replacement", () => {
       const eip = only(run, "aws:ec2/eip:Eip");
       expect(input(eip).domain).toBe("vpc");
-      expect(input(only(run, "aws:ec2/eipAssociation:EipAssociation"))).toMatchObject({
+      const association = only(run, "aws:ec2/eipAssociation:EipAssociation");
+      expect(input(association)).toMatchObject({
         allocationId: eip.state.allocationId,
         instanceId: only(run, "aws:ec2/instance:Instance").id,
       });
+      expect(association.options.deleteBeforeReplace).toBe(true);
+      expect(only(run, "aws:ec2/instance:Instance").options.replaceOnChanges).toEqual(["instanceType"]);
     });
 
     it("keeps backups in a private, encrypted, versioned bucket with a lifecycle rule", () => {
@@ -189,11 +251,14 @@ export function describeStack(stack: StackName): void {
     });
 
     it("gives the instance role its own backups and logs, without any wildcard action or resource", () => {
-      const role = input(only(run, "aws:iam/role:Role"));
+      const role = input(named("aws:iam/role:Role", "wagate-role"));
       expect(JSON.parse(String(role.assumeRolePolicy)).Statement).toEqual([
         { Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" },
       ]);
-      expect(ofType(run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")).toEqual([]);
+      const attached = ofType(run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").map(
+        (a) => input(a).role,
+      );
+      expect(attached).not.toContain(named("aws:iam/role:Role", "wagate-role").state.name);
       const statements = JSON.parse(String(input(only(run, "aws:iam/rolePolicy:RolePolicy")).policy))
         .Statement as {
         Effect: string;
@@ -217,7 +282,7 @@ export function describeStack(stack: StackName): void {
       }
       expect(statements.flatMap((s) => s.Action)).not.toContain("s3:DeleteObject");
       expect(input(only(run, "aws:iam/instanceProfile:InstanceProfile")).role).toBe(
-        only(run, "aws:iam/role:Role").state.name,
+        named("aws:iam/role:Role", "wagate-role").state.name,
       );
     });
 
@@ -232,8 +297,10 @@ export function describeStack(stack: StackName): void {
         gatewayImage: config.gatewayImage,
         backupBucket: backupBucketName(stack, ACCOUNT_ID, config.awsRegion),
         awsRegion: config.awsRegion,
+        dataDevice: ebsDataDevicePath(DATA_VOLUME_ID),
       });
       const plan = planProvision(bundle);
+      const device = ebsDataDevicePath(DATA_VOLUME_ID);
       const commands = () => ofType(run, COMMAND);
       const step = (name: string) => named(COMMAND, `wagate-${name}`);
 
@@ -241,9 +308,12 @@ export function describeStack(stack: StackName): void {
         const ready = input(named(COMMAND, "wagate-ready"));
         expect(ready.connection).toMatchObject({ host: ELASTIC_IP, user: "admin", dialErrorLimit: -1 });
         expect(ready.create).toContain("cloud-init status --wait");
-        expect(ready.triggers).toEqual([only(run, "aws:ec2/instance:Instance").id]);
-        expect(named(COMMAND, "wagate-ready").dependencies).toContain(
-          "aws:ec2/eipAssociation:EipAssociation::wagate-ip",
+        expect(ready.triggers).toEqual([only(run, "aws:ec2/instance:Instance").id, device]);
+        expect(named(COMMAND, "wagate-ready").dependencies).toEqual(
+          expect.arrayContaining([
+            "aws:ec2/eipAssociation:EipAssociation::wagate-ip",
+            "aws:ec2/volumeAttachment:VolumeAttachment::wagate-data-attachment",
+          ]),
         );
       });
 
@@ -281,12 +351,15 @@ export function describeStack(stack: StackName): void {
         for (const s of plan.steps) expect(input(step(s.resourceSuffix)).create).toBe(s.command);
       });
 
-      it("triggers each step on the instance and the digest of what it uses", () => {
+      it("triggers each step on the instance, the data volume's device and the digest of what it uses", () => {
         const instanceId = only(run, "aws:ec2/instance:Instance").id;
         for (const s of plan.steps) {
           const triggers = input(step(s.resourceSuffix)).triggers as string[];
-          expect(triggers.slice(0, 2)).toEqual([instanceId, s.trigger]);
-          if (s.name !== GATEWAY_STEP) expect(triggers).toHaveLength(2);
+          expect(triggers.slice(0, 3)).toEqual([instanceId, device, s.trigger]);
+          if (s.name !== GATEWAY_STEP) expect(triggers).toHaveLength(3);
+        }
+        for (const copy of ofType(run, COPY)) {
+          expect((input(copy).triggers as string[]).slice(0, 2), copy.name).toEqual([instanceId, device]);
         }
       });
 
@@ -300,7 +373,7 @@ export function describeStack(stack: StackName): void {
         expect(plainSecretPaths(env.inputs.create)).toEqual([]);
         const gateway = step(GATEWAY_STEP);
         expect(isSecretWrapper(gateway.inputs.triggers)).toBe(true);
-        expect((input(gateway).triggers as string[]).length).toBeGreaterThan(2);
+        expect((input(gateway).triggers as string[]).length).toBeGreaterThan(3);
         expect(input(gateway).triggers).not.toContain(stdin);
       });
 
@@ -313,7 +386,7 @@ export function describeStack(stack: StackName): void {
           const triggers = input(step(GATEWAY_STEP)).triggers as string[];
           if (config.gatewayImage) {
             expect(context).toEqual([]);
-            expect(triggers).toHaveLength(3);
+            expect(triggers).toHaveLength(4);
             return;
           }
           const copy = input(context[0] as Registered);
@@ -321,7 +394,7 @@ export function describeStack(stack: StackName): void {
             path: expect.stringMatching(new RegExp(`^\\.local/pulumi/${stack}/src-[0-9a-f]{16}$`)),
           });
           const install = input(named(COMMAND, "wagate-build-context-install"));
-          const digest = (install.triggers as string[])[1] as string;
+          const digest = (install.triggers as string[])[2] as string;
           expect(digest).toMatch(/^[0-9a-f]{64}$/);
           expect(triggers).toContain(digest);
           expect(step(plan.steps[0]?.resourceSuffix ?? "").dependencies).toContain(
@@ -337,6 +410,7 @@ export function describeStack(stack: StackName): void {
       expect((await resolve(run.outputs.instanceId)).value).toBe(only(run, "aws:ec2/instance:Instance").id);
       expect(await resolve(run.outputs.sshUser)).toEqual({ value: "admin", secret: false });
       expect(await resolve(run.outputs.privateKey)).toEqual({ value: TEST_PRIVATE_KEY, secret: true });
+      expect(await resolve(run.outputs.dataVolumeId)).toEqual({ value: DATA_VOLUME_ID, secret: false });
     });
 
     it("puts no secret in any non-secret input or output", async () => {
