@@ -74,7 +74,7 @@ export async function verifyDataVolume(
  */
 export class DataVolume extends pulumi.ComponentResource {
   readonly volumeId: pulumi.Output<string>;
-  /** Where the host finds the volume (`/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…`), once attached. */
+  /** Where the host finds the volume once attached (`/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…`). */
   readonly devicePath: pulumi.Output<string>;
   readonly attachment: aws.ec2.VolumeAttachment;
 
@@ -139,7 +139,9 @@ export class DataVolume extends pulumi.ComponentResource {
     );
 
     this.volumeId = volume.id;
-    this.devicePath = this.attachment.volumeId.apply(ebsDataDevicePath);
+    // From the volume, not the attachment: known in a preview that replaces the attachment, so the provisioning's
+    // triggers stay known too. (The provisioning waits for the attachment through its dependencies.)
+    this.devicePath = volume.id.apply(ebsDataDevicePath);
     this.registerOutputs({ volumeId: this.volumeId, devicePath: this.devicePath });
   }
 }
