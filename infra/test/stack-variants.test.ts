@@ -98,6 +98,37 @@ describe("optional settings", () => {
   });
 });
 
+describe("the data volume across updates", () => {
+  const SNAPSHOT = "snap-0fedcba9876543210";
+  const volumeOf = (run: ProgramRun) => unwrapSecrets(only(run, "aws:ebs/volume:Volume").inputs);
+
+  it("grows in place: a size at or above the current volume's is accepted", async () => {
+    for (const size of ["20", "50"]) {
+      const run = await runProgram(
+        "dev",
+        devWith((c) => {
+          c.values["wagate:dataVolumeSizeGb"] = size;
+        }),
+        { existingVolume: { volumeId: "vol-0123456789abcdef0", size: 20 } },
+      );
+      expect(volumeOf(run)).toMatchObject({ size: Number(size) });
+    }
+  });
+
+  it("is made from wagate:dataSnapshotId, and stays so while the key is kept", async () => {
+    const restore = devWith((c) => {
+      c.values["wagate:dataSnapshotId"] = SNAPSHOT;
+    });
+    const first = await runProgram("dev", restore, { snapshots: { [SNAPSHOT]: 10 } });
+    expect(volumeOf(first)).toMatchObject({ snapshotId: SNAPSHOT, size: 10 });
+    const again = await runProgram("dev", restore, {
+      snapshots: { [SNAPSHOT]: 10 },
+      existingVolume: { volumeId: "vol-0123456789abcdef0", size: 10, snapshotId: SNAPSHOT },
+    });
+    expect(volumeOf(again)).toEqual(volumeOf(first));
+  });
+});
+
 describe("re-runs", () => {
   it("a second run with nothing changed registers identical inputs: no command runs again", async () => {
     const first = await runProgram("staging", stackConfig("staging"));
@@ -149,6 +180,33 @@ describe("a new amiId or instanceType replaces the instance only: nothing that h
     "tls:index/privateKey:PrivateKey",
     "aws:route53/record:Record",
   ];
+
+  it("the dependency walk finds a data holder that takes an input from the instance, even indirectly", () => {
+    const resource = (type: string, name: string, dependencies: string[]) => ({
+      type,
+      name,
+      id: `${name}-id`,
+      inputs: {},
+      state: {},
+      dependencies,
+      options: { protect: false, retainOnDelete: false, deleteBeforeReplace: false, replaceOnChanges: [] },
+    });
+    // A volume placed in "the instance's zone" (read from the instance) instead of the subnet's.
+    const broken: ProgramRun = {
+      resources: [
+        resource("aws:ec2/instance:Instance", "wagate-vm", []),
+        resource("pulumi:pulumi:StackReference", "zone", [INSTANCE]),
+        resource("aws:ebs/volume:Volume", "wagate-data-volume", ["pulumi:pulumi:StackReference::zone"]),
+        resource("aws:s3/bucket:Bucket", "wagate-backups-bucket", []),
+      ],
+      calls: [],
+      outputs: {},
+    };
+    expect(dependentsOf(broken, INSTANCE)).toEqual([
+      "pulumi:pulumi:StackReference::zone",
+      "aws:ebs/volume:Volume::wagate-data-volume",
+    ]);
+  });
 
   it.each([
     ["amiId", "ami-0fedcba9876543210"],
