@@ -32,14 +32,15 @@ export interface ProvisionArgs {
 }
 
 export const SSH_WAIT = "20m";
+export const STEP_TIMEOUT = "30m";
 /** Renders the bundle's structure (its files and steps) before the data volume's id is known. */
 const STAND_IN_DEVICE = ebsDataDevicePath("vol-00000000000000000");
-export const STEP_TIMEOUT = "30m";
 
 /**
  * The Pulumi executor of the remote sequence (plan/provision.ts): one resource per action, its `after` as
- * dependencies, its triggers prefixed by the instance id and the data device (a new VM or volume starts over). Triggers hold digests only, so
- * an unchanged second `pulumi up` runs nothing, and a changed file re-runs exactly the steps that use it.
+ * dependencies, its triggers prefixed by the instance id and the data device (a new VM or data volume starts
+ * over). Triggers hold digests only, so an unchanged second `pulumi up` runs nothing, and a changed file re-runs
+ * exactly the steps that use it.
  */
 export class Provision extends pulumi.ComponentResource {
   constructor(name: string, args: ProvisionArgs, opts?: pulumi.ComponentResourceOptions) {
