@@ -224,6 +224,10 @@ const settingsSchema = z.object({
         error: `must be at most ${MAX_SNAPSHOT_RETENTION} (Data Lifecycle Manager's limit)`,
       }),
   ).prefault("24"),
+  snapshotCopyRegion: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: "must be an AWS region such as us-west-2" })
+    .optional(),
   dataSnapshotId: z
     .string()
     .regex(/^snap-([0-9a-f]{8}|[0-9a-f]{17})$/, {
@@ -264,6 +268,8 @@ export interface WagateConfig {
   dataVolumeSizeGb: number;
   /** How many hourly snapshots of the data volume are kept. */
   snapshotRetention: number;
+  /** Another region each hourly snapshot is copied to (the copy a lost region leaves), if any. */
+  snapshotCopyRegion: string | undefined;
   /** Create (or re-create) the data volume from this snapshot: the restore path. */
   dataSnapshotId: string | undefined;
   /** false: create the infrastructure only (to point DNS at the address before the certificate is requested). */
@@ -343,6 +349,12 @@ export function parseConfig(
     parsed.data.apiSecretPrevious.toLowerCase() === parsed.data.apiSecret.toLowerCase()
   )
     problems.push(`${PROJECT}:apiSecretPrevious: must differ from ${PROJECT}:apiSecret`);
+  if (
+    parsed.success &&
+    parsed.data.snapshotCopyRegion !== undefined &&
+    parsed.data.snapshotCopyRegion === awsRegion
+  )
+    problems.push(`${PROJECT}:snapshotCopyRegion: must be another region than aws:region (${awsRegion})`);
   if (problems.length > 0 || !parsed.success || awsRegion === undefined) throw new ConfigError(problems);
 
   const s = parsed.data;
@@ -375,6 +387,7 @@ export function parseConfig(
     backupRetentionDays: s.backupRetentionDays,
     dataVolumeSizeGb: s.dataVolumeSizeGb,
     snapshotRetention: s.snapshotRetention,
+    snapshotCopyRegion: s.snapshotCopyRegion,
     dataSnapshotId: s.dataSnapshotId,
     provision: s.provision,
     whatsapp,

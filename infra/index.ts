@@ -55,6 +55,7 @@ const data = new DataVolume("wagate-data", {
   sizeGb: config.dataVolumeSizeGb,
   snapshotId: config.dataSnapshotId,
   snapshotRetention: config.snapshotRetention,
+  snapshotCopyRegion: config.snapshotCopyRegion,
   instanceId: host.instanceId,
   protection: protectionFor(stack, "data"),
   tags,

@@ -21,6 +21,8 @@ export interface DataVolumeArgs {
   sizeGb: number;
   snapshotId: string | undefined;
   snapshotRetention: number;
+  /** Another region the snapshots are copied to, if any. */
+  snapshotCopyRegion: string | undefined;
   /** The instance the volume is attached to (a new one gets a new attachment, the volume stays). */
   instanceId: pulumi.Input<string>;
   protection: Protection;
@@ -132,7 +134,7 @@ export class DataVolume extends pulumi.ComponentResource {
         description: `wagate ${args.stack}: hourly snapshots of the data volume`,
         executionRoleArn: role.arn,
         state: "ENABLED",
-        policyDetails: snapshotPolicyDetails(args.stack, args.snapshotRetention),
+        policyDetails: snapshotPolicyDetails(args.stack, args.snapshotRetention, args.snapshotCopyRegion),
         tags: tags("snapshots"),
       },
       { parent: this, dependsOn: [permissions] },

@@ -78,11 +78,28 @@ export function dataVolumeProblems(
   return problems;
 }
 
-/** The snapshot schedule: every hour, the newest `retention` snapshots kept, tagged like the volume. */
-export function snapshotPolicyDetails(stack: string, retention: number) {
+/**
+ * The snapshot schedule: every hour, the newest `retention` snapshots kept, tagged like the volume. With
+ * `copyRegion`, each snapshot is also copied to that region (encrypted with its default EBS key) and kept there for
+ * as many days as `retention` hours span, at least one: the off-region copy a lost region leaves.
+ */
+export function snapshotPolicyDetails(stack: string, retention: number, copyRegion?: string) {
   if (!Number.isInteger(retention) || retention < 1 || retention > MAX_SNAPSHOT_RETENTION) {
     throw new Error(`snapshot retention ${retention} is not between 1 and ${MAX_SNAPSHOT_RETENTION}`);
   }
+  const copies =
+    copyRegion === undefined
+      ? {}
+      : {
+          crossRegionCopyRules: [
+            {
+              target: copyRegion,
+              encrypted: true,
+              copyTags: true,
+              retainRule: { interval: Math.ceil(retention / 24), intervalUnit: "DAYS" },
+            },
+          ],
+        };
   return {
     resourceTypes: ["VOLUME"],
     targetTags: dataVolumeTargetTags(stack),
@@ -95,6 +112,7 @@ export function snapshotPolicyDetails(stack: string, retention: number) {
         // The volume's tags (stack, wagate-data) travel with each snapshot, so a restore finds them by tag.
         copyTags: true,
         tagsToAdd: { "wagate-snapshot": "hourly" },
+        ...copies,
       },
     ],
   };

@@ -88,6 +88,26 @@ describe("snapshotPolicyDetails", () => {
     ]);
   });
 
+  it("keeps no copy elsewhere unless a region is given", () => {
+    expect(snapshotPolicyDetails("prod", 72).schedules[0]).not.toHaveProperty("crossRegionCopyRules");
+  });
+
+  it.each([
+    [6, 1],
+    [24, 1],
+    [25, 2],
+    [72, 3],
+  ])("copies each snapshot to another region, encrypted, %i hours kept as %i day(s) there", (hours, days) => {
+    expect(snapshotPolicyDetails("prod", hours, "us-west-2").schedules[0]?.crossRegionCopyRules).toEqual([
+      {
+        target: "us-west-2",
+        encrypted: true,
+        copyTags: true,
+        retainRule: { interval: days, intervalUnit: "DAYS" },
+      },
+    ]);
+  });
+
   it.each([[0], [-1], [1.5], [1001]])("refuses a retention of %s", (retention) => {
     expect(() => snapshotPolicyDetails("prod", retention)).toThrow(/retention/);
   });

@@ -115,6 +115,23 @@ describe("the data volume across updates", () => {
     }
   });
 
+  it("copies the hourly snapshots to wagate:snapshotCopyRegion", async () => {
+    const run = await runProgram(
+      "dev",
+      devWith((c) => {
+        c.values["wagate:snapshotCopyRegion"] = "us-west-2";
+      }),
+    );
+    const details = unwrapSecrets(
+      only(run, "aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs.policyDetails,
+    ) as {
+      schedules: { crossRegionCopyRules: unknown }[];
+    };
+    expect(details.schedules[0]?.crossRegionCopyRules).toEqual([
+      expect.objectContaining({ target: "us-west-2", encrypted: true }),
+    ]);
+  });
+
   it("is made from wagate:dataSnapshotId, and stays so while the key is kept", async () => {
     const restore = devWith((c) => {
       c.values["wagate:dataSnapshotId"] = SNAPSHOT;
