@@ -139,6 +139,16 @@ const invalid: [string, (c: { values: Record<string, string>; secretKeys: string
     "wagate:dataVolumeSizeGb:",
   ],
   [
+    "snapshot copies to the stack's own region",
+    (c) => (c.values["wagate:snapshotCopyRegion"] = c.values["aws:region"] as string),
+    "wagate:snapshotCopyRegion: must be another region",
+  ],
+  [
+    "snapshot copies to a non-region",
+    (c) => (c.values["wagate:snapshotCopyRegion"] = "europe"),
+    "wagate:snapshotCopyRegion:",
+  ],
+  [
     "snapshot name instead of id",
     (c) => (c.values["wagate:dataSnapshotId"] = "nightly"),
     "wagate:dataSnapshotId:",
