@@ -89,15 +89,20 @@ export class CommitBatcher {
         reject,
       });
       const durable = options.durable ?? true;
-      if (durable && this.scheduled !== "immediate") {
-        clearTimeout(this.delayTimer);
-        this.scheduled = "immediate";
-        setImmediate(() => this.flush());
-      } else if (!durable && this.scheduled === undefined) {
+      if (durable) this.flushSoon();
+      else if (this.scheduled === undefined) {
         this.scheduled = "delayed";
         this.delayTimer = setTimeout(() => this.flush(), BOOKKEEPING_DELAY_MS);
       }
     });
+  }
+
+  /** Flushes at the next turn of the event loop (check phase), once. */
+  private flushSoon(): void {
+    if (this.scheduled === "immediate") return;
+    clearTimeout(this.delayTimer);
+    this.scheduled = "immediate";
+    setImmediate(() => this.flush());
   }
 
   /** `force`: commit even while a sync runs (closing). */
@@ -150,7 +155,9 @@ export class CommitBatcher {
         else write.resolve(value);
       }
       if (this.closing) closeSync(fd);
-      else if (this.pending.length > 0) this.flush();
+      // What arrived during the sync is committed at the next turn: the answers just resolved go out first,
+      // and the requests read meanwhile join the group.
+      else if (this.pending.length > 0) this.flushSoon();
       else this.sync();
     });
   }
