@@ -34,7 +34,9 @@ export const configSchema = z
     HOST: z.string().min(1).default("127.0.0.1"),
     PORT: integer(8080, 0, 65535),
     DATABASE_PATH: z.string().min(1).default("data/wagate.db"),
-    DATABASE_SYNC: z.enum(["full", "normal"], { error: "must be full or normal" }).default("normal"),
+    // full: a 202 follows the WAL's sync (survives a power cut); normal (opt-in): it follows COMMIT only, so a power
+    // cut or kernel crash can take about the last second of accepted messages. See store/sqlite.ts.
+    DATABASE_SYNC: z.enum(["full", "normal"], { error: "must be full or normal" }).default("full"),
     JWT_ISSUER: z.string().min(1).default("wagate"),
     JWT_AUDIENCE: z.string().min(1).default("wagate"),
     JWT_CLOCK_TOLERANCE_SECONDS: integer(30, 0, 300),

@@ -1,3 +1,7 @@
+import { pbkdf2 } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { CommitBatcher } from "../src/store/commit-batcher.js";
@@ -67,5 +71,55 @@ describe("CommitBatcher", () => {
     await batcher.write(() => insert.run("b"));
     expect(values()).toBe("b");
     batcher.close();
+  });
+
+  it("group commit: a write answers only after the WAL's sync; everything accepted during a sync shares the next commit and sync", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wagate-batcher-"));
+    const path = join(dir, "db.sqlite");
+    const db = new BetterSqlite3(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.exec("CREATE TABLE t (v TEXT PRIMARY KEY) STRICT");
+    const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+    const batcher = new CommitBatcher(db, `${path}-wal`);
+    try {
+      // Keep libuv's 4 pool threads busy so the sync queued behind them stays in flight for several turns.
+      const busy = Array.from(
+        { length: 4 },
+        () => new Promise((resolve) => pbkdf2("x", "y", 300_000, 32, "sha256", resolve)),
+      );
+      let firstAnswered = false;
+      const first = batcher
+        .write(() => insert.run("first").changes)
+        .then((changes) => {
+          firstAnswered = true;
+          return changes;
+        });
+      const turn = () => new Promise((resolve) => setImmediate(resolve));
+      await turn();
+      expect(batcher.stats).toEqual({ commits: 1, syncs: 1 });
+      // Committed (another connection sees it) but not yet synced: not answered.
+      const reader = new BetterSqlite3(path, { readonly: true });
+      expect(reader.prepare("SELECT COUNT(*) FROM t").pluck().get()).toBe(1);
+      reader.close();
+      const later: Array<Promise<number>> = [];
+      for (let i = 0; i < 5; i++) {
+        later.push(batcher.write(() => insert.run(`later-${i}`).changes));
+        later.push(batcher.write(() => insert.run(`bookkeeping-${i}`).changes, { durable: false }));
+        await turn();
+      }
+      expect(firstAnswered).toBe(false);
+      // Five turns of writes, none committed while the sync runs.
+      expect(batcher.stats).toEqual({ commits: 1, syncs: 1 });
+      await Promise.all(busy);
+      expect(await first).toBe(1);
+      expect(await Promise.all(later)).toEqual(Array(10).fill(1));
+      // One commit and one sync for all of them.
+      expect(batcher.stats).toEqual({ commits: 2, syncs: 2 });
+    } finally {
+      batcher.close();
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -23,6 +23,8 @@ describe("configuration", () => {
     expect(config).toMatchObject({
       HOST: "127.0.0.1",
       PORT: 8080,
+      // Durable by default: a 202 follows the WAL's sync; normal is an opt-in.
+      DATABASE_SYNC: "full",
       JWT_ISSUER: "wagate",
       JWT_AUDIENCE: "wagate",
       WHATSAPP_TRANSPORT: "sandbox",

@@ -28,17 +28,17 @@ import type {
   WebhookBatchResult,
 } from "./store.js";
 
-// SQLite in WAL mode, synchronous=NORMAL, every statement prepared with parameters (no SQL built from input).
+// SQLite in WAL mode, every statement prepared with parameters (no SQL built from input).
 //
 // "An accepted message is never lost": a route answers 202 only after the COMMIT that holds the message. In WAL
 // mode that COMMIT has written the log into the kernel before returning, so killing the process at any moment
-// loses nothing (the crash test SIGKILLs a gateway right after its 202s). What NORMAL does not cover is a power
-// cut or kernel crash before the WAL reaches the disk: the checkpointer thread (checkpointer.ts) checkpoints
-// every second and SQLite fsyncs the WAL before each checkpoint, so that window is about one second. Operators
-// who want it closed set DATABASE_SYNC=full: then every write that answers a client also waits for an fsync of
-// the WAL, done by the commit batcher off the event loop and shared by a burst (commit-batcher.ts). On this
-// machine's disk (fsync p50 4 ms, p90 10 ms under load) that halves POST /v1/messages throughput, so it is not
-// the default; see the README and `npm run bench:gateway`.
+// loses nothing (the crash test SIGKILLs a gateway right after its 202s). A power cut or kernel crash is covered
+// by default too (DATABASE_SYNC=full): every write that answers a client also waits for a sync of the WAL, done
+// by the commit batcher off the event loop and shared by everything accepted during the previous sync (group
+// commit, commit-batcher.ts). The connection itself runs synchronous=NORMAL, so SQLite does not sync on each
+// COMMIT on the event loop. DATABASE_SYNC=normal (opt-in) skips the batcher's sync: then only the checkpointer
+// (checkpointer.ts, every second; SQLite syncs the WAL before each checkpoint) bounds what a power cut can take,
+// to about the last second of accepted messages.
 
 interface MessageRow {
   id: string;
@@ -118,9 +118,9 @@ function migrate(db: BetterSqlite3.Database): void {
 
 export interface SqliteStoreOptions {
   /**
-   * true: every write that answers a client waits for the WAL's fsync — survives a power cut.
-   * false (default): it waits for COMMIT only — survives a killed process; a power cut may lose about the
-   * last second (the checkpointer fsyncs the WAL at every checkpoint).
+   * true (default): every write that answers a client waits for the WAL's sync — survives a power cut.
+   * false: it waits for COMMIT only — survives a killed process; a power cut may lose about the last second
+   * (the checkpointer syncs the WAL at every checkpoint).
    */
   fsync?: boolean;
 }
@@ -138,7 +138,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   if (checkpointer) db.pragma("wal_autocheckpoint = 0");
   const batcher = new CommitBatcher(
     db,
-    path === ":memory:" || options.fsync !== true ? undefined : `${path}-wal`,
+    path === ":memory:" || options.fsync === false ? undefined : `${path}-wal`,
   );
 
   const claimIdempotency = idempotencyClaimer(db);
