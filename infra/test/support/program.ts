@@ -24,6 +24,8 @@ export interface Registered {
   state: Record<string, unknown>;
   /** `type::name` of the resources it depends on (explicit `dependsOn` and through its inputs). */
   dependencies: string[];
+  /** The resource options the engine receives with the registration (mocks are never handed them). */
+  options: { protect: boolean; retainOnDelete: boolean };
 }
 
 export interface AmiAnswer {
@@ -123,13 +125,15 @@ interface RegisterRequest {
   getName(): string;
   getType(): string;
   getDependenciesList(): string[];
+  getProtect(): boolean;
+  getRetainondelete(): boolean;
 }
 
 /**
- * The mock monitor hands `newResource` no dependencies, so the registration requests are read on their way to
- * it: each carries the URNs the resource depends on.
+ * The mock monitor hands `newResource` neither dependencies nor resource options, so the registration requests
+ * are read on their way to it: each carries the URNs the resource depends on, `protect` and `retainOnDelete`.
  */
-function recordDependencies(resources: Registered[]): void {
+function recordRegistrations(resources: Registered[]): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: RegisterRequest, callback: unknown): unknown;
   };
@@ -137,9 +141,10 @@ function recordDependencies(resources: Registered[]): void {
   monitor.registerResource = (req, callback) => {
     const [name, type] = [req.getName(), req.getType()];
     const dependencies = req.getDependenciesList().map(keyOfUrn);
+    const options = { protect: req.getProtect(), retainOnDelete: req.getRetainondelete() };
     const wrapped = (error: unknown, response: unknown) => {
       const resource = resources.findLast((r) => r.name === name && r.type === type);
-      if (resource) resource.dependencies = dependencies;
+      if (resource) Object.assign(resource, { dependencies, options });
       (callback as (e: unknown, r: unknown) => void)(error, response);
     };
     return register(req, wrapped);
@@ -165,7 +170,15 @@ export function recordingMocks(
       const id = `${args.name}-id`;
       const inputs = args.inputs as Record<string, unknown>;
       const state = { ...inputs, ...computedState(args.type, args.name, inputs, id) };
-      resources.push({ type: args.type, name: args.name, id, inputs, state, dependencies: [] });
+      resources.push({
+        type: args.type,
+        name: args.name,
+        id,
+        inputs,
+        state,
+        dependencies: [],
+        options: { protect: false, retainOnDelete: false },
+      });
       return { id: (state.id as string | undefined) ?? id, state };
     },
     call: (args) => {
@@ -221,7 +234,7 @@ export async function runProgram(
     stack,
     options.preview ?? false,
   );
-  recordDependencies(resources);
+  recordRegistrations(resources);
   const program = (await import("../../index.js")) as Record<string, unknown>;
   const outputs: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(program)) outputs[name] = value;

@@ -23,6 +23,7 @@ import {
   TEST_PUBLIC_KEY,
   unwrapSecrets,
 } from "./program.js";
+import { protectionProblems } from "./protection-check.js";
 import { type StackName, stackConfig, TEST_SECRETS } from "./stack-config.js";
 
 // The properties every stack must have, asserted on the inputs the program registers under Pulumi's mocks.
@@ -136,6 +137,10 @@ export function describeStack(stack: StackName): void {
       expect((vm.rootBlockDevice as Record<string, unknown>).deleteOnTermination).toBe(disposable);
       expect(vm.disableApiTermination).toBe(!disposable);
       expect(bucket.forceDestroy).toBe(disposable);
+    });
+
+    it(`${isDisposableStack(stack) ? "protects and retains nothing" : "protects what holds data or identity, and retains the backups"} (the options the engine receives)`, () => {
+      expect(protectionProblems(run, !isDisposableStack(stack))).toEqual([]);
     });
 
     it("registers an ED25519 key from @pulumi/tls as the key pair", () => {
