@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Backup } from "./components/backup.js";
 import { Dns } from "./components/dns.js";
 import { Host, verifyDebianAmi } from "./components/host.js";
+import { HostKey } from "./components/host-key.js";
 import { Network } from "./components/network.js";
 import { Provision } from "./components/provision.js";
 import { gatewayEnvOf, loadConfig } from "./config.js";
@@ -46,6 +47,8 @@ const host = new Host("wagate", {
   identityProtection: protectionFor(stack, "identity"),
   tags,
 });
+// Read from the VM's first-boot console through EC2's API, then pinned by every SSH connection.
+const hostKey = new HostKey("wagate", { instanceId: host.instanceId, region: config.awsRegion });
 const dns = config.hostedZoneId
   ? new Dns("wagate", { hostedZoneId: config.hostedZoneId, domain: config.domain, address: host.publicIp })
   : undefined;
@@ -55,6 +58,7 @@ if (config.provision) {
     host: host.publicIp,
     user: host.sshUser,
     privateKey: host.privateKey,
+    hostKey: hostKey.publicKey,
     instanceId: host.instanceId,
     bundle: renderHostBundle({
       stack,
@@ -80,4 +84,6 @@ export const publicIp = host.publicIp;
 export const instanceId = host.instanceId;
 export const sshUser = host.sshUser;
 export const privateKey = host.privateKey;
+/** For `known_hosts`: `<publicIp> <sshHostKey>`. */
+export const sshHostKey = hostKey.publicKey;
 export const backupBucket = bucketName;

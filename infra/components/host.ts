@@ -5,6 +5,7 @@ import { amiProblem, DEBIAN_AMI_OWNER, DEBIAN_SSH_USER } from "../plan/ami.js";
 import { EC2_ASSUME_ROLE_POLICY, instancePolicy } from "../plan/iam.js";
 import { logGroupName } from "../plan/names.js";
 import type { Protection } from "../plan/protection.js";
+import { renderCloudConfig } from "../render/cloud-init.js";
 
 export interface HostArgs {
   stack: string;
@@ -135,6 +136,8 @@ export class Host extends pulumi.ComponentResource {
           tags: tags("root"),
         },
         disableApiTermination: keepVolumeOnTermination,
+        // Only how the SSH host key is made (no secret): the key's public half is read back from the console.
+        userData: renderCloudConfig(),
         tags: tags("vm"),
       },
       { parent: this, protect },

@@ -6,6 +6,7 @@ import { isDisposableStack } from "../../plan/protection.js";
 import { planProvision } from "../../plan/provision.js";
 import { resourcePolicies, stackPolicies } from "../../policy/rules.js";
 import { GATEWAY_STEP, renderHostBundle } from "../../render/bundle.js";
+import { renderCloudConfig } from "../../render/cloud-init.js";
 import { PROVISION_STEPS } from "../../render/provision.js";
 import { policyResource, stackViolations, violations } from "./policy.js";
 import {
@@ -19,6 +20,7 @@ import {
   type Registered,
   resolve,
   runProgram,
+  TEST_HOST_KEY,
   TEST_PRIVATE_KEY,
   TEST_PUBLIC_KEY,
   unwrapSecrets,
@@ -28,10 +30,11 @@ import { type StackName, stackConfig, TEST_SECRETS } from "./stack-config.js";
 
 // The properties every stack must have, asserted on the inputs the program registers under Pulumi's mocks.
 
-/** Strings that must never appear outside a secret. */
+/** Strings that must never appear outside a secret: the test secrets and any private key, of any kind. */
 export const SECRET_STRINGS = [
   ...Object.values(TEST_SECRETS),
   TEST_PRIVATE_KEY.trim().split("\n")[1] as string,
+  "PRIVATE KEY-----",
 ];
 
 /** Paths (`a.b[2]`) of plain (not secret-wrapped) strings that contain a secret. */
@@ -47,6 +50,7 @@ export function plainSecretPaths(value: unknown, path = ""): string[] {
 
 const COMMAND = "command:remote:Command";
 const COPY = "command:remote:CopyToRemote";
+const LOCAL_COMMAND = "command:local:Command";
 
 export function describeStack(stack: StackName): void {
   describe(`stack ${stack}`, () => {
@@ -120,7 +124,7 @@ export function describeStack(stack: StackName): void {
       expect(vm.metadataOptions).toMatchObject({ httpTokens: "required", httpPutResponseHopLimit: 1 });
       expect(vm.rootBlockDevice).toMatchObject({ encrypted: true, volumeType: "gp3" });
       expect(vm.associatePublicIpAddress).toBe(false);
-      expect(vm.userData).toBeUndefined();
+      expect(vm.userData).toBe(renderCloudConfig());
       expect(vm.monitoring).toBe(config.detailedMonitoring);
       expect(vm.keyName).toBe(only(run, "aws:ec2/keyPair:KeyPair").state.keyName);
       const lookup = run.calls.find((c) => c.token === "aws:ec2/getAmi:getAmi");
@@ -252,6 +256,27 @@ export function describeStack(stack: StackName): void {
         );
       });
 
+      it("pins the host key read from the instance's console on every remote command and copy", () => {
+        const remote = [...ofType(run, COMMAND), ...ofType(run, COPY)];
+        expect(remote.length).toBeGreaterThan(plan.copies.length + plan.steps.length);
+        for (const r of remote) {
+          expect((input(r).connection as Record<string, unknown>).hostKey, keyOf(r)).toBe(TEST_HOST_KEY);
+        }
+        // The key comes from the lookup of this instance's console, in the stack's region, before any dial.
+        const lookup = only(run, LOCAL_COMMAND);
+        const instanceId = only(run, "aws:ec2/instance:Instance").id;
+        expect(input(lookup).create).toContain(`--instance-id '${instanceId}'`);
+        expect(input(lookup).create).toContain(`--region '${config.awsRegion}'`);
+        expect(named(COMMAND, "wagate-ready").dependencies).toContain(keyOf(lookup));
+      });
+
+      it("boots with user data that makes one Ed25519 host key and holds no key or secret", () => {
+        const userData = String(input(only(run, "aws:ec2/instance:Instance")).userData);
+        expect(userData).toContain("ssh_genkeytypes: [ed25519]");
+        expect(userData).not.toMatch(/PRIVATE KEY|ssh_keys|BEGIN/);
+        expect(plainSecretPaths(userData)).toEqual([]);
+      });
+
       it("copies every bundle file, as an asset, after the host is ready", () => {
         const copies = ofType(run, COPY).filter((c) => c.name.startsWith("wagate-file-"));
         expect(copies.map((c) => input(c).remotePath).sort()).toEqual(
@@ -336,12 +361,13 @@ export function describeStack(stack: StackName): void {
       );
     });
 
-    it("exports the URL, address, instance, SSH user, and the private key as a secret", async () => {
+    it("exports the URL, address, instance, SSH user, host key, and the private key as a secret", async () => {
       expect(await resolve(run.outputs.url)).toEqual({ value: `https://${config.domain}`, secret: false });
       expect(await resolve(run.outputs.publicIp)).toEqual({ value: ELASTIC_IP, secret: false });
       expect((await resolve(run.outputs.instanceId)).value).toBe(only(run, "aws:ec2/instance:Instance").id);
       expect(await resolve(run.outputs.sshUser)).toEqual({ value: "admin", secret: false });
       expect(await resolve(run.outputs.privateKey)).toEqual({ value: TEST_PRIVATE_KEY, secret: true });
+      expect(await resolve(run.outputs.sshHostKey)).toEqual({ value: TEST_HOST_KEY, secret: false });
     });
 
     it("puts no secret in any non-secret input or output", async () => {
