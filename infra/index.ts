@@ -5,6 +5,7 @@ import { Backup } from "./components/backup.js";
 import { DataVolume, verifyDataVolume } from "./components/data-volume.js";
 import { Dns } from "./components/dns.js";
 import { Host, verifyDebianAmi } from "./components/host.js";
+import { HostKey } from "./components/host-key.js";
 import { Network } from "./components/network.js";
 import { Provision } from "./components/provision.js";
 import { gatewayEnvOf, loadConfig } from "./config.js";
@@ -60,6 +61,8 @@ const data = new DataVolume("wagate-data", {
   protection: protectionFor(stack, "data"),
   tags,
 });
+// Read from the VM's first-boot console through EC2's API, then pinned by every SSH connection.
+const hostKey = new HostKey("wagate", { instanceId: host.instanceId, region: config.awsRegion });
 const dns = config.hostedZoneId
   ? new Dns("wagate", { hostedZoneId: config.hostedZoneId, domain: config.domain, address: host.elasticIp })
   : undefined;
@@ -69,6 +72,7 @@ if (config.provision) {
     host: host.publicIp,
     user: host.sshUser,
     privateKey: host.privateKey,
+    hostKey: hostKey.publicKey,
     instanceId: host.instanceId,
     dataDevice: data.devicePath,
     bundle: (dataDevice) =>
@@ -98,5 +102,7 @@ export const publicIp = host.publicIp;
 export const instanceId = host.instanceId;
 export const sshUser = host.sshUser;
 export const privateKey = host.privateKey;
+/** For `known_hosts`: `<publicIp> <sshHostKey>`. */
+export const sshHostKey = hostKey.publicKey;
 export const backupBucket = bucketName;
 export const dataVolumeId = data.volumeId;

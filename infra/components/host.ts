@@ -5,6 +5,7 @@ import { amiProblem, DEBIAN_AMI_OWNER, DEBIAN_SSH_USER } from "../plan/ami.js";
 import { EC2_ASSUME_ROLE_POLICY, instancePolicy } from "../plan/iam.js";
 import { logGroupName } from "../plan/names.js";
 import type { Protection } from "../plan/protection.js";
+import { renderCloudConfig } from "../render/cloud-init.js";
 
 export interface HostArgs {
   stack: string;
@@ -138,6 +139,8 @@ export class Host extends pulumi.ComponentResource {
           tags: tags("root"),
         },
         disableApiTermination: false,
+        // Only how the SSH host key is made (no secret): the key's public half is read back from the console.
+        userData: renderCloudConfig(),
         tags: tags("vm"),
       },
       // A changed AMI replaces the instance by itself; a changed type would stop and modify it in place. Both go the

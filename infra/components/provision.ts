@@ -14,6 +14,8 @@ export interface ProvisionArgs {
   host: pulumi.Input<string>;
   user: string;
   privateKey: pulumi.Input<string>;
+  /** The host's public key (`ssh-ed25519 <base64>`): a host that shows another key gets nothing. */
+  hostKey: pulumi.Input<string>;
   /** Replacing the instance must provision the new one from scratch. */
   instanceId: pulumi.Input<string>;
   /**
@@ -45,7 +47,13 @@ const STAND_IN_DEVICE = ebsDataDevicePath("vol-00000000000000000");
 export class Provision extends pulumi.ComponentResource {
   constructor(name: string, args: ProvisionArgs, opts?: pulumi.ComponentResourceOptions) {
     super("wagate:provision:Provision", name, {}, opts);
-    const connection = { host: args.host, user: args.user, privateKey: args.privateKey, perDialTimeout: 10 };
+    const connection = {
+      host: args.host,
+      user: args.user,
+      privateKey: args.privateKey,
+      hostKey: args.hostKey,
+      perDialTimeout: 10,
+    };
     const envDigest = pulumi.secret(args.gatewayEnv.apply(sha256));
     const created = new Map<string, pulumi.Resource>();
     const actionsFor = (device: string) =>

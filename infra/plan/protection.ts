@@ -1,5 +1,6 @@
-// Which resources a stack guards against deletion. Resource options are invisible to Pulumi's mocks, so the
-// decision lives here, as a pure function of the stack name, and the components only apply what it returns.
+// Which resources a stack guards against deletion: the decision lives here, as a pure function of the stack name,
+// and the components only apply what it returns. The stack tests check what the engine then receives (the
+// registration's `protect` and `retainOnDelete`, read on its way to Pulumi's mocks).
 
 /** What a resource holds, as far as losing it is concerned. */
 export type Holds =

@@ -23,6 +23,7 @@ describe("Debian 12 box provisioned over SSH", () => {
       "token-accepted",
       "container-hardening",
       "fail2ban-bans-flood",
+      "wrong-host-key-refused",
       "backup-restorable",
       "no-failed-units",
       "second-run-changes-nothing",

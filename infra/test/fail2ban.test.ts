@@ -21,6 +21,8 @@ import { rateLimitSchema, wafSchema } from "../render/settings.js";
 
 const execFileAsync = promisify(execFile);
 const DOMAIN = "gateway.test";
+/** Where the test upstream answers 429 itself, as the gateway does for its own limits. */
+const GATEWAY_429_PATH = "/v1/otp";
 
 let dir: string;
 let upstream: Server;
@@ -76,7 +78,13 @@ beforeAll(async () => {
   await requireBinary("fail2ban-server", "fail2ban");
   await requireBinary("fail2ban-regex", "fail2ban");
   dir = await mkdtemp(join(tmpdir(), "wagate-fail2ban-"));
-  upstream = createServer((_req, res) => {
+  upstream = createServer((req, res) => {
+    // The gateway's own refusals (its OTP limits, say): a 429 that nginx passes on and fail2ban must not count.
+    if (req.url?.startsWith(GATEWAY_429_PATH)) {
+      res.writeHead(429, { "content-type": "application/json", "retry-after": "60" });
+      res.end('{"error":{"code":"rate_limited","message":"Too many codes for this number"}}\n');
+      return;
+    }
     res.writeHead(200, { "content-type": "application/json" });
     res.end('{"ok":true}\n');
   });
@@ -122,6 +130,32 @@ describe("fail2ban filters over the logs nginx wrote", () => {
     expect(new Set(result.ips)).toEqual(new Set(["127.0.0.11"]));
   });
 
+  it("the gateway's own 429s do not count (shown failing on a filter that counts them)", async () => {
+    // One request per address: each reaches the upstream (the edge's per-IP limit never answers first).
+    const addresses = Array.from({ length: 6 }, (_, i) => `127.0.0.5${i}`);
+    for (const address of addresses) expect(await hit(address, GATEWAY_429_PATH)).toBe(429);
+    const access = join(logDir, ACCESS_LOG_FILE);
+    const logged = await waitForLines(access, /"remote_addr":"127\.0\.0\.5\d"/, addresses.length);
+    // The log does hold them: 429s passed on from the gateway, which nginx marks with an empty "edge".
+    expect(logged).toHaveLength(addresses.length);
+    for (const line of logged) expect(JSON.parse(line)).toMatchObject({ edge: "", status: 429 });
+
+    const files = renderFail2ban({ logDir }, { banAction: "dummy" });
+    const rendered = files["filter.d/wagate-nginx-limit.conf"] ?? "";
+    const filter = join(dir, "wagate-nginx-limit-gateway.conf");
+    await writeFile(filter, rendered);
+    const counted = (await fail2banRegex(access, filter)).ips.filter((ip) => addresses.includes(ip));
+    expect(counted).toEqual([]);
+
+    // The broken copy: the same filter with any "edge" value. The same check then finds every one of them.
+    const anyEdge = '"edge":"[^"]*"';
+    expect(rendered).toContain('"edge":"(?:rate|conn)"');
+    const broken = join(dir, "wagate-nginx-limit-any-edge.conf");
+    await writeFile(broken, rendered.replace('"edge":"(?:rate|conn)"', anyEdge));
+    const brokenCounted = (await fail2banRegex(access, broken)).ips.filter((ip) => addresses.includes(ip));
+    expect(brokenCounted.sort()).toEqual(addresses);
+  });
+
   it("the WAF filter matches one line per request ModSecurity refused, with the client address", async () => {
     const attacks = [
       "/v1/messages?id=1%27%20OR%20%271%27%3D%271",
@@ -149,21 +183,29 @@ describe("fail2ban filters over the logs nginx wrote", () => {
   });
 });
 
-describe("fail2ban-server with the rendered jails", () => {
-  let server: Started | undefined;
-  afterAll(async () => {
-    await server?.stop();
-  });
+interface RunningFail2ban {
+  server: Started;
+  bansFile: string;
+  logFile: string;
+  client(...args: string[]): Promise<string>;
+}
 
-  it("bans an address that keeps hitting the rate limit, and one the WAF keeps refusing, and no one else", async () => {
-    const confDir = join(dir, "fail2ban");
-    // Debian's stock configuration (actions, paths, the sshd jail) plus ours on top, as on the VM.
-    await cp("/etc/fail2ban", confDir, { recursive: true });
-    const bansFile = join(dir, "bans.txt");
-    await writeFile(bansFile, "");
-    await writeFile(
-      join(confDir, "action.d", "wagate-test-record.conf"),
-      `# Test only: records bans instead of changing the host's firewall.
+/**
+ * A real fail2ban-server with Debian's stock configuration plus the rendered jails, as on the VM, under its own
+ * directory (socket, pid, database, log), banning through an action that records instead of touching the firewall.
+ */
+async function startFail2ban(
+  name: string,
+  options: Parameters<typeof renderFail2ban>[1],
+): Promise<RunningFail2ban> {
+  const base = join(dir, name);
+  const confDir = join(base, "conf");
+  await cp("/etc/fail2ban", confDir, { recursive: true });
+  const bansFile = join(base, "bans.txt");
+  await writeFile(bansFile, "");
+  await writeFile(
+    join(confDir, "action.d", "wagate-test-record.conf"),
+    `# Test only: records bans instead of changing the host's firewall.
 [Definition]
 actionstart =
 actionstop =
@@ -171,58 +213,75 @@ actioncheck =
 actionban = echo "ban <ip> <name>" >> ${bansFile}
 actionunban = echo "unban <ip> <name>" >> ${bansFile}
 `,
-    );
-    const files = renderFail2ban(
-      { logDir },
-      {
-        banAction: "wagate-test-record",
-        ignoreIps: [],
-        ignoreSelf: false,
-        rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
-        waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
-      },
-    );
-    for (const [name, content] of Object.entries(files)) await writeFile(join(confDir, name), content);
-    await writeFile(
-      join(confDir, "fail2ban.local"),
-      `[Definition]\ndbfile = ${join(dir, "fail2ban.sqlite3")}\nlogtarget = ${join(dir, "fail2ban.log")}\n`,
-    );
-    const socket = join(dir, "fail2ban.sock");
-    server = startProcess(
-      "fail2ban-server",
-      "fail2ban-server",
-      ["-f", "-x", "-c", confDir, "-s", socket, "-p", join(dir, "fail2ban.pid"), "--loglevel", "INFO"],
-      { logFile: join(dir, "fail2ban.out") },
-    );
-    const client = (...args: string[]) =>
-      execFileAsync("fail2ban-client", ["-c", confDir, "-s", socket, ...args]).then((r) => r.stdout);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const status = await client("status").catch(() => "");
-      if (status.includes(RATE_LIMIT_JAIL) && status.includes(WAF_JAIL)) {
-        expect(status).toContain("sshd");
-        break;
-      }
-      if (Date.now() > deadline)
-        throw new Error(
-          `fail2ban did not start its jails: ${await readFile(join(dir, "fail2ban.log"), "utf8").catch(() => "")}`,
-        );
-      await sleep(200);
+  );
+  const files = renderFail2ban({ logDir }, { ...options, banAction: "wagate-test-record" });
+  for (const [file, content] of Object.entries(files)) await writeFile(join(confDir, file), content);
+  const logFile = join(base, "fail2ban.log");
+  await writeFile(
+    join(confDir, "fail2ban.local"),
+    `[Definition]\ndbfile = ${join(base, "fail2ban.sqlite3")}\nlogtarget = ${logFile}\n`,
+  );
+  const socket = join(base, "fail2ban.sock");
+  const server = startProcess(
+    "fail2ban-server",
+    "fail2ban-server",
+    ["-f", "-x", "-c", confDir, "-s", socket, "-p", join(base, "fail2ban.pid"), "--loglevel", "INFO"],
+    { logFile: join(base, "fail2ban.out") },
+  );
+  const client = (...args: string[]) =>
+    execFileAsync("fail2ban-client", ["-c", confDir, "-s", socket, ...args]).then((r) => r.stdout);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const status = await client("status").catch(() => "");
+    if (status.includes(RATE_LIMIT_JAIL) && status.includes(WAF_JAIL)) {
+      expect(status).toContain("sshd");
+      break;
     }
+    if (Date.now() > deadline) {
+      await server.stop();
+      throw new Error(`fail2ban did not start its jails: ${await readFile(logFile, "utf8").catch(() => "")}`);
+    }
+    await sleep(200);
+  }
+  return { server, bansFile, logFile, client };
+}
+
+/** Polls a file until `done` says its text is what the test waits for, or 20 s pass; returns the last text. */
+async function waitForText(file: string, done: (text: string) => boolean): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  let text = await readFile(file, "utf8");
+  while (!done(text) && Date.now() < deadline) {
+    await sleep(200);
+    text = await readFile(file, "utf8");
+  }
+  return text;
+}
+
+describe("fail2ban-server with the rendered jails", () => {
+  const servers: Started[] = [];
+  afterAll(async () => {
+    for (const server of servers) await server.stop();
+  });
+
+  it("bans an address that keeps hitting the rate limit, and one the WAF keeps refusing, and no one else", async () => {
+    // Loopback is every client here: this server ignores no address, so that it can ban one.
+    const f2b = await startFail2ban("no-ignore", {
+      banAction: "wagate-test-record",
+      ignoreIps: [],
+      ignoreSelf: false,
+      rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
+      waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
+    });
+    servers.push(f2b.server);
     // A neighbour that behaves, and a flooder that ignores its 429s.
     expect(await hit("127.0.0.32", "/healthz")).toBe(200);
     for (let i = 0; i < 30; i++) await hit("127.0.0.31", "/v1/messages");
-    const banDeadline = Date.now() + 20_000;
-    let bans = "";
-    while (!bans.includes("127.0.0.31") && Date.now() < banDeadline) {
-      await sleep(200);
-      bans = await readFile(bansFile, "utf8");
-    }
+    let bans = await waitForText(f2b.bansFile, (t) => t.includes("127.0.0.31"));
     expect(bans).toContain(`ban 127.0.0.31 ${RATE_LIMIT_JAIL}`);
     expect(bans).not.toContain("127.0.0.32");
     // The server's own view (earlier tests' flooders may be in it too: fail2ban also reads lines within findtime).
     const banned =
-      (await client("status", RATE_LIMIT_JAIL)).match(/Banned IP list:\s*(.*)/)?.[1]?.split(/\s+/) ?? [];
+      (await f2b.client("status", RATE_LIMIT_JAIL)).match(/Banned IP list:\s*(.*)/)?.[1]?.split(/\s+/) ?? [];
     expect(banned).toContain("127.0.0.31");
     expect(banned).not.toContain("127.0.0.32");
 
@@ -233,12 +292,38 @@ actionunban = echo "unban <ip> <name>" >> ${bansFile}
       "/v1/messages?f=..%2F..%2Fetc%2Fshadow",
     ];
     for (const path of probes) expect(await hit("127.0.0.41", path)).toBe(403);
-    const wafDeadline = Date.now() + 20_000;
-    while (!bans.includes(`ban 127.0.0.41 ${WAF_JAIL}`) && Date.now() < wafDeadline) {
-      await sleep(200);
-      bans = await readFile(bansFile, "utf8");
-    }
+    bans = await waitForText(f2b.bansFile, (t) => t.includes(`ban 127.0.0.41 ${WAF_JAIL}`));
     expect(bans).toContain(`ban 127.0.0.41 ${WAF_JAIL}`);
     expect(bans).not.toContain(`ban 127.0.0.41 ${RATE_LIMIT_JAIL}`);
+  });
+
+  it("with the default ignore list, loopback is never banned, however hard it floods", async () => {
+    // The defaults as the VM gets them (127.0.0.1/8, ::1, the host's own addresses); the same thresholds as above,
+    // where these very floods were banned.
+    const f2b = await startFail2ban("defaults", {
+      banAction: "wagate-test-record",
+      rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
+      waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
+    });
+    servers.push(f2b.server);
+    for (let i = 0; i < 30; i++) await hit("127.0.0.61", "/v1/messages");
+    for (const path of [
+      "/v1/messages?id=1%20UNION%20SELECT%20password%20FROM%20users",
+      "/v1/messages?x=%3Cscript%3E",
+      "/v1/messages?f=..%2F..%2Fetc%2Fshadow",
+    ])
+      expect(await hit("127.0.0.62", path)).toBe(403);
+    // fail2ban did read the lines and matched them, then let them go: it says so for each ignored address.
+    const log = await waitForText(
+      f2b.logFile,
+      (t) =>
+        t.includes(`[${RATE_LIMIT_JAIL}] Ignore 127.0.0.61 by ip`) &&
+        t.includes(`[${WAF_JAIL}] Ignore 127.0.0.62 by ip`),
+    );
+    expect(log).toContain(`[${RATE_LIMIT_JAIL}] Ignore 127.0.0.61 by ip`);
+    expect(log).toContain(`[${WAF_JAIL}] Ignore 127.0.0.62 by ip`);
+    expect(await readFile(f2b.bansFile, "utf8")).not.toMatch(/^ban /m);
+    for (const jail of [RATE_LIMIT_JAIL, WAF_JAIL])
+      expect(await f2b.client("status", jail)).toMatch(/Currently banned:\s*0\b/);
   });
 });

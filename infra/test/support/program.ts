@@ -15,6 +15,11 @@ export const MISSING_AMI = "ami-0000000000000dead";
 export const TEST_PRIVATE_KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYb3BlbnNzaC1rZXktdjEAAAAA7f3c9e1a\n-----END OPENSSH PRIVATE KEY-----\n";
 export const TEST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTPUBLICKEY wagate";
+/** The VM's host key, as the mocked console lookup prints it (a well-formed Ed25519 key: the parser checks). */
+export const TEST_HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKJFV9iG2LeiLjqih5U8Ok/Wt5sOK65M49cfmEo1xXGs";
+/** What the host key lookup prints: the block cloud-init wrote on the console. */
+export const TEST_CONSOLE_KEYS = `-----BEGIN SSH HOST KEY KEYS-----\n${TEST_HOST_KEY} root@ip-10-42-1-10\n-----END SSH HOST KEY KEYS-----\n`;
 
 export interface Registered {
   type: string;
@@ -112,6 +117,8 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
       return { id: DATA_VOLUME_ID, arn: `arn:aws:ec2:us-east-2:${ACCOUNT_ID}:volume/${DATA_VOLUME_ID}` };
     case "aws:dlm/lifecyclePolicy:LifecyclePolicy":
       return { arn: `arn:aws:dlm:us-east-2:${ACCOUNT_ID}:policy/${id}` };
+    case "command:local:Command":
+      return { stdout: TEST_CONSOLE_KEYS, stderr: "" };
     case "tls:index/privateKey:PrivateKey":
       return { privateKeyOpenssh: TEST_PRIVATE_KEY, publicKeyOpenssh: TEST_PUBLIC_KEY };
     default:
@@ -191,7 +198,7 @@ interface RegisterRequest {
  * The mock monitor hands `newResource` no dependencies or options, so the registration requests are read on their
  * way to it: each carries the URNs the resource depends on and the options it was given.
  */
-function recordDependencies(resources: Registered[]): void {
+function recordRegistrations(resources: Registered[]): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: RegisterRequest, callback: unknown): unknown;
   };
@@ -301,7 +308,7 @@ export async function runProgram(
     stack,
     options.preview ?? false,
   );
-  recordDependencies(resources);
+  recordRegistrations(resources);
   const program = (await import("../../index.js")) as Record<string, unknown>;
   const outputs: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(program)) outputs[name] = value;

@@ -7,6 +7,7 @@ import { isDisposableStack, protectionFor } from "../../plan/protection.js";
 import { planProvision } from "../../plan/provision.js";
 import { resourcePolicies, stackPolicies } from "../../policy/rules.js";
 import { GATEWAY_STEP, renderHostBundle } from "../../render/bundle.js";
+import { renderCloudConfig } from "../../render/cloud-init.js";
 import { PROVISION_STEPS } from "../../render/provision.js";
 import { policyResource, stackViolations, violations } from "./policy.js";
 import {
@@ -21,18 +22,21 @@ import {
   type Registered,
   resolve,
   runProgram,
+  TEST_HOST_KEY,
   TEST_PRIVATE_KEY,
   TEST_PUBLIC_KEY,
   unwrapSecrets,
 } from "./program.js";
+import { protectionProblems } from "./protection-check.js";
 import { type StackName, stackConfig, TEST_SECRETS } from "./stack-config.js";
 
 // The properties every stack must have, asserted on the inputs the program registers under Pulumi's mocks.
 
-/** Strings that must never appear outside a secret. */
+/** Strings that must never appear outside a secret: the test secrets and any private key, of any kind. */
 export const SECRET_STRINGS = [
   ...Object.values(TEST_SECRETS),
   TEST_PRIVATE_KEY.trim().split("\n")[1] as string,
+  "PRIVATE KEY-----",
 ];
 
 /** Paths (`a.b[2]`) of plain (not secret-wrapped) strings that contain a secret. */
@@ -48,6 +52,19 @@ export function plainSecretPaths(value: unknown, path = ""): string[] {
 
 const COMMAND = "command:remote:Command";
 const COPY = "command:remote:CopyToRemote";
+const LOCAL_COMMAND = "command:local:Command";
+
+/** One line per remote command or copy that does not pin `hostKey`; [] when every one does. */
+export function hostKeyProblems(run: ProgramRun, hostKey: string): string[] {
+  const remote = [...ofType(run, COMMAND), ...ofType(run, COPY)];
+  if (remote.length === 0) return ["no remote command or copy registered"];
+  return remote.flatMap((r) => {
+    const connection = (unwrapSecrets(r.inputs) as { connection?: { hostKey?: unknown } }).connection;
+    return connection?.hostKey === hostKey
+      ? []
+      : [`${keyOf(r)}: hostKey ${JSON.stringify(connection?.hostKey)}`];
+  });
+}
 
 export function describeStack(stack: StackName): void {
   describe(`stack ${stack}`, () => {
@@ -122,7 +139,7 @@ export function describeStack(stack: StackName): void {
       expect(vm.metadataOptions).toMatchObject({ httpTokens: "required", httpPutResponseHopLimit: 1 });
       expect(vm.rootBlockDevice).toMatchObject({ encrypted: true, volumeType: "gp3" });
       expect(vm.associatePublicIpAddress).toBe(false);
-      expect(vm.userData).toBeUndefined();
+      expect(vm.userData).toBe(renderCloudConfig());
       expect(vm.monitoring).toBe(config.detailedMonitoring);
       expect(vm.keyName).toBe(only(run, "aws:ec2/keyPair:KeyPair").state.keyName);
       const lookup = run.calls.find((c) => c.token === "aws:ec2/getAmi:getAmi");
@@ -195,6 +212,10 @@ export function describeStack(stack: StackName): void {
       expect(ofType(run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").map(input)).toEqual([
         { role: role.state.name, policyArn: DLM_SERVICE_POLICY_ARN },
       ]);
+    });
+
+    it(`${isDisposableStack(stack) ? "protects and retains nothing" : "protects what holds data or identity, and retains the backups"} (the options the engine receives)`, () => {
+      expect(protectionProblems(run, !isDisposableStack(stack))).toEqual([]);
     });
 
     it("registers an ED25519 key from @pulumi/tls as the key pair", () => {
@@ -317,6 +338,26 @@ export function describeStack(stack: StackName): void {
         );
       });
 
+      it("pins the host key read from the instance's console on every remote command and copy", () => {
+        expect([...ofType(run, COMMAND), ...ofType(run, COPY)].length).toBeGreaterThan(
+          plan.copies.length + plan.steps.length,
+        );
+        expect(hostKeyProblems(run, TEST_HOST_KEY)).toEqual([]);
+        // The key comes from the lookup of this instance's console, in the stack's region, before any dial.
+        const lookup = only(run, LOCAL_COMMAND);
+        const instanceId = only(run, "aws:ec2/instance:Instance").id;
+        expect(input(lookup).create).toContain(`--instance-id '${instanceId}'`);
+        expect(input(lookup).create).toContain(`--region '${config.awsRegion}'`);
+        expect(named(COMMAND, "wagate-ready").dependencies).toContain(keyOf(lookup));
+      });
+
+      it("boots with user data that makes one Ed25519 host key and holds no key or secret", () => {
+        const userData = String(input(only(run, "aws:ec2/instance:Instance")).userData);
+        expect(userData).toContain("ssh_genkeytypes: [ed25519]");
+        expect(userData).not.toMatch(/PRIVATE KEY|ssh_keys|BEGIN/);
+        expect(plainSecretPaths(userData)).toEqual([]);
+      });
+
       it("copies every bundle file, as an asset, after the host is ready", () => {
         const copies = ofType(run, COPY).filter((c) => c.name.startsWith("wagate-file-"));
         expect(copies.map((c) => input(c).remotePath).sort()).toEqual(
@@ -404,13 +445,14 @@ export function describeStack(stack: StackName): void {
       );
     });
 
-    it("exports the URL, address, instance, SSH user, and the private key as a secret", async () => {
+    it("exports the URL, address, instance, SSH user, host key, and the private key as a secret", async () => {
       expect(await resolve(run.outputs.url)).toEqual({ value: `https://${config.domain}`, secret: false });
       expect(await resolve(run.outputs.publicIp)).toEqual({ value: ELASTIC_IP, secret: false });
       expect((await resolve(run.outputs.instanceId)).value).toBe(only(run, "aws:ec2/instance:Instance").id);
       expect(await resolve(run.outputs.sshUser)).toEqual({ value: "admin", secret: false });
       expect(await resolve(run.outputs.privateKey)).toEqual({ value: TEST_PRIVATE_KEY, secret: true });
       expect(await resolve(run.outputs.dataVolumeId)).toEqual({ value: DATA_VOLUME_ID, secret: false });
+      expect(await resolve(run.outputs.sshHostKey)).toEqual({ value: TEST_HOST_KEY, secret: false });
     });
 
     it("puts no secret in any non-secret input or output", async () => {

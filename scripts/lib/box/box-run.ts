@@ -37,6 +37,7 @@ import {
   SSH_USER,
 } from "./constants.js";
 import { type ExecuteResult, executeActions, type Secrets } from "./executor.js";
+import { wrongHostKeyRefused } from "./host-key-check.js";
 import { type BootedBox, bootBox } from "./machine.js";
 import { createBoxNetwork, removeBoxNetwork } from "./network.js";
 import { type BoxProxy, startBoxProxy } from "./proxy.js";
@@ -229,6 +230,7 @@ export async function runBox(
       imageCache: !options.cold,
     });
     const sshArgs = box.sshArgs;
+    const hostKey = box.hostKey;
     const sh = boxShell(sshArgs);
     const importBase = async () => {
       await sh(
@@ -239,6 +241,7 @@ export async function runBox(
     say(`box: provisioning ${BOX_ADDRESS} over SSH (${actions.length} remote actions)`);
     const first = await executeActions(actions, {
       sshArgs,
+      hostKey,
       secrets,
       before: { gateway: importBase },
       logFile,
@@ -274,7 +277,7 @@ export async function runBox(
     // Idempotency: the same bundle again, every action forced (what a replaced trigger does).
     const before = await serviceState(sh);
     const secondStarted = performance.now();
-    const second = await executeActions(actions, { sshArgs, secrets, force: true, logFile });
+    const second = await executeActions(actions, { sshArgs, hostKey, secrets, force: true, logFile });
     const secondRunSeconds = (performance.now() - secondStarted) / 1000;
     const changes = changeLines(second);
     record(
@@ -291,6 +294,7 @@ export async function runBox(
     // One rendered file changed (nginx's per-IP burst): only what uses it runs, and only nginx reloads.
     const changed = await executeActions(actionsFor(21), {
       sshArgs,
+      hostKey,
       secrets,
       previous: first.inputs,
       logFile,
@@ -311,6 +315,7 @@ export async function runBox(
           },
     );
     record(compare("changed-file-reloads-only-nginx", before, await serviceState(sh), ["nginx-workers"]));
+    record(await wrongHostKeyRefused(ctx, sshArgs, workDir));
     record(await floodBanned(ctx));
     record(await noFailedUnits(ctx));
 

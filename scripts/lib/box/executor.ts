@@ -1,5 +1,6 @@
-import { appendFile } from "node:fs/promises";
-import { basename, dirname } from "node:path";
+import { appendFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { digestOf, type RemoteAction, sha256, shellQuote } from "../../../infra/plan/provision.js";
 import { lastLines, run } from "./run.js";
@@ -23,6 +24,11 @@ export interface ActionOutcome {
 
 export interface ExecuteOptions {
   sshArgs: readonly string[];
+  /**
+   * The host's public key (`ssh-ed25519 <base64>`), pinned the way Pulumi's `connection.hostKey` pins it: every
+   * action opens its own connection, and a host that shows another key gets no command and no file.
+   */
+  hostKey?: string;
   secrets: Secrets;
   /** Inputs of each action at the previous run (what Pulumi's state holds). */
   previous?: ReadonlyMap<string, string>;
@@ -65,13 +71,57 @@ export class StepFailed extends Error {
   }
 }
 
+/** What ssh(1) says when the host's key is not the pinned one (or is of another type). */
+export const HOST_KEY_REFUSED = /Host key verification failed|no matching host key type found/;
+
+/** The alias the pinned key is filed under, whatever address the host is reached at. */
+const PINNED_ALIAS = "wagate-pinned-host";
+
+/**
+ * ssh(1) options that pin `hostKey`, placed before the caller's (for each option ssh keeps the first value): a
+ * known_hosts holding that key only, strict checking, that key's type only, and no shared connection — a
+ * multiplexed session would ride on a connection whose key was checked by someone else.
+ */
+export async function pinHostKey(hostKey: string): Promise<{ args: string[]; cleanup: () => Promise<void> }> {
+  const [type = "", blob = ""] = hostKey.trim().split(/\s+/);
+  if (!/^ssh-ed25519$/.test(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob))
+    throw new Error(`hostKey must be "ssh-ed25519 <base64>", got ${JSON.stringify(hostKey.slice(0, 40))}`);
+  const dir = await mkdtemp(join(tmpdir(), "wagate-known-hosts-"));
+  const file = join(dir, "known_hosts");
+  await writeFile(file, `${PINNED_ALIAS} ${type} ${blob}\n`);
+  return {
+    args: [
+      "-o",
+      `UserKnownHostsFile=${file}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `HostKeyAlias=${PINNED_ALIAS}`,
+      "-o",
+      `HostKeyAlgorithms=${type}`,
+      "-o",
+      "CheckHostIP=no",
+      "-o",
+      "ControlPath=none",
+    ],
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
 async function perform(action: RemoteAction, options: ExecuteOptions): Promise<string> {
   const ssh = (remote: string, input?: string | Buffer) =>
     run("ssh", [...options.sshArgs, "--", remote], { input, check: false });
+  const refused = (code: number, stderr: string) => {
+    if (code === 255 && HOST_KEY_REFUSED.test(stderr))
+      throw new StepFailed(action.id, stderr, "the host's key is not the pinned one");
+  };
   switch (action.kind) {
     case "copy": {
       // What CopyToRemote's SFTP does: the file written as the SSH user, who owns the bundle directories.
       const r = await ssh(`cat > ${shellQuote(action.remotePath)}`, action.content);
+      refused(r.code, r.stderr);
       if (r.code !== 0) throw new StepFailed(action.id, r.stderr, `exit ${r.code}`);
       return "";
     }
@@ -88,6 +138,7 @@ async function perform(action: RemoteAction, options: ExecuteOptions): Promise<s
           check: false,
         },
       );
+      refused(r.code, r.stderr);
       if (r.code !== 0) throw new StepFailed(action.id, r.stderr, `exit ${r.code}`);
       return "";
     }
@@ -96,6 +147,8 @@ async function perform(action: RemoteAction, options: ExecuteOptions): Promise<s
       const deadline = Date.now() + (options.hostWaitMs ?? 120_000);
       for (;;) {
         const r = await ssh(action.command, secret);
+        // A wrong key is final, even while waiting for the host: it will not become the right one.
+        refused(r.code, r.stderr);
         // 255: ssh itself could not connect. Only the first action waits for the host to come up.
         if (r.code === 255 && action.waitForHost && Date.now() < deadline) {
           await sleep(500);
@@ -110,6 +163,19 @@ async function perform(action: RemoteAction, options: ExecuteOptions): Promise<s
 }
 
 export async function executeActions(
+  actions: readonly RemoteAction[],
+  options: ExecuteOptions,
+): Promise<ExecuteResult> {
+  if (options.hostKey === undefined) return executeUnpinned(actions, options);
+  const pin = await pinHostKey(options.hostKey);
+  try {
+    return await executeUnpinned(actions, { ...options, sshArgs: [...pin.args, ...options.sshArgs] });
+  } finally {
+    await pin.cleanup();
+  }
+}
+
+async function executeUnpinned(
   actions: readonly RemoteAction[],
   options: ExecuteOptions,
 ): Promise<ExecuteResult> {

@@ -15,6 +15,8 @@ export interface BootedBox {
   /** ssh(1) arguments that reach the box as `admin` with the run's key, host key pinned. */
   sshArgs: string[];
   keyFile: string;
+  /** The box's host key (`ssh-ed25519 <base64>`), made before boot: what the executor pins. */
+  hostKey: string;
   stop(): Promise<void>;
 }
 
@@ -123,5 +125,5 @@ export async function bootBox(options: BootOptions): Promise<BootedBox> {
     await nspawn.stop(30_000);
     await removeRoot(dir);
   };
-  return { dir, nspawn, sshArgs, keyFile, stop };
+  return { dir, nspawn, sshArgs, keyFile, hostKey: `${hostKey[0]} ${hostKey[1]?.trim()}`, stop };
 }
