@@ -20,7 +20,9 @@ describe("protection check", () => {
     const broken = await runProgram("prod", stackConfig("prod"));
     const problems = protectionProblems(broken, true);
     expect(problems).toContain("aws:ebs/volume:Volume::wagate-data-volume: protect is false, must be true");
-    expect(problems).toContain("aws:ebs/volume:Volume::wagate-data-volume: retainOnDelete is false, must be true");
+    expect(problems).toContain(
+      "aws:ebs/volume:Volume::wagate-data-volume: retainOnDelete is false, must be true",
+    );
     expect(problems).toContain("aws:s3/bucket:Bucket::wagate-backups-bucket: protect is false, must be true");
     expect(problems).toContain(
       "aws:s3/bucket:Bucket::wagate-backups-bucket: retainOnDelete is false, must be true",

@@ -13,7 +13,11 @@ interface Guard {
 /** Resource types a kept stack must guard, with the options each must carry. */
 export const GUARDED_WHEN_KEPT: ReadonlyArray<{ type: RegExp; guard: Guard; holds: string }> = [
   // The instance holds nothing that must outlive it (the data lives on its own volume): never guarded.
-  { type: /^aws:ec2\/instance:Instance$/, guard: { protect: false, retainOnDelete: false }, holds: "nothing" },
+  {
+    type: /^aws:ec2\/instance:Instance$/,
+    guard: { protect: false, retainOnDelete: false },
+    holds: "nothing",
+  },
   { type: /^aws:ebs\/volume:Volume$/, guard: { protect: true, retainOnDelete: true }, holds: "data" },
   { type: /^aws:s3\/bucket:Bucket$/, guard: { protect: true, retainOnDelete: true }, holds: "backups" },
   // What keeps the bucket private, encrypted and versioned shares its fate (its lifecycle rule does not: losing
