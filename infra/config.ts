@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { parseGatewaySettings } from "./plan/gateway-settings.js";
 import type { GatewayEnv } from "./render/gateway-env.js";
 import {
   type AcmeServer,
@@ -207,6 +208,8 @@ const settingsSchema = z.object({
     z.number().int().min(1, { error: "must be at least 1" }).max(3650, { error: "must be at most 3650" }),
   ).prefault("30"),
   provision: booleanText.default(true),
+  // The gateway's own settings by variable name, checked by plan/gateway-settings.ts with the gateway's schema.
+  gateway: z.string().optional(),
   whatsappPhoneNumberId: z
     .string()
     .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id from Meta" })
@@ -240,6 +243,8 @@ export interface WagateConfig {
   /** false: create the infrastructure only (to point DNS at the address before the certificate is requested). */
   provision: boolean;
   whatsapp: WhatsappConfig | undefined;
+  /** `wagate:gateway`: the gateway's plain settings (variable → value), validated by the gateway's schema. */
+  gatewaySettings: Record<string, string>;
   apiSecret: pulumi.Output<string>;
   /** The secret being rotated out: what it sealed is moved under apiSecret when the gateway starts. */
   apiSecretPrevious: pulumi.Output<string> | undefined;
@@ -300,6 +305,9 @@ export function parseConfig(
   else if (!AWS_REGION.test(awsRegion))
     problems.push(`aws:region: ${JSON.stringify(awsRegion)} is not an AWS region`);
 
+  const gatewaySettings = parseGatewaySettings(values.gateway);
+  problems.push(...gatewaySettings.problems);
+
   const parsed = settingsSchema.safeParse(values, { reportInput: false });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -346,6 +354,7 @@ export function parseConfig(
     backupRetentionDays: s.backupRetentionDays,
     provision: s.provision,
     whatsapp,
+    gatewaySettings: gatewaySettings.settings,
     apiSecret: pulumi.secret(s.apiSecret),
     apiSecretPrevious: s.apiSecretPrevious === undefined ? undefined : pulumi.secret(s.apiSecretPrevious),
   };
@@ -384,6 +393,7 @@ export function gatewayEnvOf(config: WagateConfig): pulumi.Output<GatewayEnv> {
         ([apiSecret, apiSecretPrevious, accessToken, appSecret, verifyToken]): GatewayEnv => ({
           apiSecret,
           ...(apiSecretPrevious === undefined ? {} : { apiSecretPrevious }),
+          settings: config.gatewaySettings,
           whatsapp:
             w && accessToken && appSecret && verifyToken
               ? { accessToken, appSecret, verifyToken, phoneNumberId: w.phoneNumberId }
