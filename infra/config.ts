@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { MAX_DATA_VOLUME_GB, MAX_SNAPSHOT_RETENTION, MIN_DATA_VOLUME_GB } from "./plan/data-volume.js";
+import { parseGatewaySettings } from "./plan/gateway-settings.js";
 import type { GatewayEnv } from "./render/gateway-env.js";
 import {
   type AcmeServer,
@@ -234,6 +235,8 @@ const settingsSchema = z.object({
       error: "must be an EBS snapshot id such as snap-0123456789abcdef0",
     })
     .optional(),
+  // The gateway's own settings by variable name, checked by plan/gateway-settings.ts with the gateway's schema.
+  gateway: z.string().optional(),
   whatsappPhoneNumberId: z
     .string()
     .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id from Meta" })
@@ -275,6 +278,8 @@ export interface WagateConfig {
   /** false: create the infrastructure only (to point DNS at the address before the certificate is requested). */
   provision: boolean;
   whatsapp: WhatsappConfig | undefined;
+  /** `wagate:gateway`: the gateway's plain settings (variable → value), validated by the gateway's schema. */
+  gatewaySettings: Record<string, string>;
   apiSecret: pulumi.Output<string>;
   /** The secret being rotated out: what it sealed is moved under apiSecret when the gateway starts. */
   apiSecretPrevious: pulumi.Output<string> | undefined;
@@ -335,6 +340,9 @@ export function parseConfig(
   else if (!AWS_REGION.test(awsRegion))
     problems.push(`aws:region: ${JSON.stringify(awsRegion)} is not an AWS region`);
 
+  const gatewaySettings = parseGatewaySettings(values.gateway);
+  problems.push(...gatewaySettings.problems);
+
   const parsed = settingsSchema.safeParse(values, { reportInput: false });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -391,6 +399,7 @@ export function parseConfig(
     dataSnapshotId: s.dataSnapshotId,
     provision: s.provision,
     whatsapp,
+    gatewaySettings: gatewaySettings.settings,
     apiSecret: pulumi.secret(s.apiSecret),
     apiSecretPrevious: s.apiSecretPrevious === undefined ? undefined : pulumi.secret(s.apiSecretPrevious),
   };
@@ -429,6 +438,7 @@ export function gatewayEnvOf(config: WagateConfig): pulumi.Output<GatewayEnv> {
         ([apiSecret, apiSecretPrevious, accessToken, appSecret, verifyToken]): GatewayEnv => ({
           apiSecret,
           ...(apiSecretPrevious === undefined ? {} : { apiSecretPrevious }),
+          settings: config.gatewaySettings,
           whatsapp:
             w && accessToken && appSecret && verifyToken
               ? { accessToken, appSecret, verifyToken, phoneNumberId: w.phoneNumberId }

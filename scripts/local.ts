@@ -2,10 +2,21 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ensureLocalPackages, type LocalStack, startLocalStack } from "./lib/local-stack.js";
 
-// `npm run local [-- --http-port 8080 --https-port 8443]`: the whole hardened stack on this machine, offline,
-// in the foreground. Ctrl-C or SIGTERM stops every process it started.
+// `npm run local [-- --http-port 8080 --https-port 8443 --allow-webhook-host 127.0.0.1 --allow-webhook-http]`:
+// the whole hardened stack on this machine, offline, in the foreground. Ctrl-C or SIGTERM stops every process
+// it started. The webhook options let the gateway deliver outbound webhooks to a receiver on this machine.
 
 const port = z.coerce.number().int().min(1).max(65_535);
+
+/** `--allow-webhook-host a,b --allow-webhook-host c`: names or addresses, as WEBHOOK_ALLOWED_HOSTS takes them. */
+function parseAllowedHosts(values: string[]): string[] {
+  const hosts = values.flatMap((v) => v.split(",")).map((h) => h.trim());
+  for (const host of hosts) {
+    if (!/^[A-Za-z0-9.:[\]-]+$/.test(host))
+      throw new Error(`--allow-webhook-host takes host names or addresses, got ${JSON.stringify(host)}`);
+  }
+  return hosts;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -13,9 +24,12 @@ async function main(): Promise<void> {
       "http-port": { type: "string", default: "8080" },
       "https-port": { type: "string", default: "8443" },
       dir: { type: "string" },
+      "allow-webhook-host": { type: "string", multiple: true },
+      "allow-webhook-http": { type: "boolean", default: false },
     },
     strict: true,
   });
+  const webhookAllowedHosts = parseAllowedHosts(values["allow-webhook-host"] ?? []);
   const parsedHttp = port.safeParse(values["http-port"]);
   const parsedHttps = port.safeParse(values["https-port"]);
   if (!parsedHttp.success) throw new Error(`--http-port must be a port number, got ${values["http-port"]}`);
@@ -42,6 +56,8 @@ async function main(): Promise<void> {
     httpPort: parsedHttp.data,
     httpsPort: parsedHttps.data,
     ...(values.dir ? { rootDir: values.dir } : {}),
+    webhookAllowedHosts,
+    webhookAllowHttp: values["allow-webhook-http"] === true,
     log,
   });
   if (stopping) {
@@ -64,6 +80,11 @@ wagate is running locally (nginx + ModSecurity + certbot/Pebble certificate + ga
 
   Demo token (every scope, 24 h):
     TOKEN=${stack.adminToken}
+
+  Meta's webhook  ${stack.metaWebhookUrl}   (verify token and app secret: stack.json)
+  Outbound webhooks may go to ${
+    stack.webhookAllowedHosts.length ? stack.webhookAllowedHosts.join(", ") : "public hosts only"
+  }${stack.webhookAllowHttp ? " (http allowed)" : " (https only)"}   (--allow-webhook-host, --allow-webhook-http)
 
 Ctrl-C stops everything.
 `);

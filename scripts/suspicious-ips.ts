@@ -1,4 +1,11 @@
-import { DEFAULT_JAIL, DEFAULT_NFT, fail2banCommands, nftablesCommands } from "./ops/ban-commands.js";
+import {
+  DEFAULT_JAIL,
+  fail2banCommands,
+  fail2banNftTarget,
+  isTrusted,
+  nftablesCommands,
+  trustedRanges,
+} from "./ops/ban-commands.js";
 import { intFlag, parseCli, runCommand, stringFlag, UsageError } from "./ops/cli.js";
 import {
   DEFAULT_THRESHOLDS,
@@ -9,6 +16,7 @@ import {
 } from "./ops/ip-ranking.js";
 import { type Analysis, analyzeLogs } from "./ops/log-analysis.js";
 import { expandLogPaths } from "./ops/log-files.js";
+import { stackTrustedCidrs } from "./ops/stack-trusted-cidrs.js";
 import { parseWhen } from "./ops/time-window.js";
 
 const USAGE = `Usage: npm run suspicious-ips -- [options] <log file or glob | ->...
@@ -32,11 +40,14 @@ Options:
   --max-429 <n>         ... more 429 answers, i.e. rate limited (default: ${DEFAULT_THRESHOLDS["429"]})
   --max-waf <n>         ... more WAF denials (default: ${DEFAULT_THRESHOLDS.waf})
   --json                print the analysis as JSON instead of a table
-  --fail2ban            print a fail2ban-client ban command per flagged client (never runs it)
+  --fail2ban            print a fail2ban-client ban command per flagged client (never runs it); the jail's ban
+                        time applies and fail2ban lifts the ban itself
   --jail <name>         the fail2ban jail for those commands (default: ${DEFAULT_JAIL})
-  --nftables            print an nft command per flagged client (never runs it)
-  --nft-table <t>       family and table (default: "${DEFAULT_NFT.table}"), sets ${DEFAULT_NFT.set4}/${DEFAULT_NFT.set6}
-  --ban-time <d>        nftables element timeout, e.g. 1h (default: none)
+  --nftables            print an nft command per flagged client into the jail's own set in fail2ban's table
+                        (${fail2banNftTarget(DEFAULT_JAIL).table}, ${fail2banNftTarget(DEFAULT_JAIL).set4} / ${fail2banNftTarget(DEFAULT_JAIL).set6}); such a ban has
+                        no expiry: it lasts until fail2ban restarts
+  --trusted <cidr,...>  never name these ranges in ban commands (loopback is never named either)
+  --stack <name>        also never name the stack's wagate:trustedCidrs (read from Pulumi.<name>.yaml)
   -h, --help            this help
 
   --fail-on-flagged     exit with code 3 when a client is flagged (for cron and alerts)
@@ -56,8 +67,9 @@ const OPTIONS = {
   fail2ban: { type: "boolean" },
   jail: { type: "string" },
   nftables: { type: "boolean" },
-  "nft-table": { type: "string" },
   "ban-time": { type: "string" },
+  trusted: { type: "string", multiple: true },
+  stack: { type: "string" },
   ...Object.fromEntries(RANK_KEYS.map((k) => [`max-${k}`, { type: "string" }])),
 } as const;
 
@@ -119,8 +131,20 @@ async function main(argv: string[]): Promise<number> {
   if (since !== undefined && until !== undefined && since >= until)
     throw new UsageError("--since must be before --until");
   if (values.fail2ban && values.nftables) throw new UsageError("choose one of --fail2ban and --nftables");
-  if (values["ban-time"] !== undefined && !values.nftables)
-    throw new UsageError("--ban-time goes with --nftables");
+  if (values["ban-time"] !== undefined)
+    throw new UsageError(
+      "--ban-time: fail2ban's nftables sets have no timeouts; --fail2ban bans for the jail's ban time",
+    );
+  const trustedCidrs = [
+    ...((values.trusted as string[] | undefined) ?? []).flatMap((t) => t.split(",")).filter((t) => t.trim()),
+    ...(values.stack === undefined ? [] : await stackTrustedCidrs(String(values.stack))),
+  ];
+  let trusted: ReturnType<typeof trustedRanges>;
+  try {
+    trusted = trustedRanges(trustedCidrs);
+  } catch (error) {
+    throw new UsageError(`--trusted: ${(error as Error).message}`);
+  }
 
   const files = await expandLogPaths(positionals);
   const analysis = await analyzeLogs({
@@ -133,16 +157,16 @@ async function main(argv: string[]): Promise<number> {
   const shown = (values.flagged ? flagged : analysis.ranked).slice(0, top === 0 ? undefined : top);
 
   if (values.fail2ban || values.nftables) {
-    const ips = flagged.map((r) => r.ip);
+    const jail = stringFlag(values.jail) ?? DEFAULT_JAIL;
+    const ips = flagged.map((r) => r.ip).filter((ip) => !isTrusted(ip, trusted));
+    const skipped = flagged.length - ips.length;
     const commands = values.fail2ban
-      ? fail2banCommands(ips, stringFlag(values.jail) ?? DEFAULT_JAIL)
-      : nftablesCommands(
-          ips,
-          { ...DEFAULT_NFT, table: stringFlag(values["nft-table"]) ?? DEFAULT_NFT.table },
-          stringFlag(values["ban-time"]),
-        );
+      ? fail2banCommands(ips, jail)
+      : nftablesCommands(ips, fail2banNftTarget(jail));
     if (commands.length) process.stdout.write(`${commands.join("\n")}\n`);
     process.stderr.write(`${summary(analysis, flagged.length)}\n`);
+    if (skipped > 0)
+      process.stderr.write(`not banned: ${skipped} flagged address(es) on loopback or in a trusted range\n`);
   } else if (values.json) {
     const out = {
       files: analysis.files,

@@ -142,3 +142,36 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     issue?.code === "invalid_type" && env[variable] === undefined ? "is required" : issue?.message;
   throw new ConfigError(variable, detail ?? "is invalid");
 }
+
+/**
+ * The variables that hold secrets. The deployment never takes them as plain settings (the stack has an
+ * encrypted key for each); any variable whose name says secret, token, password or key is treated the same.
+ */
+export const SECRET_VARIABLES = [
+  "API_SECRET",
+  "API_SECRET_PREVIOUS",
+  "WHATSAPP_ACCESS_TOKEN",
+  "WHATSAPP_APP_SECRET",
+  "WHATSAPP_VERIFY_TOKEN",
+] as const;
+
+const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSPHRASE|PRIVATE_KEY|CREDENTIAL/;
+
+export function isSecretVariable(name: string): boolean {
+  return (SECRET_VARIABLES as readonly string[]).includes(name) || SECRET_NAME.test(name);
+}
+
+/** Every variable the gateway reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(configSchema.shape);
+
+/**
+ * Checks one variable's value with this very schema (what the gateway would say at start), for tools that
+ * validate settings before a gateway runs them (the Pulumi program at preview). Returns the problem — never the
+ * value — or undefined when the gateway would accept it.
+ */
+export function variableProblem(name: string, value: string): string | undefined {
+  const schema = (configSchema.shape as Record<string, z.ZodType>)[name];
+  if (schema === undefined) return "is not a setting of the gateway";
+  const result = schema.safeParse(value);
+  return result.success ? undefined : (result.error.issues[0]?.message ?? "is invalid");
+}

@@ -50,9 +50,17 @@ describe("operator commands", () => {
     expect(minted.stderr).not.toContain(secret);
 
     const databasePath = join(dir, "wagate.db");
-    const revoked = run("revoke", [principal.tokenId, "--reason", "leaked"], { DATABASE_PATH: databasePath });
-    expect(revoked.status).toBe(0);
+    // Refused while no database exists there: nothing is created, nothing reported as revoked.
+    const nowhere = run("revoke", [principal.tokenId], { DATABASE_PATH: databasePath });
+    expect(nowhere.status).toBe(1);
+    expect(nowhere.stdout).toBe("");
+    expect(nowhere.stderr).toContain(`no database at ${databasePath}: nothing was written`);
+    // The gateway's database, open (as a running gateway holds it).
     const store = openSqliteStore(databasePath);
+    const revoked = run("revoke", [principal.tokenId, "--reason", "leaked"], { DATABASE_PATH: databasePath });
+    expect(revoked.stderr).toBe("");
+    expect(revoked.status).toBe(0);
+    expect(revoked.stdout).toContain(`revoked ${principal.tokenId} in ${databasePath}`);
     try {
       expect(await store.isTokenRevoked(principal.tokenId)).toBe(true);
       expect(await store.isTokenRevoked("another")).toBe(false);

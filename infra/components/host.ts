@@ -3,7 +3,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { amiProblem, DEBIAN_AMI_OWNER, DEBIAN_SSH_USER } from "../plan/ami.js";
 import { EC2_ASSUME_ROLE_POLICY, instancePolicy } from "../plan/iam.js";
-import { logGroupName } from "../plan/names.js";
 import type { Protection } from "../plan/protection.js";
 import { renderCloudConfig } from "../render/cloud-init.js";
 
@@ -48,8 +47,6 @@ export async function verifyDebianAmi(amiId: string, instanceType: string): Prom
   if (problem) throw new pulumi.RunError(`wagate:amiId: ${problem}`);
   return image.id;
 }
-export const LOG_RETENTION_DAYS = 30;
-
 /**
  * The Debian 13 VM: pinned AMI, IMDSv2 only, encrypted gp3 root, its own role, key pair and Elastic IP. The VM holds
  * no data (that is the data volume's job, components/data-volume.ts): it is never protected, its root volume goes
@@ -80,31 +77,30 @@ export class Host extends pulumi.ComponentResource {
       identity,
     );
 
-    const logs = new aws.cloudwatch.LogGroup(
-      `${name}-logs`,
-      { name: logGroupName(args.stack), retentionInDays: LOG_RETENTION_DAYS, tags: tags("logs") },
-      parent,
-    );
+    // No CloudWatch log group: no forwarder for it is packaged for Debian 13 (AWS's agents are not in Debian;
+    // neither fluent-bit nor vector is), and a group nothing writes to is a resource that does nothing. Logs
+    // stay in the VM's journal and /var/log/nginx (README: "Reading the logs").
     const role = new aws.iam.Role(
       `${name}-role`,
       {
-        description: "wagate host: its own backups and logs, nothing else",
+        description: "wagate host: its own backups, nothing else",
         assumeRolePolicy: JSON.stringify(EC2_ASSUME_ROLE_POLICY),
         tags: tags("role"),
       },
       parent,
     );
     new aws.iam.RolePolicy(
-      `${name}-backups-and-logs`,
+      `${name}-backups`,
       {
         role: role.id,
         policy: pulumi
-          .all([args.backupBucketArn, logs.arn])
-          .apply(([bucketArn, logGroupArn]) =>
-            JSON.stringify(instancePolicy({ bucketArn, backupPrefix: args.backupPrefix, logGroupArn })),
+          .output(args.backupBucketArn)
+          .apply((bucketArn) =>
+            JSON.stringify(instancePolicy({ bucketArn, backupPrefix: args.backupPrefix })),
           ),
       },
-      parent,
+      // Once named for backups and logs: the same policy, updated in place.
+      { parent: this, aliases: [{ name: `${name}-backups-and-logs` }] },
     );
     const profile = new aws.iam.InstanceProfile(
       `${name}-profile`,

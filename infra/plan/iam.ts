@@ -1,5 +1,5 @@
-// The instance role's permissions as data: what the host may do with its own backups and its own logs, and
-// nothing else. The host uploads dated objects under one prefix (so object ARNs need the key wildcard of that
+// The instance role's permissions as data: what the host may do with its own backups, and nothing else (its
+// logs stay on the VM: there is no CloudWatch log group, see components/host.ts). The host uploads dated objects under one prefix (so object ARNs need the key wildcard of that
 // prefix, the only `*` here); it may read them back to restore and list that prefix, but not delete them:
 // versions expire by the bucket's lifecycle rule, so a compromised host cannot erase its history.
 
@@ -20,14 +20,12 @@ export interface InstancePermissionsInput {
   bucketArn: string;
   /** Key prefix of the backups, without slashes around it. */
   backupPrefix: string;
-  /** ARN of the host's CloudWatch log group (without a trailing `:*`). */
-  logGroupArn: string;
 }
 
 export function instancePolicy(input: InstancePermissionsInput): PolicyDocument {
   if (!/^[A-Za-z0-9._-]+$/.test(input.backupPrefix))
     throw new Error(`bad backup prefix ${input.backupPrefix}`);
-  if (input.bucketArn.includes("*") || input.logGroupArn.includes("*")) throw new Error("ARNs must be exact");
+  if (input.bucketArn.includes("*")) throw new Error("ARNs must be exact");
   return {
     Version: "2012-10-17",
     Statement: [
@@ -43,12 +41,6 @@ export function instancePolicy(input: InstancePermissionsInput): PolicyDocument 
         Action: ["s3:ListBucket", "s3:ListBucketVersions"],
         Resource: [input.bucketArn],
         Condition: { StringLike: { "s3:prefix": [`${input.backupPrefix}/`, `${input.backupPrefix}/*`] } },
-      },
-      {
-        Sid: "WriteOwnLogs",
-        Effect: "Allow",
-        Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-        Resource: [input.logGroupArn, `${input.logGroupArn}:log-stream:*`],
       },
     ],
   };

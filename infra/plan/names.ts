@@ -18,6 +18,3 @@ export function backupBucketName(stack: string, accountId: string, region: strin
   }
   return name;
 }
-
-/** The CloudWatch log group the host's logs may go to. */
-export const logGroupName = (stack: string) => `/wagate/${stack}`;

@@ -1,5 +1,6 @@
 import { posix } from "node:path";
 import { z } from "zod";
+import { ADMIN_CLI_PATH, renderAdminCli } from "./admin-cli.js";
 import { certbotIssueArgs, DEBIAN_CERTBOT_DIRS, renderCertbotCliIni, renderDeployHook } from "./certbot.js";
 import { renderFail2ban } from "./fail2ban.js";
 import { CERT_NAME, layoutDirectories, vmLayout } from "./layout.js";
@@ -196,6 +197,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     podman,
   });
   if (!podman.keyring) files["containers/wagate.conf"] = renderContainersConf();
+  files["admin/wagate"] = renderAdminCli({ image, envFile: GATEWAY_ENV_FILE, podman });
   files[`systemd/${BACKUP_SERVICE}`] = renderBackupService();
   files[`systemd/${BACKUP_TIMER}`] = renderBackupTimer();
   files["backup/backup.sh"] = renderBackupScript();
@@ -230,6 +232,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     GATEWAY_BUILD_CONTEXT,
     GATEWAY_DOCKERFILE,
     GATEWAY_UPSTREAM: `${layout.upstream.host}:${layout.upstream.port}`,
+    ADMIN_CLI: ADMIN_CLI_PATH,
     PODMAN_GLOBAL_ARGS: podman.globalArgs,
     PODMAN_BUILD_ARGS: podman.extraBuildArgs,
     BACKUP_DIR,
@@ -248,7 +251,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     nginx: [...common, ...under("nginx/", "logrotate/")],
     certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/")],
     fail2ban: [...common, ...under("fail2ban/")],
-    gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/")],
+    gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/", "admin/")],
     backups: [...common, ...under("backup/", `systemd/${BACKUP_SERVICE}`, `systemd/${BACKUP_TIMER}`)],
     // Whatever changed, check the whole path again.
     health: all,

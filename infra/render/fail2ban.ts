@@ -130,9 +130,14 @@ backend = systemd
 ${jail(RATE_LIMIT_JAIL, "wagate-nginx-limit", accessLog, c.rateLimit)}
 ${jail(WAF_JAIL, "wagate-nginx-waf", errorLog, c.waf)}`;
   return {
-    // Debian's fail2ban.conf leaves allowipv6 unset and every client command warns about it.
+    // Debian's fail2ban.conf leaves allowipv6 unset and every client command warns about it. `yes`, not `auto`:
+    // auto looks for an IPv6 address of the host's own name, and without one the jails' IPv6 sets are not made.
     "fail2ban.d/wagate.local":
-      "# Rendered by wagate (infra/render/fail2ban.ts).\n[Definition]\nallowipv6 = auto\n",
+      "# Rendered by wagate (infra/render/fail2ban.ts).\n[Definition]\nallowipv6 = yes\n",
+    // Debian's nftables action creates a jail's table, chain and sets only at its first ban; created when the
+    // jail starts instead, the sets exist for a manual ban at any time (suspicious-ips --nftables prints those).
+    "action.d/nftables-common.local":
+      "# Rendered by wagate (infra/render/fail2ban.ts).\n[Definition]\nactionstart_on_demand = false\n",
     "filter.d/wagate-nginx-limit.conf": renderRateLimitFilter(),
     "filter.d/wagate-nginx-waf.conf": renderWafFilter(),
     "jail.d/wagate.local": jails,

@@ -37,8 +37,17 @@ export const gatewayEnvSchema = z
     /** Absent: the sandbox transport (messages recorded on the data volume, nothing sent). */
     whatsapp: whatsappCloudSchema.optional(),
     graphApiBaseUrl: z.url({ protocol: /^https$/ }).optional(),
+    /**
+     * `wagate:gateway`: plain settings by variable name, already checked with the gateway's own schema
+     * (infra/plan/gateway-settings.ts). They may replace JWT_ISSUER, JWT_AUDIENCE and GRAPH_API_BASE_URL, never
+     * a line the fields above write.
+     */
+    settings: z.record(z.string().regex(/^[A-Z][A-Z0-9_]*$/, "must be a variable name"), envValue).optional(),
   })
   .strict();
+
+/** Lines a setting may replace (their fields only carry defaults). */
+const OVERRIDABLE = new Set(["JWT_ISSUER", "JWT_AUDIENCE", "GRAPH_API_BASE_URL"]);
 export type GatewayEnv = z.input<typeof gatewayEnvSchema>;
 
 /** `KEY=value` lines for `podman run --env-file`; throws naming the field (never its value) when invalid. */
@@ -61,7 +70,13 @@ export function renderGatewayEnvFile(env: GatewayEnv): string {
     ["WHATSAPP_VERIFY_TOKEN", e.whatsapp?.verifyToken],
     ["GRAPH_API_BASE_URL", e.graphApiBaseUrl],
   ];
-  return `${vars
+  const settings = Object.entries(e.settings ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  for (const [name] of settings) {
+    if (vars.some(([k]) => k === name) && !OVERRIDABLE.has(name))
+      throw new Error(`gateway env: settings.${name} is written from its own field, not from settings`);
+  }
+  const fixed = vars.filter(([k]) => !settings.some(([name]) => name === k));
+  return `${[...fixed, ...settings]
     .filter((v): v is [string, string] => v[1] !== undefined)
     .map(([k, v]) => `${k}=${v}`)
     .join("\n")}\n`;

@@ -245,6 +245,7 @@ step_gateway() {
     log "removed $containers_conf"
   fi
   ensure_gateway_image
+  put "$BUNDLE_DIR/admin/wagate" "$ADMIN_CLI" 0755 || true
   unit "$GATEWAY_UNIT" || true
   daemon_reload
   # Restart only when what the container runs with changed: unit, secrets, podman settings, image.

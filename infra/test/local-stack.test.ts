@@ -115,7 +115,19 @@ describe("the local stack", () => {
     const factsFile = join(dir, "local", "stack.json");
     const facts = JSON.parse(await readFile(factsFile, "utf8")) as Record<string, string>;
     expect(Object.keys(facts).sort()).toEqual(
-      ["adminToken", "appSecret", "baseUrl", "caCert", "httpUrl", "resolve", "sandboxOutbox"].sort(),
+      [
+        "adminToken",
+        "appSecret",
+        "baseUrl",
+        "caCert",
+        "httpUrl",
+        "metaWebhookUrl",
+        "resolve",
+        "sandboxOutbox",
+        "verifyToken",
+        "webhookAllowHttp",
+        "webhookAllowedHosts",
+      ].sort(),
     );
     expect(facts.baseUrl).toBe(`https://gateway.test:${httpsPort}`);
     expect(facts.resolve).toBe(`gateway.test:${httpsPort}:127.0.0.1`);

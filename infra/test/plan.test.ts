@@ -263,7 +263,6 @@ describe("instancePolicy", () => {
   const doc = instancePolicy({
     bucketArn: "arn:aws:s3:::b",
     backupPrefix: "prod",
-    logGroupArn: "arn:aws:logs:us-east-2:123456789012:log-group:/wagate/prod",
   });
   it("names no wildcard action and no wildcard resource", () => {
     for (const s of doc.Statement) {
@@ -272,13 +271,12 @@ describe("instancePolicy", () => {
     }
     expect(doc.Statement.flatMap((s) => s.Resource)).toContain("arn:aws:s3:::b/prod/*");
   });
+  it("grants nothing on CloudWatch Logs (no log group exists for it)", () => {
+    expect(doc.Statement.flatMap((s) => s.Action).filter((a) => a.startsWith("logs:"))).toEqual([]);
+  });
   it("refuses wildcard ARNs and odd prefixes", () => {
-    expect(() =>
-      instancePolicy({ bucketArn: "arn:aws:s3:::*", backupPrefix: "p", logGroupArn: "x" }),
-    ).toThrow();
-    expect(() =>
-      instancePolicy({ bucketArn: "arn:aws:s3:::b", backupPrefix: "a/../b", logGroupArn: "x" }),
-    ).toThrow();
+    expect(() => instancePolicy({ bucketArn: "arn:aws:s3:::*", backupPrefix: "p" })).toThrow();
+    expect(() => instancePolicy({ bucketArn: "arn:aws:s3:::b", backupPrefix: "a/../b" })).toThrow();
   });
 });
 

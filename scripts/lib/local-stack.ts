@@ -108,6 +108,13 @@ export interface LocalStackOptions {
   gatewayPort?: number;
   rateLimit?: Partial<RateLimit>;
   waf?: Partial<Waf>;
+  /**
+   * Hosts (names or addresses) the gateway may deliver outbound webhooks to although they are loopback or
+   * private: the gateway's WEBHOOK_ALLOWED_HOSTS, so a receiver on this machine can be tried. Default none.
+   */
+  webhookAllowedHosts?: string[];
+  /** Allow http:// webhook URLs (WEBHOOK_ALLOW_HTTP), for a plain local receiver. Default false. */
+  webhookAllowHttp?: boolean;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -125,6 +132,14 @@ export interface LocalStackFacts {
   sandboxOutbox: string;
   /** WHATSAPP_APP_SECRET of the local gateway, to sign Meta webhook calls. */
   appSecret: string;
+  /** WHATSAPP_VERIFY_TOKEN of the local gateway: the `hub.verify_token` of Meta's subscription handshake. */
+  verifyToken: string;
+  /** Meta's callback URL on this stack (`GET` handshake, signed `POST` deliveries). */
+  metaWebhookUrl: string;
+  /** WEBHOOK_ALLOWED_HOSTS of the local gateway (empty: only public receivers). */
+  webhookAllowedHosts: string[];
+  /** WEBHOOK_ALLOW_HTTP of the local gateway. */
+  webhookAllowHttp: boolean;
 }
 
 export interface LocalStack extends LocalStackFacts {
@@ -207,6 +222,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           SANDBOX_OUTBOX_PATH: sandboxOutbox,
           WHATSAPP_APP_SECRET: appSecret,
           WHATSAPP_VERIFY_TOKEN: verifyToken,
+          WEBHOOK_ALLOWED_HOSTS: (options.webhookAllowedHosts ?? []).join(","),
+          WEBHOOK_ALLOW_HTTP: String(options.webhookAllowHttp ?? false),
         },
       },
     );
@@ -266,14 +283,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
 
     const portSuffix = (port: number, standard: number) => (port === standard ? "" : `:${port}`);
+    const baseUrl = `https://${domain}${portSuffix(httpsPort, 443)}`;
     const facts: LocalStackFacts = {
-      baseUrl: `https://${domain}${portSuffix(httpsPort, 443)}`,
+      baseUrl,
       httpUrl: `http://${domain}${portSuffix(httpPort, 80)}`,
       resolve: `${domain}:${httpsPort}:127.0.0.1`,
       caCert,
       adminToken,
       sandboxOutbox,
       appSecret,
+      verifyToken,
+      metaWebhookUrl: `${baseUrl}/webhooks/whatsapp`,
+      webhookAllowedHosts: options.webhookAllowedHosts ?? [],
+      webhookAllowHttp: options.webhookAllowHttp ?? false,
     };
     await writeSecretFile(join(rootDir, "stack.json"), `${JSON.stringify(facts, null, 2)}\n`);
     return {

@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAccessLine, parseCombinedLine, parseJsonLine, parseTimeLocal } from "../ops/access-log.js";
-import { fail2banCommands, nftablesCommands } from "../ops/ban-commands.js";
+import { fail2banCommands, fail2banNftTarget, nftablesCommands } from "../ops/ban-commands.js";
 import { forEachLine, MAX_LINE_BYTES } from "../ops/log-files.js";
 import {
   type ClientSpec,
@@ -283,8 +283,6 @@ describe("suspicious-ips on a generated rotation (JSON, gzipped JSON, combined, 
     const nft = await runScript("suspicious-ips.ts", [
       `${dir}/access.log*`,
       "--nftables",
-      "--ban-time",
-      "2h",
       "--max-429",
       "0",
       "--max-waf",
@@ -292,10 +290,88 @@ describe("suspicious-ips on a generated rotation (JSON, gzipped JSON, combined, 
       "--max-4xx",
       "1000",
     ]);
+    // fail2ban's own table and the WAF jail's sets (Debian's nftables action), not a table nothing creates.
     expect(nft.stdout.trim().split("\n").sort()).toEqual([
-      "nft add element inet wagate banned4 '{ 203.0.113.20 timeout 2h }'",
-      "nft add element inet wagate banned6 '{ 2001:db8::66 timeout 2h }'",
+      "nft add element inet f2b-table addr-set-wagate-waf '{ 203.0.113.20 }'",
+      "nft add element inet f2b-table addr6-set-wagate-waf '{ 2001:db8::66 }'",
     ]);
+    const timed = await runScript("suspicious-ips.ts", [
+      `${dir}/access.log*`,
+      "--nftables",
+      "--ban-time",
+      "2h",
+    ]);
+    expect(timed.code).toBe(2);
+    expect(timed.stderr).toMatch(/no timeouts/);
+  });
+
+  it("never names loopback or a trusted range in a ban command", async () => {
+    const { writeFile } = await import("node:fs/promises");
+    const log = join(dir, "trusted.json");
+    const line = (ip: string, i: number) =>
+      JSON.stringify({
+        time: new Date(Date.UTC(2026, 10, 27, 10, 0, i)).toISOString(),
+        remote_addr: ip,
+        edge: "waf",
+        status: 403,
+        request: "GET /v1/messages HTTP/1.1",
+      });
+    const ips = [
+      "127.0.0.1",
+      "127.8.9.10",
+      "::1",
+      "::ffff:127.0.0.1",
+      "198.51.100.7",
+      "203.0.113.9",
+      "2001:db8::5",
+    ];
+    await writeFile(
+      log,
+      `${ips.flatMap((ip) => Array.from({ length: 3 }, (_, i) => line(ip, i))).join("\n")}\n`,
+    );
+    const run = (extra: string[]) =>
+      runScript("suspicious-ips.ts", [log, "--fail2ban", "--max-waf", "0", ...extra]).then((r) => ({
+        ...r,
+        banned: r.stdout
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((c) => c.split(" ").at(-1))
+          .sort(),
+      }));
+    const loopbackOnly = await run([]);
+    expect(loopbackOnly.code).toBe(0);
+    expect(loopbackOnly.banned).toEqual(["198.51.100.7", "2001:db8::5", "203.0.113.9"]);
+    expect(loopbackOnly.stderr).toContain(
+      "not banned: 4 flagged address(es) on loopback or in a trusted range",
+    );
+    const trusted = await run(["--trusted", "203.0.113.0/24,2001:db8::/32"]);
+    expect(trusted.banned).toEqual(["198.51.100.7"]);
+    const bad = await run(["--trusted", "203.0.113.0/33"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--trusted: not a CIDR block: "203\.0\.113\.0\/33"/);
+  });
+
+  it("reads wagate:trustedCidrs from the stack file with --stack", async () => {
+    const { mkdtemp, writeFile } = await import("node:fs/promises");
+    const { stackTrustedCidrs } = await import("../ops/stack-trusted-cidrs.js");
+    const root = await mkdtemp(join(dir, "stack-"));
+    await writeFile(
+      join(root, "Pulumi.ops.yaml"),
+      "config:\n  wagate:trustedCidrs:\n    - 198.51.100.0/24\n",
+    );
+    expect(await stackTrustedCidrs("ops", root)).toEqual(["198.51.100.0/24"]);
+    await writeFile(join(root, "Pulumi.bare.yaml"), "config:\n  wagate:domain: x.example.com\n");
+    expect(await stackTrustedCidrs("bare", root)).toEqual([]);
+    await expect(stackTrustedCidrs("missing", root)).rejects.toThrow(/no .*Pulumi\.missing\.yaml/);
+    const viaCli = await runScript("suspicious-ips.ts", [
+      join(dir, "access.log"),
+      "--fail2ban",
+      "--stack",
+      "nope",
+    ]);
+    expect(viaCli.code).toBe(1);
+    expect(viaCli.stderr).toMatch(/--stack: no .*Pulumi\.nope\.yaml/);
   });
 
   it("reads a gzipped log piped on stdin ('-') together with files", async () => {
@@ -334,13 +410,9 @@ describe("suspicious-ips on a generated rotation (JSON, gzipped JSON, combined, 
 describe("ban commands", () => {
   it("refuses anything that is not an IP address, so a log line cannot inject shell", () => {
     expect(() => fail2banCommands(["1.2.3.4; rm -rf /"], "wagate")).toThrow(/not an IP/);
-    expect(() => nftablesCommands(["$(id)"], { table: "inet wagate", set4: "a", set6: "b" })).toThrow(
-      /not an IP/,
-    );
+    expect(() => nftablesCommands(["$(id)"], fail2banNftTarget("wagate-waf"))).toThrow(/not an IP/);
     expect(() => fail2banCommands(["1.2.3.4"], "jail;reboot")).toThrow(/jail/);
-    expect(() =>
-      nftablesCommands(["1.2.3.4"], { table: "inet wagate", set4: "a", set6: "b" }, "1h; reboot"),
-    ).toThrow(/ban time/);
+    expect(() => fail2banNftTarget("jail;reboot")).toThrow(/jail/);
   });
 });
 

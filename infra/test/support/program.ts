@@ -99,8 +99,6 @@ function computedState(type: string, name: string, inputs: Record<string, unknow
       const bucket = String(unwrapSecrets(inputs.bucket) ?? `${name}-generated`);
       return { bucket, arn: `arn:aws:s3:::${bucket}`, id: bucket };
     }
-    case "aws:cloudwatch/logGroup:LogGroup":
-      return { arn: `arn:aws:logs:us-east-2:${ACCOUNT_ID}:log-group:${String(inputs.name)}` };
     case "aws:iam/role:Role":
       return { name: `${name}-role`, arn: `arn:aws:iam::${ACCOUNT_ID}:role/${name}` };
     case "aws:iam/instanceProfile:InstanceProfile":
