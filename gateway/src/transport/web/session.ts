@@ -94,6 +94,8 @@ export class WebSession {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private open = false;
+  /** The credentials writes in flight: a reconnection reads the session only after they committed. */
+  private credsWritten: Promise<void> = Promise.resolve();
   private readonly now: () => number;
 
   constructor(private readonly o: WebSessionOptions) {
@@ -241,6 +243,7 @@ export class WebSession {
     if (this.closed) return;
     const o = this.o;
     const generation = ++this.generation;
+    await this.credsWritten;
     const auth = await sealedAuthState(await o.baileys(), o.store.numbers, o.sealer, o.numberId);
     if (generation !== this.generation || this.closed) return;
     const socket = await o.socketFactory({ auth: auth.state, logger: quietBaileysLogger(o.log, o.numberId) });
@@ -262,7 +265,10 @@ export class WebSession {
       "creds.update",
       guard("creds.update", async (update) => {
         Object.assign(auth.state.creds, update);
-        await auth.saveCreds();
+        // In order, and awaited by the next connect(): Baileys asks for a restart right after new credentials.
+        const written = this.credsWritten.then(() => auth.saveCreds());
+        this.credsWritten = written.catch(() => undefined);
+        await written;
       }),
     );
     socket.ev.on(
