@@ -186,6 +186,8 @@ export class WebSession {
     this.clearTimers();
     const socket = this.socket;
     this.socket = undefined;
+    // The logout's own close event belongs to no one any more: the delete publishes `number.unlinked` itself.
+    this.generation++;
     if (this.linking) this.linking.answer({ kind: "unavailable", reason: "the number was deleted" });
     this.linking = undefined;
     if (socket && this.open) await socket.logout().catch(() => undefined);
