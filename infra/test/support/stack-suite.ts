@@ -229,6 +229,7 @@ export function describeStack(stack: StackName): void {
         acmeServer: config.acmeServer,
         rateLimit: config.rateLimit,
         waf: config.waf,
+        adminCidrs: config.adminCidrs,
         gatewayImage: config.gatewayImage,
         backupBucket: backupBucketName(stack, ACCOUNT_ID, config.awsRegion),
         awsRegion: config.awsRegion,
@@ -244,6 +245,14 @@ export function describeStack(stack: StackName): void {
         expect(ready.triggers).toEqual([only(run, "aws:ec2/instance:Instance").id]);
         expect(named(COMMAND, "wagate-ready").dependencies).toContain(
           "aws:ec2/eipAssociation:EipAssociation::wagate-ip",
+        );
+      });
+
+      it("serves the routes that link WhatsApp Web numbers only to wagate:adminCidrs", () => {
+        const nginx = bundle.files["nginx/nginx.conf"] ?? "";
+        const geo = /geo \$wagate_admin_client \{([^}]*)\}/.exec(nginx)?.[1] ?? "";
+        expect(geo.match(/^\s+\S+ 1;$/gm)?.map((l) => l.trim().replace(/ 1;$/, ""))).toEqual(
+          config.adminCidrs,
         );
       });
 
