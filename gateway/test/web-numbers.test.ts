@@ -282,6 +282,10 @@ describe("a linked web number", () => {
       return b.not_sent === 1 && b.sent === 1 ? b : undefined;
     });
     expect(view.from).toBe(sales.id);
+    const completed = await eventually(async () =>
+      published.find((e) => e.type === "broadcast.completed" && e.data.id === text.json.id),
+    );
+    expect(completed.data.number_id).toBe(sales.id);
   });
 
   it("keeps its session only sealed: no key bytes in the database files or the logs", async () => {

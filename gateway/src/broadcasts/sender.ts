@@ -184,6 +184,7 @@ export class BroadcastSender {
       dedupeKey: `broadcast.completed:${broadcast.id}`,
       data: {
         id: broadcast.id,
+        number_id: broadcast.numberId ?? "default",
         name: broadcast.name,
         total: broadcast.total,
         sent: broadcast.sent,

@@ -79,6 +79,9 @@ export function recipientTemplate(
   };
 }
 
+/** Recipients a known-contacts broadcast may pass over in one step. */
+const MAX_SCAN = 1000;
+
 /** Broadcast progress is written as outbox bookkeeping: a kill loses none of it (see sqlite.ts). */
 const BOOKKEEPING = { durable: false } as const;
 
@@ -207,42 +210,49 @@ export function createSqliteBroadcastStore(
         for (const b of active) {
           if (made >= limit) break;
           const content = JSON.parse(b.template) as BroadcastTemplate | { text: string };
-          const rows = s.nextRecipients.all(b.id, b.cursor, limit - made) as Array<
-            [number, string, string | null]
-          >;
           let cursor = b.cursor;
-          for (const [seq, to, parameters] of rows) {
-            cursor = seq;
-            if (b.only_known_contacts === 1 && s.knownContact.get(to, numberId) === undefined) {
-              s.skipOne.run(b.id);
-              continue;
+          // Recipients left out (only known contacts) do not use the allowance: read on, a bounded number of rows.
+          let scanned = 0;
+          for (;;) {
+            const rows = s.nextRecipients.all(b.id, cursor, limit - made) as Array<
+              [number, string, string | null]
+            >;
+            scanned += rows.length;
+            for (const [seq, to, parameters] of rows) {
+              cursor = seq;
+              if (b.only_known_contacts === 1 && s.knownContact.get(to, numberId) === undefined) {
+                s.skipOne.run(b.id);
+                continue;
+              }
+              const last = s.lastContact.get(to, numberId) as number | null;
+              const dueAt = last === null ? now : Math.max(now, last + pairIntervalMs);
+              const message: OutgoingMessage =
+                "text" in content
+                  ? { type: "text", to, text: { body: content.text } }
+                  : {
+                      type: "template",
+                      to,
+                      template: recipientTemplate(
+                        content,
+                        parameters ? (JSON.parse(parameters) as string[]) : null,
+                      ),
+                    };
+              s.insertMessage.run({
+                kind: message.type,
+                id: uuidv7(now),
+                subject: b.subject,
+                recipient: to,
+                payload: JSON.stringify(message),
+                priority,
+                dueAt,
+                now,
+                broadcastId: b.id,
+                numberId,
+              });
+              made++;
             }
-            const last = s.lastContact.get(to, numberId) as number | null;
-            const dueAt = last === null ? now : Math.max(now, last + pairIntervalMs);
-            const message: OutgoingMessage =
-              "text" in content
-                ? { type: "text", to, text: { body: content.text } }
-                : {
-                    type: "template",
-                    to,
-                    template: recipientTemplate(
-                      content,
-                      parameters ? (JSON.parse(parameters) as string[]) : null,
-                    ),
-                  };
-            s.insertMessage.run({
-              kind: message.type,
-              id: uuidv7(now),
-              subject: b.subject,
-              recipient: to,
-              payload: JSON.stringify(message),
-              priority,
-              dueAt,
-              now,
-              broadcastId: b.id,
-              numberId,
-            });
-            made++;
+            if (rows.length === 0 || made >= limit || b.only_known_contacts !== 1 || scanned >= MAX_SCAN)
+              break;
           }
           s.advance.run({ id: b.id, cursor, now });
         }
