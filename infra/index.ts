@@ -83,6 +83,7 @@ if (config.provision) {
         acmeServer: config.acmeServer,
         rateLimit: config.rateLimit,
         waf: config.waf,
+        adminCidrs: config.adminCidrs,
         gatewayImage: config.gatewayImage,
         backupBucket: bucketName,
         awsRegion: config.awsRegion,

@@ -8,11 +8,13 @@ import { broadcastRoutes } from "./http/broadcasts.js";
 import { installErrorHandling } from "./http/errors.js";
 import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
+import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
 import { opsRoutes } from "./http/ops.js";
 import { otpRoutes } from "./http/otp.js";
 import { repliesRoutes } from "./http/replies.js";
 import { installZodValidation } from "./http/validation.js";
 import { webhooksRoutes } from "./http/webhooks.js";
+import { createInboundPipeline, type InboundPipeline } from "./inbound/pipeline.js";
 import { loggerOptions } from "./log.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createOtpService } from "./otp/service.js";
@@ -37,6 +39,33 @@ export interface AppDeps {
   onWebhookQueued?: () => void;
   /** How webhook URLs' hosts are resolved for the SSRF check (tests inject their own). */
   resolveHost?: HostResolver;
+  /** What happens to inbound messages once stored (default: events and automated replies, built here). */
+  inbound?: InboundPipeline;
+  /** Linking and forgetting web numbers (transport/web); without it link requests answer 503. */
+  web?: WebNumbersControl;
+}
+
+/** Automated replies, as the gateway wires them: from the number that received, never to our own numbers. */
+export function autoReplierFor(config: Config, store: Store) {
+  return createAutoReplier({
+    store,
+    cooldownMs: config.REPLY_COOLDOWN_SECONDS * 1000,
+    ownNumbers: config.WHATSAPP_PHONE_NUMBER_ID ? [config.WHATSAPP_PHONE_NUMBER_ID] : [],
+    isWebNumber: (numberId) => store.numbers.cachedNumber(numberId)?.transport === "web",
+  });
+}
+
+/** Which number a Meta notification is for, by its `metadata.phone_number_id`. */
+export function metaNumberRoute(config: Config, store: Store) {
+  return (phoneNumberId: string | undefined) => {
+    if (phoneNumberId === undefined || phoneNumberId === config.WHATSAPP_PHONE_NUMBER_ID)
+      return { kind: "default" as const };
+    const number = store.numbers.cachedNumberByPhoneNumberId(phoneNumberId);
+    if (number) return { kind: "number" as const, numberId: number.id };
+    // Without a configured id the default number is whatever Meta names (as before numbers existed).
+    if (config.WHATSAPP_PHONE_NUMBER_ID === undefined) return { kind: "default" as const };
+    return { kind: "unknown" as const };
+  };
 }
 
 /** API routes take small JSON bodies; only Meta's webhook route raises its own limit. */
@@ -112,6 +141,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const guard = createScopeGuards(config, deps.store);
   const onEnqueued = deps.onEnqueued ?? (() => {});
   const events = deps.events ?? noEvents;
+  const sealer = sealerFor(config);
+  const inbound =
+    deps.inbound ??
+    createInboundPipeline({
+      store: deps.store,
+      events,
+      autoReplier: autoReplierFor(config, deps.store),
+      onEnqueued,
+      log: app.log,
+    });
   await app.register(opsRoutes, { store: deps.store, metrics });
   await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
   await app.register(otpRoutes, {
@@ -120,10 +159,20 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     guard,
     onEnqueued,
     events,
+    numbers: deps.store.numbers,
   });
   await app.register(adminRoutes, { store: deps.store, guard });
+  await app.register(numbersRoutes, {
+    config,
+    numbers: deps.store.numbers,
+    sealer,
+    guard,
+    events,
+    ...(deps.web ? { web: deps.web } : {}),
+  });
   await app.register(broadcastRoutes, {
     store: deps.store.broadcasts,
+    numbers: deps.store.numbers,
     guard,
     onCreated: deps.onBroadcastCreated ?? (() => {}),
   });
@@ -133,17 +182,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     appSecret: config.WHATSAPP_APP_SECRET,
     verifyToken: config.WHATSAPP_VERIFY_TOKEN,
     events,
-    autoReplier: createAutoReplier({
-      store: deps.store,
-      cooldownMs: config.REPLY_COOLDOWN_SECONDS * 1000,
-      ownNumbers: config.WHATSAPP_PHONE_NUMBER_ID ? [config.WHATSAPP_PHONE_NUMBER_ID] : [],
-    }),
-    onEnqueued,
+    inbound,
+    route: metaNumberRoute(config, deps.store),
   });
   await app.register(repliesRoutes, { store: deps.store, guard, maxRulesPerSubject: config.REPLY_MAX_RULES });
   await app.register(webhooksRoutes, {
     store: deps.store,
-    sealer: sealerFor(config),
+    sealer,
     guard,
     policy: webhookUrlPolicy(config),
     resolve: deps.resolveHost ?? systemResolver,

@@ -105,6 +105,15 @@ export const configSchema = z
     WEBHOOK_RETRY_WINDOW_SECONDS: integer(86_400, 1, 7 * 86_400),
     WEBHOOK_MAX_ATTEMPTS: integer(60, 1, 1000),
     WEBHOOK_POLL_INTERVAL_MS: integer(500, 10, 60_000),
+    // WhatsApp Web numbers (numbers registry, transport web).
+    WEB_LINK_TIMEOUT_SECONDS: integer(60, 10, 60),
+    WEB_UNLINKED_WAIT_SECONDS: integer(3600, 0, 7 * 86_400),
+    WEB_RECONNECT_BASE_MS: integer(2000, 10, 600_000),
+    WEB_RECONNECT_MAX_MS: integer(300_000, 100, 3_600_000),
+    // Ban-aware broadcast defaults for web numbers: a jittered pace of seconds per message and a daily cap.
+    WEB_BROADCAST_MIN_SECONDS: integer(8, 1, 3600),
+    WEB_BROADCAST_MAX_SECONDS: integer(20, 1, 3600),
+    WEB_BROADCAST_DAILY_CAP: integer(200, 1, 100_000),
   })
   .superRefine((c, ctx) => {
     if (

@@ -7,6 +7,8 @@ export const EVENT_TYPES = [
   "message.status",
   "broadcast.completed",
   "otp.verified",
+  "number.linked",
+  "number.unlinked",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -1,15 +1,22 @@
 import type { FastifyInstance } from "fastify";
-import { buildApp } from "./app.js";
+import { autoReplierFor, buildApp } from "./app.js";
 import { BroadcastSender } from "./broadcasts/sender.js";
+import { AdaptiveThrottle } from "./broadcasts/throttle.js";
+import { JitteredPace } from "./broadcasts/web-pace.js";
 import type { Config } from "./config.js";
 import { sealerFor } from "./crypto/sealer.js";
 import type { EventSink } from "./events.js";
+import { createInboundPipeline } from "./inbound/pipeline.js";
 import { createMetrics } from "./metrics.js";
+import { sealedOwnerAssociatedData } from "./numbers/sealing.js";
 import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
 import { openSqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
 import { createTransport, type Transport } from "./transport/index.js";
-import { secretAssociatedData, WebhookDispatcher } from "./webhooks/dispatcher.js";
+import { createTransportRouter } from "./transport/router.js";
+import { WebNumbers } from "./transport/web/manager.js";
+import type { SocketFactory } from "./transport/web/socket.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { createWebhookEventSink } from "./webhooks/sink.js";
 import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
@@ -34,13 +41,14 @@ export interface GatewayOverrides {
   events?: EventSink;
   /** Resolves webhook hosts for the SSRF checks (tests control what a name resolves to). */
   resolveHost?: HostResolver;
+  /** Opens WhatsApp Web sockets (default: Baileys; tests give a fake that emits Baileys' events). */
+  webSocketFactory?: SocketFactory;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
 export async function createGateway(config: Config, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const store =
     overrides.store ?? openSqliteStore(config.DATABASE_PATH, { fsync: config.DATABASE_SYNC === "full" });
-  const transport = overrides.transport ?? createTransport(config);
   const sealer = sealerFor(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
@@ -48,7 +56,22 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const resolveHost = overrides.resolveHost ?? systemResolver;
   const events = overrides.events ?? createWebhookEventSink({ store, onQueued: () => webhooks?.notify() });
   let broadcasts: BroadcastSender | undefined;
+  let wake: () => void = () => {};
+  const inbound = createInboundPipeline({
+    store,
+    events,
+    autoReplier: autoReplierFor(config, store),
+    onEnqueued: () => wake(),
+  });
+  let web: WebNumbers | undefined;
   const app = await buildApp(config, {
+    inbound,
+    // The routes reach the web numbers once they exist (they need the app's logger).
+    web: {
+      link: (number, request) =>
+        web ? web.link(number, request) : Promise.resolve({ kind: "unavailable", reason: "starting" }),
+      forget: async (numberId) => web?.forget(numberId),
+    },
     store,
     metrics,
     onEnqueued: () => outbox?.notify(),
@@ -59,6 +82,27 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
   });
+  web = new WebNumbers({
+    store,
+    sealer,
+    log: app.log.child({ component: "web" }),
+    events,
+    inbound,
+    ...(overrides.webSocketFactory ? { socketFactory: overrides.webSocketFactory } : {}),
+    linkTimeoutMs: config.WEB_LINK_TIMEOUT_SECONDS * 1000,
+    unlinkedWaitMs: config.WEB_UNLINKED_WAIT_SECONDS * 1000,
+    reconnectBaseMs: config.WEB_RECONNECT_BASE_MS,
+    reconnectMaxMs: config.WEB_RECONNECT_MAX_MS,
+  });
+  const webNumbers = web;
+  const transport = createTransportRouter({
+    defaultTransport: overrides.transport ?? createTransport(config),
+    numbers: store.numbers,
+    sealer,
+    mode: config.WHATSAPP_TRANSPORT,
+    graphBaseUrl: config.GRAPH_API_BASE_URL,
+    web: webNumbers,
+  });
   broadcasts = new BroadcastSender({
     store: store.broadcasts,
     events,
@@ -66,6 +110,16 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     ratePerSecond: config.BROADCAST_RATE_PER_SECOND,
     pairIntervalMs: config.BROADCAST_PAIR_INTERVAL_SECONDS * 1000,
     onMaterialised: () => outbox?.notify(),
+    // Web numbers: a jittered pace of seconds per message and a daily cap (ban-aware defaults, see README).
+    paceFor: (numberId, now) =>
+      numberId && store.numbers.cachedNumber(numberId)?.transport === "web"
+        ? new JitteredPace(
+            config.WEB_BROADCAST_MIN_SECONDS * 1000,
+            Math.max(config.WEB_BROADCAST_MIN_SECONDS, config.WEB_BROADCAST_MAX_SECONDS) * 1000,
+            config.WEB_BROADCAST_DAILY_CAP,
+            now,
+          )
+        : new AdaptiveThrottle(config.BROADCAST_RATE_PER_SECOND, now),
   });
   const broadcastSender = broadcasts;
   outbox = new OutboxWorker({
@@ -100,6 +154,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   });
   const dispatcher = webhooks;
   const worker = outbox;
+  wake = () => worker.notify();
   let stopped: Promise<void> | undefined;
   return {
     app,
@@ -111,11 +166,14 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
         // A rotation: what the previous secret sealed moves under the current one before any of it is used.
         // A value sealed under an even older secret opens under neither: the store leaves it and counts it.
         const counts = await store.resealSecrets((owner, sealed) =>
-          sealer.reseal(sealed, owner.kind === "message" ? owner.id : secretAssociatedData(owner.id)),
+          sealer.reseal(sealed, sealedOwnerAssociatedData(owner)),
         );
         app.log.info(counts, "API_SECRET rotation: sealed secrets moved under the current secret");
       }
+      // Inbound messages a stop left committed but unprocessed are processed before new ones arrive.
+      await inbound.recover(Date.now());
       const address = await app.listen({ host: config.HOST, port: config.PORT });
+      await webNumbers.start();
       worker.start();
       dispatcher.start();
       broadcastSender.start();

@@ -52,7 +52,13 @@ export const PRIORITY = { interactive: 0, bulk: 10 } as const;
 export const SECRET_PLACEHOLDER = "{{secret}}";
 
 export function fillSecret(message: OutgoingMessage, secret: string): OutgoingMessage {
-  if (message.type !== "template" || !message.template.components) return message;
+  // A web number sends an OTP as plain text (no templates there).
+  if (message.type === "text")
+    return {
+      ...message,
+      text: { ...message.text, body: message.text.body.replaceAll(SECRET_PLACEHOLDER, secret) },
+    };
+  if (!message.template.components) return message;
   return {
     ...message,
     template: {

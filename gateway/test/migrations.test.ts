@@ -69,6 +69,8 @@ describe("migration 5: messages and webhook deliveries rebuilt without IN-list C
         .all();
       expect(indexes).toEqual([
         "messages_broadcast",
+        "messages_number_bulk",
+        "messages_number_queued",
         "messages_provider_id",
         "messages_queued",
         "messages_recipient",

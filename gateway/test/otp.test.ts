@@ -218,7 +218,7 @@ describe("OTP on the cloud transport", () => {
         WHATSAPP_TRANSPORT: "cloud",
         GRAPH_API_BASE_URL: fake.baseUrl,
         WHATSAPP_ACCESS_TOKEN: "t",
-        WHATSAPP_PHONE_NUMBER_ID: "1065",
+        WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
         OTP_TEMPLATE_NAME: "auth_code",
       });
       const token = await gw.token(["otp"]);

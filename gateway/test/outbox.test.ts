@@ -33,7 +33,7 @@ async function start(
     WHATSAPP_TRANSPORT: "cloud",
     GRAPH_API_BASE_URL: fake.baseUrl,
     WHATSAPP_ACCESS_TOKEN: "t",
-    WHATSAPP_PHONE_NUMBER_ID: "1065",
+    WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
     WHATSAPP_APP_SECRET: APP_SECRET,
     ...env,
   });

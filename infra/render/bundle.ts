@@ -93,6 +93,8 @@ export interface HostBundleInput {
   acmeServer: AcmeServer;
   rateLimit: RateLimit;
   waf: Waf;
+  /** `wagate:adminCidrs`: the only clients the edge lets reach the routes that link WhatsApp Web numbers. */
+  adminCidrs?: string[];
   /** Pinned by digest (`…@sha256:…`); absent = `podman build` on the host from GATEWAY_BUILD_CONTEXT. */
   gatewayImage?: string;
   /** S3 bucket for the daily database backups; "" keeps local copies only (test boxes). */
@@ -132,6 +134,7 @@ const inputSchema = z
     acmeServer: acmeServerSchema,
     rateLimit: rateLimitSchema,
     waf: wafSchema,
+    adminCidrs: z.array(z.string()).optional(),
     gatewayImage: z
       .string()
       .regex(
@@ -162,7 +165,13 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const files: Record<string, string> = {};
 
   for (const [name, content] of Object.entries(
-    renderNginx({ domain: c.domain, rateLimit: c.rateLimit, waf: c.waf, layout }),
+    renderNginx({
+      domain: c.domain,
+      rateLimit: c.rateLimit,
+      waf: c.waf,
+      layout,
+      ...(c.adminCidrs ? { adminCidrs: c.adminCidrs } : {}),
+    }),
   )) {
     files[posix.join("nginx", name)] = content;
   }

@@ -42,7 +42,18 @@ export interface NginxInput {
   readonly layout: EdgeLayout;
   /** nginx `worker_processes`; "auto" (one per core) unless a caller needs otherwise. */
   readonly workerProcesses?: number | "auto";
+  /**
+   * `wagate:adminCidrs`: the only clients that may reach the routes that link a WhatsApp Web number
+   * (`/v1/numbers/<id>/link`). Whoever links a number owns it, so these routes are not for the internet even with
+   * an admin token; without any CIDR nobody reaches them through the edge.
+   */
+  readonly adminCidrs?: readonly string[];
 }
+
+const cidrSchema = z.string().regex(/^[0-9a-fA-F:.]+\/[0-9]{1,3}$/, "a CIDR block such as 203.0.113.0/24");
+
+/** The link routes' location: a regex location, so it wins over the `/v1/` prefix. */
+export const LINK_ROUTE_MATCH = "~ ^/v1/numbers/[^/]+/link$";
 
 /** The access log, relative to layout.logDir. */
 export const ACCESS_LOG_FILE = "access.json";
@@ -173,6 +184,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   const rateLimit = rateLimitSchema.parse(input.rateLimit);
   const waf = wafSchema.parse(input.waf);
   const { layout } = input;
+  const adminCidrs = z.array(cidrSchema).parse(input.adminCidrs ?? []);
   const files: Record<string, string> = {};
   let rulesFile: string | undefined;
   if (waf.enabled) {
@@ -225,6 +237,30 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       bodyLimit: "1k",
       bodyBuffer: "1k",
     },
+  ];
+
+  // Link routes: refused at the edge (403, JSON) unless the client is in wagate:adminCidrs; then the API's limits,
+  // WAF and upstream like any other API route.
+  const linkRoute = [
+    `location ${LINK_ROUTE_MATCH} {`,
+    "    if ($wagate_admin_client = 0) {",
+    "        set $wagate_denial admin;",
+    `        return 403 '{"error":{"code":"forbidden","message":"Linking is only allowed from the admin networks"}}\\n';`,
+    "    }",
+    `    ${ipLimit}`,
+    `    ${tokenLimit}`,
+    `    client_max_body_size ${BODY_LIMITS.api};`,
+    `    client_body_buffer_size ${BODY_LIMITS.api};`,
+    "    try_files /.wagate-edge-handover @wagate_api;",
+    "}",
+    "",
+  ];
+  const adminGeo = [
+    "# Who may reach the link routes (wagate:adminCidrs).",
+    "geo $wagate_admin_client {",
+    "    default 0;",
+    ...adminCidrs.map((cidr) => `    ${cidr} 1;`),
+    "}",
   ];
 
   const routeBlocks = routes.flatMap((r) => [
@@ -335,6 +371,7 @@ ${indent(logFormat, 2)};
     }
     limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;
     limit_conn_zone $binary_remote_addr zone=wagate_conn:10m;
+${indent(adminGeo, 1)}
     limit_req_status 429;
     limit_conn_status 429;
     limit_req_log_level warn;
@@ -442,6 +479,7 @@ ${indent(
             return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
         }
 
+${indent(linkRoute, 2)}
 ${indent(routeBlocks, 2)}
 ${indent(errorPages, 2)}
     }

@@ -235,6 +235,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       rateLimit: rateLimitSchema.parse(options.rateLimit ?? {}),
       waf: wafSchema.parse(options.waf ?? {}),
       layout,
+      // The operator of a local stack sits on this machine: linking a web number is allowed from loopback.
+      adminCidrs: ["127.0.0.0/8"],
     });
     await writeSelfSignedCertificate(layout, domain);
     const nginx = await startNginx({ layout, files });

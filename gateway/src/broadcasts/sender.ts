@@ -6,6 +6,19 @@ import { WakeableSleep } from "../queue/wakeable-sleep.js";
 import type { BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import { AdaptiveThrottle } from "./throttle.js";
 
+/** A sending number's pace: the adaptive throttle for cloud numbers, a slower jittered one for web numbers. */
+export interface BroadcastPace {
+  readonly currentRate: number;
+  refill(now: number): number;
+  take(count: number): void;
+  drain(): void;
+  onThrottled(now: number): void;
+  /** At most this many bulk messages per rolling 24 hours from the number (web numbers). */
+  readonly dailyCap?: number;
+}
+
+const DAY_MS = 86_400_000;
+
 // The broadcast sender. Broadcast recipients wait in their own table; at the allowed rate this loop turns the
 // next few into outbox rows (priority `bulk`), each batch in the transaction that advances the broadcast's
 // cursor, and wakes the outbox. So the outbox holds at most about a second of bulk work, memory does not grow
@@ -27,6 +40,11 @@ export interface BroadcastSenderOptions {
   tickMs?: number;
   idlePollMs?: number;
   now?: () => number;
+  /**
+   * The pace of a sending number's broadcasts (null: the default number); default: an adaptive throttle at
+   * `ratePerSecond`. Each number has its own: Meta's throughput limit is per number.
+   */
+  paceFor?: (numberId: string | null, now: number) => BroadcastPace;
 }
 
 const DEFAULT_TICK_MS = 20;
@@ -39,17 +57,27 @@ export class BroadcastSender {
   private running = false;
   private loop: Promise<void> | undefined;
   private readonly pause = new WakeableSleep();
-  private readonly throttle: AdaptiveThrottle;
+  private readonly paces = new Map<string | null, BroadcastPace>();
   private readonly now: () => number;
   private lastCompletionCheck = 0;
 
   constructor(private readonly options: BroadcastSenderOptions) {
     this.now = options.now ?? Date.now;
-    this.throttle = new AdaptiveThrottle(options.ratePerSecond, this.now());
   }
 
+  /** The default number's current rate (messages per second). */
   get currentRate(): number {
-    return this.throttle.currentRate;
+    return this.pace(null).currentRate;
+  }
+
+  private pace(numberId: string | null): BroadcastPace {
+    let pace = this.paces.get(numberId);
+    if (!pace) {
+      const now = this.now();
+      pace = this.options.paceFor?.(numberId, now) ?? new AdaptiveThrottle(this.options.ratePerSecond, now);
+      this.paces.set(numberId, pace);
+    }
+    return pace;
   }
 
   start(): void {
@@ -74,11 +102,13 @@ export class BroadcastSender {
     return {
       acquire: (message) => inner?.acquire(message) ?? Promise.resolve(),
       onThrottled: (message) => {
-        const before = this.throttle.currentRate;
-        this.throttle.onThrottled(this.now());
-        if (this.throttle.currentRate !== before) {
+        // Throughput is per number: only the refused message's number slows down.
+        const pace = this.pace(message.numberId ?? null);
+        const before = pace.currentRate;
+        pace.onThrottled(this.now());
+        if (pace.currentRate !== before) {
           this.options.log.warn(
-            { ratePerSecond: Math.round(this.throttle.currentRate) },
+            { ratePerSecond: Math.round(pace.currentRate), numberId: message.numberId ?? undefined },
             "broadcasts: throughput limit reached, slowing down",
           );
         }
@@ -105,27 +135,34 @@ export class BroadcastSender {
   private async tick(): Promise<boolean> {
     const o = this.options;
     const now = this.now();
-    const active = await o.store.hasActiveBroadcasts();
-    if (!active) {
-      this.throttle.refill(now);
-      this.throttle.drain();
-      return false;
+    const active = new Set(await o.store.activeBroadcastNumbers());
+    for (const [numberId, pace] of this.paces) {
+      if (active.has(numberId)) continue;
+      pace.refill(now);
+      pace.drain();
     }
-    const allowed = this.throttle.refill(now);
-    if (allowed > 0) {
-      const window = Math.max(MIN_WINDOW, Math.ceil(this.throttle.currentRate));
-      const room = window - (await o.store.outstandingBulk(PRIORITY.bulk));
-      const limit = Math.min(allowed, room);
-      if (limit > 0) {
-        const made = await o.store.materialise({
-          now,
-          limit,
-          pairIntervalMs: o.pairIntervalMs,
-          priority: PRIORITY.bulk,
-        });
-        this.throttle.take(made);
-        if (made > 0) o.onMaterialised();
+    if (active.size === 0) return false;
+    for (const numberId of active) {
+      const pace = this.pace(numberId);
+      const allowed = pace.refill(now);
+      if (allowed <= 0) continue;
+      const window = Math.max(MIN_WINDOW, Math.ceil(pace.currentRate));
+      const room = window - (await o.store.outstandingBulk(PRIORITY.bulk, numberId));
+      let limit = Math.min(allowed, room);
+      if (pace.dailyCap !== undefined && limit > 0) {
+        const sent = await o.store.bulkSentSince(numberId, now - DAY_MS);
+        limit = Math.min(limit, pace.dailyCap - sent);
       }
+      if (limit <= 0) continue;
+      const made = await o.store.materialise({
+        now,
+        limit,
+        pairIntervalMs: o.pairIntervalMs,
+        priority: PRIORITY.bulk,
+        numberId,
+      });
+      pace.take(made);
+      if (made > 0) o.onMaterialised();
     }
     if (now - this.lastCompletionCheck >= COMPLETION_CHECK_MS) {
       this.lastCompletionCheck = now;
@@ -147,6 +184,7 @@ export class BroadcastSender {
       dedupeKey: `broadcast.completed:${broadcast.id}`,
       data: {
         id: broadcast.id,
+        number_id: broadcast.numberId ?? "default",
         name: broadcast.name,
         total: broadcast.total,
         sent: broadcast.sent,

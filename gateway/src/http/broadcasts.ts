@@ -1,12 +1,14 @@
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
+import { refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
 import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
+import type { NumbersStore } from "../store/numbers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
-import { messageIdParams, templateSchema } from "./schemas.js";
+import { fromField, messageIdParams, templateSchema } from "./schemas.js";
 
 // POST /v1/broadcasts, GET /v1/broadcasts/:id, POST /v1/broadcasts/:id/cancel (scope `broadcasts`).
 // The body is refused as a whole only when malformed; an invalid number is reported per item in the 202 and
@@ -24,11 +26,28 @@ const recipientItem = z.union([
   }),
 ]);
 
-export const broadcastBody = z.strictObject({
-  name: z.string().min(1).max(200).optional(),
-  template: templateSchema,
-  recipients: z.array(recipientItem).min(1).max(MAX_RECIPIENTS),
-});
+export const broadcastBody = z
+  .strictObject({
+    name: z.string().min(1).max(200).optional(),
+    from: fromField.optional(),
+    template: templateSchema.optional(),
+    /** Plain text: what a web number sends (and a cloud number, inside each recipient's 24 h window). */
+    text: z
+      .strictObject({
+        body: z
+          .string()
+          .min(1)
+          .refine((s) => [...s].length <= 4096, { error: "must be at most 4096 characters" }),
+      })
+      .optional(),
+    /** Only recipients who wrote to the sending number before (a web number's best protection from bans). */
+    only_known_contacts: z.boolean().optional(),
+    recipients: z.array(recipientItem).min(1).max(MAX_RECIPIENTS),
+  })
+  .refine((b) => (b.template === undefined) !== (b.text === undefined), {
+    error: "give either template or text",
+    path: ["template"],
+  });
 type BroadcastBody = z.infer<typeof broadcastBody>;
 
 export interface InvalidRecipient {
@@ -80,11 +99,13 @@ export function broadcastView(b: BroadcastRecord) {
     created_at: new Date(b.createdAt).toISOString(),
     updated_at: new Date(b.updatedAt).toISOString(),
     completed_at: b.completedAt === null ? null : new Date(b.completedAt).toISOString(),
+    from: b.numberId ?? "default",
   };
 }
 
 export interface BroadcastRoutesOptions {
   store: BroadcastStore;
+  numbers: NumbersStore;
   guard: (scope: "broadcasts") => ScopeGuard;
   /** Wakes the broadcast sender after a commit. */
   onCreated: () => void;
@@ -92,7 +113,7 @@ export interface BroadcastRoutesOptions {
 
 export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async (
   app,
-  { store, guard, onCreated },
+  { store, numbers, guard, onCreated },
 ) => {
   app.post(
     "/v1/broadcasts",
@@ -101,6 +122,9 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
       const body = request.body as BroadcastBody;
+      // A web number sends no templates.
+      const sending = resolveFrom(numbers, body.from);
+      if (body.template) refuseTemplateOnWeb(sending, "template");
       const key = readIdempotencyKey(request);
       const { valid, invalid, duplicates } = sortRecipients(body.recipients);
       if (valid.length === 0) {
@@ -120,12 +144,15 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
           id,
           subject: principal.subject,
           name: body.name ?? null,
-          template: body.template,
+          ...(body.template ? { template: body.template } : {}),
+          ...(body.text ? { text: body.text.body } : {}),
+          ...(body.only_known_contacts ? { onlyKnownContacts: true } : {}),
           recipients: valid,
           total: valid.length,
           invalid: invalid.length,
           duplicates,
           createdAt: now,
+          ...(sending.numberId ? { numberId: sending.numberId } : {}),
         },
         idempotencyClaim(principal.subject, key, "POST /v1/broadcasts", body, answer),
       );

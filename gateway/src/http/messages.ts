@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { uuidv7 } from "../ids.js";
 import { type OutgoingMessage, PRIORITY, publicStatus } from "../messages.js";
 import type { Metrics } from "../metrics.js";
+import { DEFAULT_NUMBER_ID, refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
@@ -26,6 +27,7 @@ function view(record: MessageRecord) {
     id: record.id,
     status: publicStatus(record.status),
     to: record.message.to,
+    from: record.numberId ?? DEFAULT_NUMBER_ID,
     type: record.kind,
     attempts: record.attempts,
     provider_message_id: record.providerMessageId,
@@ -46,6 +48,9 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
       const body = request.body as SendMessageBody;
+      // Before anything is queued: an unknown number, or one that cannot send, is a 422 naming `from`.
+      const sending = resolveFrom(store.numbers, body.from);
+      refuseTemplateOnWeb(sending, body.type);
       const key = readIdempotencyKey(request);
       const now = Date.now();
       const id = uuidv7(now);
@@ -58,12 +63,13 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
           message: toOutgoing(body),
           priority: PRIORITY.interactive,
           createdAt: now,
+          ...(sending.numberId ? { numberId: sending.numberId } : {}),
         },
         idempotencyClaim(principal.subject, key, "POST /v1/messages", body, answer),
       );
       if (result.kind !== "created") return replayOrConflict(result, reply);
       metrics.messagesAccepted.inc({ kind: body.type });
-      request.log.info({ messageId: id, to: body.to }, "message accepted");
+      request.log.info({ messageId: id, to: body.to, numberId: sending.numberId }, "message accepted");
       onEnqueued();
       reply.header("location", `/v1/messages/${id}`);
       return reply.status(202).send(answer.body);

@@ -2,8 +2,9 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import type { EventSink } from "../events.js";
+import type { InboundPipeline } from "../inbound/pipeline.js";
 import type { Metrics } from "../metrics.js";
-import type { AutoReplier } from "../replies/auto-replier.js";
+import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
 import type { InboundMessage, StatusUpdate, Store } from "../store/store.js";
 import { ApiError } from "./errors.js";
 
@@ -18,12 +19,20 @@ export interface MetaWebhookOptions {
   metrics: Metrics;
   appSecret: string | undefined;
   verifyToken: string | undefined;
-  /** Receives `message.received` and `message.status` events; resolves once they are persisted. */
+  /** Receives `message.status` events; resolves once they are persisted. */
   events?: EventSink;
-  /** Answers inbound messages with the automated-reply rules. */
-  autoReplier?: AutoReplier;
-  /** Wakes the outbox after automated replies were enqueued. */
-  onEnqueued?: () => void;
+  /** What happens to inbound messages once stored: `message.received` events, automated replies. */
+  inbound?: InboundPipeline;
+  /**
+   * Which of our numbers a notification is for, by its `metadata.phone_number_id`: the default number, a cloud
+   * number of the registry, or nobody's (stored for an operator, otherwise ignored).
+   */
+  route?: (phoneNumberId: string | undefined) =>
+    | { kind: "default" }
+    | { kind: "number"; numberId: string }
+    | {
+        kind: "unknown";
+      };
 }
 
 /** Meta's maximum payload. The API routes keep their small limit; only this route accepts more. */
@@ -149,10 +158,19 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
     const statuses: StatusUpdate[] = [];
     const inbound: InboundMessage[] = [];
     const ownNumbers: string[] = [];
+    const unrouted: Array<{ phoneNumberId: string; body: string }> = [];
     let skipped = 0;
     for (const entry of parsed.data.entry) {
       for (const change of entry.changes) {
         const meta = metadata.safeParse(change.value.metadata);
+        const phoneNumberId = meta.success ? meta.data.phone_number_id : undefined;
+        const route = options.route?.(phoneNumberId) ?? { kind: "default" as const };
+        if (route.kind === "unknown") {
+          // Not a number of ours: kept for an operator to look at, and acknowledged (Meta would retry a 5xx).
+          unrouted.push({ phoneNumberId: phoneNumberId ?? "", body: JSON.stringify(change.value) });
+          continue;
+        }
+        const numberId = route.kind === "number" ? route.numberId : undefined;
         if (meta.success) {
           if (meta.data.display_phone_number) ownNumbers.push(meta.data.display_phone_number);
           if (meta.data.phone_number_id) ownNumbers.push(meta.data.phone_number_id);
@@ -192,17 +210,29 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
             text: m.data.text?.body ?? null,
             sentAt: Number(m.data.timestamp) * 1000,
             raw: item,
+            ...(numberId ? { numberId } : {}),
           });
         }
       }
     }
     const now = Date.now();
-    const result = await store.recordWebhook(statuses, inbound, now);
-    // After the commit and before the 200: a crash in between makes Meta re-deliver, and the dedupe keys turn
-    // the second publication of the same facts into nothing, so events are neither lost nor doubled.
-    if (options.events) await publishEvents(options.events, store, statuses, inbound);
-    if (options.autoReplier && (await options.autoReplier.handle(inbound, ownNumbers, now)) > 0) {
-      options.onEnqueued?.();
+    const [result] = await Promise.all([
+      store.recordWebhook(statuses, inbound, now),
+      ...unrouted.map((u) => store.numbers.recordUnroutedWebhook(u.phoneNumberId, u.body, now)),
+    ]);
+    // After the commit and before the 200: a crash in between makes Meta re-deliver (and leaves the inbound
+    // messages unprocessed, for the pipeline's recovery at the next start); the dedupe keys turn the second
+    // publication of the same facts into nothing, so events are neither lost nor doubled.
+    await Promise.all([
+      options.events ? publishStatusEvents(options.events, store, statuses) : undefined,
+      options.inbound?.process(inbound, ownNumbers, now),
+    ]);
+    if (unrouted.length > 0) {
+      metrics.webhookEvents.inc({ event: "unrouted" }, unrouted.length);
+      request.log.warn(
+        { changes: unrouted.length },
+        "meta webhook: notifications for a phone number id no number has were stored and ignored",
+      );
     }
     metrics.webhookEvents.inc({ event: "delivery" });
     metrics.webhookEvents.inc({ event: "status_applied" }, result.statusesApplied);
@@ -214,27 +244,13 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
   });
 };
 
-async function publishEvents(
+/** `message.status` for each status of a message of ours, to its owner. */
+export async function publishStatusEvents(
   events: EventSink,
   store: Store,
-  statuses: StatusUpdate[],
-  inbound: InboundMessage[],
+  statuses: readonly StatusUpdate[],
 ): Promise<void> {
-  const publications: Array<Promise<void>> = inbound.map((m) =>
-    events.publish({
-      type: "message.received",
-      dedupeKey: `message.received:${m.id}`,
-      occurredAt: m.sentAt,
-      data: {
-        message_id: m.id,
-        from: m.from,
-        type: m.type,
-        text: m.text,
-        timestamp: new Date(m.sentAt).toISOString(),
-        whatsapp: m.raw,
-      },
-    }),
-  );
+  const publications: Array<Promise<void>> = [];
   for (const update of statuses) {
     const owner = await store.messageOwner(update.providerMessageId, update.ourMessageId);
     if (!owner) continue;
@@ -246,6 +262,7 @@ async function publishEvents(
         occurredAt: update.at,
         data: {
           message_id: owner.id,
+          number_id: owner.numberId ?? DEFAULT_NUMBER_ID,
           provider_message_id: update.providerMessageId,
           status: update.status,
           timestamp: new Date(update.at).toISOString(),

@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { EventSink } from "../events.js";
 import type { Metrics } from "../metrics.js";
+import { resolveFrom } from "../numbers/from.js";
 import type { OtpService } from "../otp/service.js";
+import type { NumbersStore } from "../store/numbers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, unauthorized } from "./errors.js";
 import { otpRequestBody, otpVerifyBody } from "./schemas.js";
@@ -13,11 +15,12 @@ export interface OtpRoutesOptions {
   onEnqueued: () => void;
   /** Receives `otp.verified`; resolves once it is persisted. */
   events?: EventSink;
+  numbers: NumbersStore;
 }
 
 export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
   app,
-  { otp, metrics, guard, onEnqueued, events },
+  { otp, metrics, guard, onEnqueued, events, numbers },
 ) => {
   app.post(
     "/v1/otp",
@@ -25,8 +28,9 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
     async (request, reply) => {
       const subject = request.principal?.subject;
       if (!subject) throw unauthorized();
-      const { to } = request.body as { to: string };
-      const result = await otp.issue(subject, to);
+      const { to, from } = request.body as { to: string; from?: string };
+      const sending = resolveFrom(numbers, from);
+      const result = await otp.issue(subject, to, sending);
       if (result.kind !== "sent") {
         metrics.otpEvents.inc({ event: result.kind });
         reply.header("retry-after", String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));

@@ -33,9 +33,17 @@ export const templateSchema = z.strictObject({
   components: z.array(templateComponent).max(10).optional(),
 });
 
+/** `from`: a number id of the registry, or `default`; absent means the default number. */
+export const fromField = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9-]+$/, { error: "must be a number id (GET /v1/numbers) or default" });
+
 export const sendMessageBody = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("text"),
+    from: fromField.optional(),
     to: e164Schema,
     text: z.strictObject({
       body: z
@@ -45,7 +53,12 @@ export const sendMessageBody = z.discriminatedUnion("type", [
       preview_url: z.boolean().optional(),
     }),
   }),
-  z.strictObject({ type: z.literal("template"), to: e164Schema, template: templateSchema }),
+  z.strictObject({
+    type: z.literal("template"),
+    from: fromField.optional(),
+    to: e164Schema,
+    template: templateSchema,
+  }),
 ]);
 export type SendMessageBody = z.infer<typeof sendMessageBody>;
 
@@ -57,7 +70,7 @@ export const idempotencyKey = z
   .max(255)
   .regex(/^[\x21-\x7e]+$/, { error: "must be printable ASCII without spaces" });
 
-export const otpRequestBody = z.strictObject({ to: e164Schema });
+export const otpRequestBody = z.strictObject({ to: e164Schema, from: fromField.optional() });
 export const otpVerifyBody = z.strictObject({ to: e164Schema, code: z.string().regex(/^[0-9]{4,15}$/) });
 
 export const revokeBody = z.strictObject({

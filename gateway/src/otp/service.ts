@@ -2,6 +2,7 @@ import type { Config } from "../config.js";
 import { sealerFor } from "../crypto/sealer.js";
 import { uuidv7 } from "../ids.js";
 import { type OutgoingMessage, PRIORITY, SECRET_PLACEHOLDER } from "../messages.js";
+import { DEFAULT_SENDING_NUMBER, type SendingNumber } from "../numbers/from.js";
 import type { Store } from "../store/store.js";
 import { codeMatches, deriveOtpKey, generateCode, hashCode } from "./codes.js";
 
@@ -12,7 +13,8 @@ export type IssueResult =
 export type VerifyResult = "verified" | "invalid";
 
 export interface OtpService {
-  issue(subject: string, phone: string): Promise<IssueResult>;
+  /** `from`: the sending number; a web number sends the code as plain text (WhatsApp Web has no templates). */
+  issue(subject: string, phone: string, from?: SendingNumber): Promise<IssueResult>;
   verify(subject: string, phone: string, code: string): Promise<VerifyResult>;
 }
 
@@ -39,6 +41,11 @@ export function authenticationTemplate(
   };
 }
 
+/** The code as a web number sends it: plain text, the same words as Meta's authentication template. */
+export function plainTextCode(to: string, code = SECRET_PLACEHOLDER): OutgoingMessage {
+  return { type: "text", to, text: { body: `${code} is your verification code.`, preview_url: false } };
+}
+
 export function createOtpService(config: Config, store: Store, now: () => number = Date.now): OtpService {
   const key = deriveOtpKey(config.API_SECRET);
   // A code issued just before an API_SECRET rotation still verifies while API_SECRET_PREVIOUS is set.
@@ -51,7 +58,7 @@ export function createOtpService(config: Config, store: Store, now: () => number
   };
 
   return {
-    async issue(subject, phone) {
+    async issue(subject, phone, from = DEFAULT_SENDING_NUMBER) {
       const createdAt = now();
       const otpId = uuidv7(createdAt);
       const messageId = uuidv7(createdAt);
@@ -70,10 +77,11 @@ export function createOtpService(config: Config, store: Store, now: () => number
             id: messageId,
             subject,
             kind: "otp",
-            message: authenticationTemplate(config, phone),
+            message: from.web ? plainTextCode(phone) : authenticationTemplate(config, phone),
             secret: sealer.seal(code, messageId),
             priority: PRIORITY.interactive,
             createdAt,
+            ...(from.numberId ? { numberId: from.numberId } : {}),
           },
         },
         limits,

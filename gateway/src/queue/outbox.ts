@@ -112,7 +112,7 @@ export class OutboxWorker {
       const message = record.secret
         ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
         : record.message;
-      outcome = await this.sendWithTimeout(message, record.id);
+      outcome = await this.sendWithTimeout(message, record.id, record.numberId);
     } catch (error) {
       o.log.error({ err: error, messageId: record.id }, "outbox: transport threw");
       outcome = { kind: "in_doubt", code: "transport_error", message: "transport error" };
@@ -131,7 +131,11 @@ export class OutboxWorker {
    * Node 20 every composite signal stays referenced by the long-lived worker signal and its timer lives for the
    * whole timeout, so at 1,000 msg/s the heap grew by ~100 MB during a broadcast.
    */
-  private async sendWithTimeout(message: OutgoingMessage, messageId: string): Promise<SendOutcome> {
+  private async sendWithTimeout(
+    message: OutgoingMessage,
+    messageId: string,
+    numberId: string | null,
+  ): Promise<SendOutcome> {
     const send = new AbortController();
     const timer = setTimeout(
       () => send.abort(new DOMException("the send timed out", "TimeoutError")),
@@ -141,7 +145,10 @@ export class OutboxWorker {
     if (this.controller.signal.aborted) onStop();
     else this.controller.signal.addEventListener("abort", onStop, { once: true });
     try {
-      return await this.options.transport.send(message, { messageId, signal: send.signal });
+      return await this.options.transport.send(
+        message,
+        numberId ? { messageId, signal: send.signal, numberId } : { messageId, signal: send.signal },
+      );
     } finally {
       clearTimeout(timer);
       this.controller.signal.removeEventListener("abort", onStop);

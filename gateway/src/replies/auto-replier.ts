@@ -25,6 +25,8 @@ export interface AutoReplierOptions {
   cooldownMs: number;
   /** Numbers and ids that are the gateway itself (config, and each webhook's `metadata`). */
   ownNumbers?: readonly string[];
+  /** Whether a registry number is on the web transport (which sends no templates). */
+  isWebNumber?: (numberId: string) => boolean;
 }
 
 export interface AutoReplier {
@@ -57,6 +59,9 @@ export function createAutoReplier(options: AutoReplierOptions): AutoReplier {
         if (own.has(digits(message.from))) continue;
         const rule = matcher.firstMatch(rules, message.text ?? "");
         if (!rule) continue;
+        // The reply leaves from the number that received the message; a web number cannot send a template.
+        if (message.numberId && rule.reply.type === "template" && options.isWebNumber?.(message.numberId))
+          continue;
         const outgoing: OutgoingMessage =
           rule.reply.type === "text"
             ? { type: "text", to: message.from, text: { body: rule.reply.text } }
@@ -73,6 +78,7 @@ export function createAutoReplier(options: AutoReplierOptions): AutoReplier {
             message: outgoing,
             priority: PRIORITY.interactive,
             createdAt: now,
+            ...(message.numberId ? { numberId: message.numberId } : {}),
           },
         });
         if (result === "enqueued") enqueued++;

@@ -25,13 +25,19 @@ export interface NewBroadcast {
   id: string;
   subject: string;
   name: string | null;
-  template: BroadcastTemplate;
+  /** What is sent: a template (cloud numbers), or plain text (`text`, the only kind a web number sends). */
+  template?: BroadcastTemplate;
+  text?: string;
+  /** Only recipients who wrote to the sending number before get it; the others are counted as not sent. */
+  onlyKnownContacts?: boolean;
   /** Iterated once inside the insert transaction. */
   recipients: Iterable<BroadcastRecipient>;
   total: number;
   invalid: number;
   duplicates: number;
   createdAt: number;
+  /** The sending number (numbers registry); absent for the default number. */
+  numberId?: string;
 }
 
 export interface BroadcastRecord {
@@ -53,6 +59,7 @@ export interface BroadcastRecord {
   createdAt: number;
   updatedAt: number;
   completedAt: number | null;
+  numberId: string | null;
 }
 
 export interface MaterialiseOptions {
@@ -62,6 +69,8 @@ export interface MaterialiseOptions {
   /** Pair rate: a row to a recipient who had a message within this interval is due only after it. */
   pairIntervalMs: number;
   priority: number;
+  /** Only the broadcasts of this sending number (null: the default number): each number has its own pace. */
+  numberId: string | null;
 }
 
 export type CancelResult =
@@ -77,9 +86,13 @@ export interface BroadcastStore {
   cancelBroadcast(id: string, subject: string, now: number): Promise<CancelResult>;
   /** Turns the next recipients of active broadcasts (oldest first) into outbox rows; returns how many. */
   materialise(options: MaterialiseOptions): Promise<number>;
-  /** Bulk rows in the outbox not yet settled (queued or sending). */
-  outstandingBulk(priority: number): Promise<number>;
+  /** Bulk rows in the outbox not yet settled (queued or sending), of one sending number (null: the default). */
+  outstandingBulk(priority: number, numberId?: string | null): Promise<number>;
   hasActiveBroadcasts(): Promise<boolean>;
+  /** Bulk messages of one sending number created since `since`: a web number's daily cap. */
+  bulkSentSince(numberId: string | null, since: number): Promise<number>;
+  /** The sending numbers (null: the default number) that have active broadcasts. */
+  activeBroadcastNumbers(): Promise<Array<string | null>>;
   /** Running broadcasts whose every recipient was materialised and reached sent or failed. */
   finishedBroadcasts(): Promise<BroadcastRecord[]>;
   /** false when it was already completed or cancelled. */

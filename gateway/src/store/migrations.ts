@@ -302,4 +302,63 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries (subscription_id, id);
     `,
   },
+  {
+    version: 6,
+    name: "numbers: a registry of sending numbers (cloud or web), sealed session keys, the number of every message",
+    // `numbers_generation` changes with every change of `numbers` (triggers), so each process's in-memory copy of
+    // the registry (the lookup of `from` on every send) sees another process's change by reading one row.
+    // Inbound messages gain `processed_at`: stored first, processed after (events, automated replies), and any
+    // left unprocessed by a crash are processed at the next start. Rows from before are already processed.
+    sql: `
+      CREATE TABLE numbers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        transport TEXT NOT NULL CHECK (transport = 'cloud' OR transport = 'web'),
+        status TEXT NOT NULL CHECK (status = 'active' OR status = 'unlinked' OR status = 'linking'
+          OR status = 'connected' OR status = 'disconnected'),
+        phone TEXT,
+        phone_number_id TEXT UNIQUE,
+        waba_id TEXT,
+        credential BLOB,
+        last_connected_at INTEGER,
+        status_changed_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE number_session_keys (
+        number_id TEXT NOT NULL REFERENCES numbers (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (number_id, key)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE numbers_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL) STRICT;
+      INSERT INTO numbers_generation (id, value) VALUES (1, 0);
+      CREATE TRIGGER numbers_inserted AFTER INSERT ON numbers
+      BEGIN UPDATE numbers_generation SET value = value + 1 WHERE id = 1; END;
+      CREATE TRIGGER numbers_updated AFTER UPDATE ON numbers
+      BEGIN UPDATE numbers_generation SET value = value + 1 WHERE id = 1; END;
+      CREATE TRIGGER numbers_deleted AFTER DELETE ON numbers
+      BEGIN UPDATE numbers_generation SET value = value + 1 WHERE id = 1; END;
+
+      CREATE TABLE unrouted_webhooks (
+        id INTEGER PRIMARY KEY,
+        phone_number_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+      ) STRICT;
+
+      ALTER TABLE messages ADD COLUMN number_id TEXT;
+      ALTER TABLE broadcasts ADD COLUMN number_id TEXT;
+      ALTER TABLE broadcasts ADD COLUMN only_known_contacts INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE inbound_messages ADD COLUMN number_id TEXT;
+      ALTER TABLE inbound_messages ADD COLUMN processed_at INTEGER;
+      UPDATE inbound_messages SET processed_at = received_at;
+      CREATE INDEX inbound_messages_unprocessed ON inbound_messages (received_at) WHERE processed_at IS NULL;
+      CREATE INDEX messages_number_queued ON messages (number_id) WHERE status = 'queued' AND number_id IS NOT NULL;
+      -- A web number's daily broadcast cap counts its bulk messages of the last 24 hours.
+      CREATE INDEX messages_number_bulk ON messages (number_id, created_at) WHERE broadcast_id IS NOT NULL;
+    `,
+  },
 ];

@@ -36,6 +36,7 @@ interface BroadcastRow {
   created_at: number;
   updated_at: number;
   completed_at: number | null;
+  number_id: string | null;
 }
 
 function toRecord(row: BroadcastRow): BroadcastRecord {
@@ -56,6 +57,7 @@ function toRecord(row: BroadcastRow): BroadcastRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     completedAt: row.completed_at,
+    numberId: row.number_id,
   };
 }
 
@@ -77,6 +79,9 @@ export function recipientTemplate(
   };
 }
 
+/** Recipients a known-contacts broadcast may pass over in one step. */
+const MAX_SCAN = 1000;
+
 /** Broadcast progress is written as outbox bookkeeping: a kill loses none of it (see sqlite.ts). */
 const BOOKKEEPING = { durable: false } as const;
 
@@ -87,40 +92,53 @@ export function createSqliteBroadcastStore(
   const claimIdempotency = idempotencyClaimer(db);
   const s = {
     insertBroadcast: db.prepare(
-      `INSERT INTO broadcasts (id, subject, name, template, status, total, n_invalid, n_duplicates, created_at, updated_at)
-       VALUES (@id, @subject, @name, @template, 'queued', @total, @invalid, @duplicates, @createdAt, @createdAt)`,
+      `INSERT INTO broadcasts (id, subject, name, template, status, total, n_invalid, n_duplicates, created_at, updated_at, number_id, only_known_contacts)
+       VALUES (@id, @subject, @name, @template, 'queued', @total, @invalid, @duplicates, @createdAt, @createdAt, @numberId, @onlyKnown)`,
     ),
     insertRecipient: db.prepare(
       "INSERT INTO broadcast_recipients (broadcast_id, seq, recipient, parameters) VALUES (?, ?, ?, ?)",
     ),
     get: db.prepare("SELECT * FROM broadcasts WHERE id = ?"),
     active: db.prepare(
-      "SELECT id, subject, template, cursor, total FROM broadcasts WHERE status IN ('queued', 'running') AND cursor < total ORDER BY created_at, id",
+      "SELECT id, subject, template, cursor, total, only_known_contacts FROM broadcasts WHERE status IN ('queued', 'running') AND cursor < total AND number_id IS ? ORDER BY created_at, id",
     ),
     hasActive: db.prepare("SELECT 1 FROM broadcasts WHERE status IN ('queued', 'running') LIMIT 1").pluck(),
+    activeNumbers: db
+      .prepare("SELECT DISTINCT number_id FROM broadcasts WHERE status IN ('queued', 'running')")
+      .pluck(),
     nextRecipients: db
       .prepare(
         "SELECT seq, recipient, parameters FROM broadcast_recipients WHERE broadcast_id = ? AND seq > ? ORDER BY seq LIMIT ?",
       )
       .raw(),
-    // The last time anything went (or is due to go) to this number: a queued row counts at its due time, any
-    // other at its last change, which is at or after its send (conservative: the pair interval only grows).
+    // The last time anything went (or is due to go) to this number from the same sending number (the pair rate
+    // is per pair): a queued row counts at its due time, any other at its last change, which is at or after its
+    // send (conservative: the pair interval only grows).
     lastContact: db
       .prepare(
-        "SELECT MAX(CASE WHEN status = 'queued' THEN next_attempt_at ELSE updated_at END) FROM messages WHERE recipient = ?",
+        "SELECT MAX(CASE WHEN status = 'queued' THEN next_attempt_at ELSE updated_at END) FROM messages WHERE recipient = ? AND number_id IS ?",
       )
       .pluck(),
     insertMessage: db.prepare(
-      `INSERT INTO messages (id, subject, kind, recipient, payload, priority, status, next_attempt_at, created_at, updated_at, broadcast_id)
-       VALUES (@id, @subject, 'template', @recipient, @payload, @priority, 'queued', @dueAt, @now, @now, @broadcastId)`,
+      `INSERT INTO messages (id, subject, kind, recipient, payload, priority, status, next_attempt_at, created_at, updated_at, broadcast_id, number_id)
+       VALUES (@id, @subject, @kind, @recipient, @payload, @priority, 'queued', @dueAt, @now, @now, @broadcastId, @numberId)`,
     ),
+    knownContact: db
+      .prepare("SELECT 1 FROM inbound_messages WHERE sender = ? AND number_id IS ? LIMIT 1")
+      .pluck(),
+    skipOne: db.prepare("UPDATE broadcasts SET n_skipped = n_skipped + 1 WHERE id = ?"),
+    bulkSince: db
+      .prepare(
+        "SELECT COUNT(*) FROM messages WHERE number_id IS ? AND broadcast_id IS NOT NULL AND created_at > ?",
+      )
+      .pluck(),
     advance: db.prepare(
       "UPDATE broadcasts SET cursor = @cursor, status = 'running', updated_at = @now WHERE id = @id",
     ),
     outstanding: db
       .prepare(
-        `SELECT (SELECT COUNT(*) FROM messages WHERE status = 'queued' AND priority = @priority)
-              + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND priority = @priority)`,
+        `SELECT (SELECT COUNT(*) FROM messages WHERE status = 'queued' AND priority = @priority AND number_id IS @numberId)
+              + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND priority = @priority AND number_id IS @numberId)`,
       )
       .pluck(),
     cancel: db.prepare(
@@ -129,7 +147,7 @@ export function createSqliteBroadcastStore(
     dropQueued: db.prepare("DELETE FROM messages WHERE broadcast_id = ? AND status = 'queued'"),
     setSkipped: db.prepare("UPDATE broadcasts SET n_skipped = ? WHERE id = ?"),
     finished: db.prepare(
-      "SELECT * FROM broadcasts WHERE status = 'running' AND cursor >= total AND n_sent + n_failed >= total",
+      "SELECT * FROM broadcasts WHERE status = 'running' AND cursor >= total AND n_sent + n_failed + n_skipped >= total",
     ),
     complete: db.prepare(
       "UPDATE broadcasts SET status = 'completed', completed_at = @now, updated_at = @now WHERE id = @id AND status = 'running'",
@@ -145,11 +163,14 @@ export function createSqliteBroadcastStore(
           id: b.id,
           subject: b.subject,
           name: b.name,
-          template: JSON.stringify(b.template),
+          // Plain text is kept in the same column, as {"text": …}.
+          template: JSON.stringify(b.text !== undefined ? { text: b.text } : b.template),
+          onlyKnown: b.onlyKnownContacts ? 1 : 0,
           total: b.total,
           invalid: b.invalid,
           duplicates: b.duplicates,
           createdAt: b.createdAt,
+          numberId: b.numberId ?? null,
         });
         // One prepared statement in a loop, inside this one transaction: 100,000 rows commit at once.
         let seq = 0;
@@ -178,39 +199,60 @@ export function createSqliteBroadcastStore(
       });
     },
 
-    materialise({ now, limit, pairIntervalMs, priority }: MaterialiseOptions) {
+    materialise({ now, limit, pairIntervalMs, priority, numberId }: MaterialiseOptions) {
       return batcher.write(() => {
         let made = 0;
-        const active = s.active.all() as Array<
-          Pick<BroadcastRow, "id" | "subject" | "template" | "cursor" | "total">
+        const active = s.active.all(numberId) as Array<
+          Pick<BroadcastRow, "id" | "subject" | "template" | "cursor" | "total"> & {
+            only_known_contacts: number;
+          }
         >;
         for (const b of active) {
           if (made >= limit) break;
-          const template = JSON.parse(b.template) as BroadcastTemplate;
-          const rows = s.nextRecipients.all(b.id, b.cursor, limit - made) as Array<
-            [number, string, string | null]
-          >;
+          const content = JSON.parse(b.template) as BroadcastTemplate | { text: string };
           let cursor = b.cursor;
-          for (const [seq, to, parameters] of rows) {
-            const last = s.lastContact.get(to) as number | null;
-            const dueAt = last === null ? now : Math.max(now, last + pairIntervalMs);
-            const message: OutgoingMessage = {
-              type: "template",
-              to,
-              template: recipientTemplate(template, parameters ? (JSON.parse(parameters) as string[]) : null),
-            };
-            s.insertMessage.run({
-              id: uuidv7(now),
-              subject: b.subject,
-              recipient: to,
-              payload: JSON.stringify(message),
-              priority,
-              dueAt,
-              now,
-              broadcastId: b.id,
-            });
-            cursor = seq;
-            made++;
+          // Recipients left out (only known contacts) do not use the allowance: read on, a bounded number of rows.
+          let scanned = 0;
+          for (;;) {
+            const rows = s.nextRecipients.all(b.id, cursor, limit - made) as Array<
+              [number, string, string | null]
+            >;
+            scanned += rows.length;
+            for (const [seq, to, parameters] of rows) {
+              cursor = seq;
+              if (b.only_known_contacts === 1 && s.knownContact.get(to, numberId) === undefined) {
+                s.skipOne.run(b.id);
+                continue;
+              }
+              const last = s.lastContact.get(to, numberId) as number | null;
+              const dueAt = last === null ? now : Math.max(now, last + pairIntervalMs);
+              const message: OutgoingMessage =
+                "text" in content
+                  ? { type: "text", to, text: { body: content.text } }
+                  : {
+                      type: "template",
+                      to,
+                      template: recipientTemplate(
+                        content,
+                        parameters ? (JSON.parse(parameters) as string[]) : null,
+                      ),
+                    };
+              s.insertMessage.run({
+                kind: message.type,
+                id: uuidv7(now),
+                subject: b.subject,
+                recipient: to,
+                payload: JSON.stringify(message),
+                priority,
+                dueAt,
+                now,
+                broadcastId: b.id,
+                numberId,
+              });
+              made++;
+            }
+            if (rows.length === 0 || made >= limit || b.only_known_contacts !== 1 || scanned >= MAX_SCAN)
+              break;
           }
           s.advance.run({ id: b.id, cursor, now });
         }
@@ -218,8 +260,14 @@ export function createSqliteBroadcastStore(
       }, BOOKKEEPING);
     },
 
-    async outstandingBulk(priority) {
-      return s.outstanding.get({ priority }) as number;
+    async outstandingBulk(priority, numberId = null) {
+      return s.outstanding.get({ priority, numberId }) as number;
+    },
+    async bulkSentSince(numberId, since) {
+      return s.bulkSince.get(numberId, since) as number;
+    },
+    async activeBroadcastNumbers() {
+      return s.activeNumbers.all() as Array<string | null>;
     },
     async hasActiveBroadcasts() {
       return s.hasActive.get() !== undefined;

@@ -152,8 +152,12 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
       `DELETE FROM webhook_events WHERE occurred_at < ?
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)`,
     ),
-    ownerByProviderId: db.prepare("SELECT id, subject FROM messages WHERE provider_message_id = ?"),
-    ownerById: db.prepare("SELECT id, subject, provider_message_id FROM messages WHERE id = ?"),
+    ownerByProviderId: db.prepare(
+      "SELECT id, subject, number_id AS numberId FROM messages WHERE provider_message_id = ?",
+    ),
+    ownerById: db.prepare(
+      "SELECT id, subject, number_id AS numberId, provider_message_id FROM messages WHERE id = ?",
+    ),
   };
 
   return {
@@ -274,15 +278,16 @@ export function createSqliteWebhooksStore(db: BetterSqlite3.Database, batcher: C
       }, BOOKKEEPING);
     },
     async messageOwner(providerMessageId, ourMessageId) {
-      const row = s.ownerByProviderId.get(providerMessageId) as { id: string; subject: string } | undefined;
+      type Owner = { id: string; subject: string; numberId: string | null };
+      const row = s.ownerByProviderId.get(providerMessageId) as Owner | undefined;
       if (row) return row;
       if (!ourMessageId) return undefined;
       const candidate = s.ownerById.get(ourMessageId) as
-        | { id: string; subject: string; provider_message_id: string | null }
+        | (Owner & { provider_message_id: string | null })
         | undefined;
       if (!candidate || (candidate.provider_message_id ?? providerMessageId) !== providerMessageId)
         return undefined;
-      return { id: candidate.id, subject: candidate.subject };
+      return { id: candidate.id, subject: candidate.subject, numberId: candidate.numberId };
     },
   };
 }

@@ -8,6 +8,7 @@ import { MIGRATIONS } from "./migrations.js";
 import { RevocationList } from "./revocation-list.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
+import { createSqliteNumbersStore } from "./sqlite-numbers.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
 import type {
@@ -51,6 +52,7 @@ interface MessageRow {
   attempts: number;
   next_attempt_at: number;
   provider_message_id: string | null;
+  number_id: string | null;
   error_code: string | null;
   error_message: string | null;
   created_at: number;
@@ -79,6 +81,7 @@ function toRecord(row: MessageRow): MessageRecord {
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
     providerMessageId: row.provider_message_id,
+    numberId: row.number_id,
     errorCode: row.error_code,
     errorMessage: row.error_message,
     createdAt: row.created_at,
@@ -146,8 +149,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   let lastExpiredCheck = Number.NEGATIVE_INFINITY;
   const s = {
     insertMessage: db.prepare(
-      `INSERT INTO messages (id, subject, kind, recipient, payload, secret, priority, status, next_attempt_at, created_at, updated_at)
-       VALUES (@id, @subject, @kind, @recipient, @payload, @secret, @priority, 'queued', @createdAt, @createdAt, @createdAt)`,
+      `INSERT INTO messages (id, subject, kind, recipient, payload, secret, priority, status, next_attempt_at, created_at, updated_at, number_id)
+       VALUES (@id, @subject, @kind, @recipient, @payload, @secret, @priority, 'queued', @createdAt, @createdAt, @createdAt, @numberId)`,
     ),
     pruneIdempotency: db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?"),
     getMessage: db.prepare("SELECT * FROM messages WHERE id = ?"),
@@ -158,7 +161,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE rowid IN (
          SELECT rowid FROM messages WHERE status = 'queued' AND next_attempt_at <= @now
          ORDER BY priority, next_attempt_at LIMIT @limit)
-       RETURNING id, payload, secret, priority, attempts, next_attempt_at`,
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id`,
     ),
     // A `sending` row whose lease ended (its sender died or never heard back) is claimed again. That is rare, so
     // it is looked for at most once a second (EXPIRED_LEASE_CHECK_MS), not in every claim.
@@ -167,7 +170,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE rowid IN (
          SELECT rowid FROM messages WHERE status = 'sending' AND lease_until <= @now
          ORDER BY lease_until LIMIT @limit)
-       RETURNING id, payload, secret, priority, attempts, next_attempt_at`,
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id`,
     ),
     markSent: db.prepare(
       `UPDATE messages SET status = 'sent', secret = NULL, provider_message_id = COALESCE(@providerId, provider_message_id),
@@ -195,9 +198,20 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE id = @id`,
     ),
     insertInbound: db.prepare(
-      `INSERT OR IGNORE INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw)
-       VALUES (@id, @from, @type, @text, @sentAt, @now, @raw)`,
+      `INSERT OR IGNORE INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw, number_id)
+       VALUES (@id, @from, @type, @text, @sentAt, @now, @raw, @numberId)`,
     ),
+    unprocessedInbound: db.prepare(
+      `SELECT id, sender, type, text, sent_at, raw, number_id FROM inbound_messages
+       WHERE processed_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
+    ),
+    markInboundProcessed: db.prepare(
+      "UPDATE inbound_messages SET processed_at = ? WHERE id = ? AND processed_at IS NULL",
+    ),
+    sealedNumberCredentials: db.prepare("SELECT id, credential FROM numbers WHERE credential IS NOT NULL"),
+    resealNumberCredential: db.prepare("UPDATE numbers SET credential = ? WHERE id = ?"),
+    sealedSessionKeys: db.prepare("SELECT number_id, key, value FROM number_session_keys"),
+    resealSessionKey: db.prepare("UPDATE number_session_keys SET value = ? WHERE number_id = ? AND key = ?"),
     sealedMessages: db.prepare("SELECT id, secret FROM messages WHERE secret IS NOT NULL"),
     resealMessage: db.prepare("UPDATE messages SET secret = ? WHERE id = ?"),
     sealedSubscriptions: db.prepare("SELECT id, secret FROM webhook_subscriptions"),
@@ -234,6 +248,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       secret: m.secret ?? null,
       priority: m.priority,
       createdAt: m.createdAt,
+      numberId: m.numberId ?? null,
     });
   }
 
@@ -264,6 +279,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 
   const store: Store = {
     broadcasts: createSqliteBroadcastStore(db, batcher),
+    numbers: createSqliteNumbersStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
@@ -284,7 +300,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       return batcher.write(() => {
         type ClaimedRow = Pick<
           MessageRow,
-          "id" | "payload" | "secret" | "priority" | "attempts" | "next_attempt_at"
+          "id" | "payload" | "secret" | "priority" | "attempts" | "next_attempt_at" | "number_id"
         >;
         const rows = s.claimQueued.all({ now, limit, leaseUntil }) as ClaimedRow[];
         if (
@@ -304,6 +320,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
               priority: row.priority,
               attempts: row.attempts,
               nextAttemptAt: row.next_attempt_at,
+              numberId: row.number_id,
             }),
           )
           .sort((a, b) => a.priority - b.priority || a.nextAttemptAt - b.nextAttemptAt);
@@ -341,11 +358,40 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
             sentAt: m.sentAt,
             now,
             raw: JSON.stringify(m.raw),
+            numberId: m.numberId ?? null,
           });
           if (info.changes === 1) result.inboundStored++;
           else result.duplicates++;
         }
         return result;
+      });
+    },
+
+    async unprocessedInbound(limit) {
+      type Row = {
+        id: string;
+        sender: string;
+        type: string;
+        text: string | null;
+        sent_at: number;
+        raw: string;
+        number_id: string | null;
+      };
+      return (s.unprocessedInbound.all(limit) as Row[]).map(
+        (row): InboundMessage => ({
+          id: row.id,
+          from: row.sender,
+          type: row.type,
+          text: row.text,
+          sentAt: row.sent_at,
+          raw: JSON.parse(row.raw) as unknown,
+          ...(row.number_id ? { numberId: row.number_id } : {}),
+        }),
+      );
+    },
+    markInboundProcessed(ids, now) {
+      return batcher.write(() => {
+        for (const id of ids) s.markInboundProcessed.run(now, id);
       });
     },
 
@@ -367,6 +413,22 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           replace({ kind: "message", id }, secret, s.resealMessage);
         for (const { id, secret } of s.sealedSubscriptions.all() as Array<{ id: string; secret: Buffer }>)
           replace({ kind: "webhook_subscription", id }, secret, s.resealSubscription);
+        for (const { id, credential } of s.sealedNumberCredentials.all() as Array<{
+          id: string;
+          credential: Buffer;
+        }>)
+          replace({ kind: "number_credential", id }, credential, s.resealNumberCredential);
+        type SessionRow = { number_id: string; key: string; value: Buffer };
+        for (const row of s.sealedSessionKeys.all() as SessionRow[]) {
+          let next: Buffer | undefined;
+          try {
+            next = reseal({ kind: "number_session", id: row.number_id, key: row.key }, row.value);
+          } catch {
+            counts.unopenable++;
+            continue;
+          }
+          if (next) counts.resealed += s.resealSessionKey.run(next, row.number_id, row.key).changes;
+        }
         return counts;
       });
     },

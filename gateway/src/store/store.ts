@@ -1,5 +1,6 @@
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
 import type { BroadcastStore } from "./broadcasts.js";
+import type { NumbersStore } from "./numbers.js";
 import type { RepliesStore } from "./replies.js";
 import type { WebhooksStore } from "./webhooks.js";
 
@@ -19,6 +20,8 @@ export interface MessageRecord {
   attempts: number;
   nextAttemptAt: number;
   providerMessageId: string | null;
+  /** The number it is sent from (numbers registry); null for the default number. */
+  numberId: string | null;
   errorCode: string | null;
   errorMessage: string | null;
   createdAt: number;
@@ -28,7 +31,7 @@ export interface MessageRecord {
 /** What the outbox needs of a message it claimed: the fewer columns a claim returns, the cheaper it is. */
 export type ClaimedMessage = Pick<
   MessageRecord,
-  "id" | "message" | "secret" | "priority" | "attempts" | "nextAttemptAt"
+  "id" | "message" | "secret" | "priority" | "attempts" | "nextAttemptAt" | "numberId"
 >;
 
 export interface NewMessage {
@@ -39,6 +42,8 @@ export interface NewMessage {
   secret?: Buffer;
   priority: number;
   createdAt: number;
+  /** The sending number (numbers registry); absent for the default number. */
+  numberId?: string;
 }
 
 export interface IdempotencyClaim {
@@ -76,6 +81,8 @@ export interface InboundMessage {
   text: string | null;
   sentAt: number;
   raw: unknown;
+  /** The number that received it (numbers registry); absent for the default number. */
+  numberId?: string;
 }
 
 export interface WebhookBatchResult {
@@ -114,11 +121,17 @@ export interface OtpAttempt {
 /** What a sealed secret belongs to: its associated data is derived from this. */
 export type SealedSecretOwner =
   | { kind: "message"; id: string }
-  | { kind: "webhook_subscription"; id: string };
+  | { kind: "webhook_subscription"; id: string }
+  /** A cloud number's access token. */
+  | { kind: "number_credential"; id: string }
+  /** One value of a web number's session (Baileys' credentials or a signal key). */
+  | { kind: "number_session"; id: string; key: string };
 
 export interface Store extends RepliesStore, WebhooksStore {
   /** Broadcasts and their recipients (store/broadcasts.ts). */
   readonly broadcasts: BroadcastStore;
+  /** The numbers registry and web numbers' sealed sessions (store/numbers.ts). */
+  readonly numbers: NumbersStore;
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;
@@ -138,6 +151,11 @@ export interface Store extends RepliesStore, WebhooksStore {
     inbound: InboundMessage[],
     now: number,
   ): Promise<WebhookBatchResult>;
+
+  /** Inbound messages committed but not yet processed (events, automated replies): what a crash left behind. */
+  unprocessedInbound(limit: number): Promise<InboundMessage[]>;
+  /** Marks inbound messages processed: they are not handed over again at the next start. */
+  markInboundProcessed(ids: readonly string[], now: number): Promise<void>;
 
   /**
    * Passes every sealed secret the database holds (OTP codes waiting to be sent, webhook signing secrets) to

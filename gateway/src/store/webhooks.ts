@@ -90,5 +90,5 @@ export interface WebhooksStore {
   messageOwner(
     providerMessageId: string,
     ourMessageId?: string,
-  ): Promise<{ id: string; subject: string } | undefined>;
+  ): Promise<{ id: string; subject: string; numberId: string | null } | undefined>;
 }

@@ -41,6 +41,7 @@ export function createSandboxTransport(outboxPath: string): Transport {
         id: providerMessageId,
         messageId: context.messageId,
         at: new Date().toISOString(),
+        ...(context.numberId ? { from: context.numberId } : {}),
         ...message,
       })}\n`;
       return new Promise((resolve) => {

@@ -13,6 +13,8 @@ export interface SendContext {
   /** Our message id, echoed back by Meta in status webhooks (`biz_opaque_callback_data`). */
   messageId: string;
   signal: AbortSignal;
+  /** The sending number (numbers registry); absent for the default number. */
+  numberId?: string;
 }
 
 export interface Transport {

@@ -312,6 +312,7 @@ export function describeStack(stack: StackName): void {
         acmeServer: config.acmeServer,
         rateLimit: config.rateLimit,
         waf: config.waf,
+        adminCidrs: config.adminCidrs,
         gatewayImage: config.gatewayImage,
         backupBucket: backupBucketName(stack, ACCOUNT_ID, config.awsRegion),
         awsRegion: config.awsRegion,
@@ -353,6 +354,14 @@ export function describeStack(stack: StackName): void {
         expect(userData).toContain("ssh_genkeytypes: [ed25519]");
         expect(userData).not.toMatch(/PRIVATE KEY|ssh_keys|BEGIN/);
         expect(plainSecretPaths(userData)).toEqual([]);
+      });
+
+      it("serves the routes that link WhatsApp Web numbers only to wagate:adminCidrs", () => {
+        const nginx = bundle.files["nginx/nginx.conf"] ?? "";
+        const geo = /geo \$wagate_admin_client \{([^}]*)\}/.exec(nginx)?.[1] ?? "";
+        expect(geo.match(/^\s+\S+ 1;$/gm)?.map((l) => l.trim().replace(/ 1;$/, ""))).toEqual(
+          config.adminCidrs,
+        );
       });
 
       it("copies every bundle file, as an asset, after the host is ready", () => {

@@ -1,0 +1,75 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { EventSink } from "../events.js";
+import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
+import type { AutoReplier } from "../replies/auto-replier.js";
+import type { InboundMessage, Store } from "../store/store.js";
+
+// What happens to an inbound message after it was committed, whatever brought it (Meta's webhook, a web number's
+// socket): the `message.received` event, the automated reply, then the mark "processed". Committed first,
+// processed after: a crash in between leaves the message unprocessed, and `recover()` at the next start hands it
+// over again. Processing twice changes nothing (events are de-duplicated by key, a reply is claimed once per
+// inbound id), so every stored message is processed exactly once in effect.
+
+export interface InboundPipeline {
+  /** Publishes, replies and marks processed; resolves with how many replies were enqueued. */
+  process(inbound: readonly InboundMessage[], ownNumbers: readonly string[], now: number): Promise<number>;
+  /** Processes what a crash left committed but unprocessed; resolves with how many messages. */
+  recover(now: number): Promise<number>;
+}
+
+const RECOVERY_BATCH = 500;
+
+export function receivedEvent(m: InboundMessage) {
+  return {
+    type: "message.received" as const,
+    dedupeKey: `message.received:${m.id}`,
+    occurredAt: m.sentAt,
+    data: {
+      message_id: m.id,
+      number_id: m.numberId ?? DEFAULT_NUMBER_ID,
+      from: m.from,
+      type: m.type,
+      text: m.text,
+      timestamp: new Date(m.sentAt).toISOString(),
+      whatsapp: m.raw,
+    },
+  };
+}
+
+export function createInboundPipeline(options: {
+  store: Store;
+  events?: EventSink;
+  autoReplier?: AutoReplier;
+  onEnqueued?: () => void;
+  log?: FastifyBaseLogger;
+}): InboundPipeline {
+  const { store, events, autoReplier } = options;
+  async function process(inbound: readonly InboundMessage[], ownNumbers: readonly string[], now: number) {
+    if (inbound.length === 0) return 0;
+    // Published together, they share the commit batcher's transactions.
+    if (events) await Promise.all(inbound.map((m) => events.publish(receivedEvent(m))));
+    const replies = autoReplier ? await autoReplier.handle(inbound, ownNumbers, now) : 0;
+    if (replies > 0) options.onEnqueued?.();
+    await store.markInboundProcessed(
+      inbound.map((m) => m.id),
+      now,
+    );
+    return replies;
+  }
+  return {
+    process,
+    async recover(now) {
+      let total = 0;
+      for (;;) {
+        const batch = await store.unprocessedInbound(RECOVERY_BATCH);
+        if (batch.length === 0) break;
+        await process(batch, [], now);
+        total += batch.length;
+        if (batch.length < RECOVERY_BATCH) break;
+      }
+      if (total > 0)
+        options.log?.info({ count: total }, "inbound: processed messages a stop left unprocessed");
+      return total;
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import { ApiError } from "../http/errors.js";
+import type { NumberRecord, NumbersStore } from "../store/numbers.js";
+
+// `from` on every send: a number id of the registry, or `default` (the number configured by WHATSAPP_*), which is
+// also what a send without `from` uses. Resolved from the registry's in-memory copy (no query per request), and
+// refused before anything is queued when the number is unknown or cannot send.
+
+export const DEFAULT_NUMBER_ID = "default";
+
+/** The sending number of a request: undefined for the default number. */
+export interface SendingNumber {
+  numberId: string | undefined;
+  /** The transport that will carry it: `web` sends no templates and OTPs go as plain text. */
+  web: boolean;
+}
+
+export const DEFAULT_SENDING_NUMBER: SendingNumber = { numberId: undefined, web: false };
+
+/** The statuses in which a web number accepts messages: linked, even if its socket is down for a moment. */
+export function webNumberCanSend(number: NumberRecord): boolean {
+  return number.status === "connected" || number.status === "disconnected";
+}
+
+export function resolveFrom(numbers: NumbersStore, from: string | undefined): SendingNumber {
+  if (from === undefined || from === DEFAULT_NUMBER_ID) return DEFAULT_SENDING_NUMBER;
+  const number = numbers.cachedNumber(from);
+  if (!number) throw new ApiError(422, "unknown_number", "from: no such number");
+  if (number.transport === "web" && !webNumberCanSend(number)) {
+    throw new ApiError(
+      422,
+      "number_unlinked",
+      `from: number ${number.name} is ${number.status}; an admin must link it first (POST /v1/numbers/${number.id}/link)`,
+    );
+  }
+  return { numberId: number.id, web: number.transport === "web" };
+}
+
+/** A template to a web number cannot be sent: WhatsApp Web has no templates. */
+export function refuseTemplateOnWeb(sending: SendingNumber, type: string): void {
+  if (sending.web && type === "template") {
+    throw new ApiError(
+      422,
+      "template_needs_cloud",
+      "type: templates are sent by cloud numbers only; from names a web number",
+    );
+  }
+}

@@ -1,0 +1,458 @@
+import type { FastifyBaseLogger } from "fastify";
+import QRCode from "qrcode";
+import type { Sealer } from "../../crypto/sealer.js";
+import type { EventSink } from "../../events.js";
+import { publishStatusEvents } from "../../http/meta-webhook.js";
+import type { LinkAnswer, LinkRequest } from "../../http/numbers.js";
+import type { InboundPipeline } from "../../inbound/pipeline.js";
+import type { OutgoingMessage } from "../../messages.js";
+import { backoffDelay } from "../../queue/backoff.js";
+import type { InboundMessage, StatusUpdate, Store } from "../../store/store.js";
+import type { SendOutcome } from "../transport.js";
+import { sealedAuthState } from "./auth-state.js";
+import type { BaileysModule } from "./baileys.js";
+import { quietBaileysLogger } from "./logger.js";
+import type { SocketFactory, WebSocketEvents, WebSocketLike } from "./socket.js";
+
+// One WhatsApp Web number: its socket, its link attempts, its reconnections.
+//
+// Linking is an admin act (POST /v1/numbers/:id/link): a fresh session, the first QR code (or a pairing code)
+// answered to the admin, the attempt ended after `linkTimeoutMs` (at most 60 s) if the phone did not scan it. The
+// session's keys are written, sealed, to the store whenever Baileys asks (auth-state.ts). Once linked, a dropped
+// connection is re-established with exponential backoff and jitter; a logout by the phone wipes the session and
+// makes the number `unlinked` (event `number.unlinked`); its queued messages then wait and fail (manager.ts).
+// Inbound messages are committed before they are processed, once per id, through the same pipeline as Meta's.
+
+export interface WebSessionOptions {
+  numberId: string;
+  name: string;
+  store: Store;
+  sealer: Sealer;
+  log: FastifyBaseLogger;
+  events: EventSink;
+  inbound: InboundPipeline;
+  socketFactory: SocketFactory;
+  baileys: () => Promise<Pick<BaileysModule, "BufferJSON" | "initAuthCreds" | "proto">>;
+  linkTimeoutMs: number;
+  /** How long a link request waits for WhatsApp's first QR code before answering that it cannot link now. */
+  firstAnswerTimeoutMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  onEnqueued?: () => void;
+  now?: () => number;
+}
+
+/** Baileys' DisconnectReason values the session acts on. */
+const LOGGED_OUT = 401;
+const RESTART_REQUIRED = 515;
+const CONNECTION_REPLACED = 440;
+
+/** Baileys' message status (proto.WebMessageInfo.Status) → ours. */
+const RECEIPTS: Record<number, StatusUpdate["status"]> = {
+  0: "failed",
+  2: "sent",
+  3: "delivered",
+  4: "read",
+  5: "read",
+};
+
+interface LinkAttempt {
+  request: LinkRequest;
+  answered: boolean;
+  answer: (answer: LinkAnswer) => void;
+  timer: NodeJS.Timeout;
+  expiresAt: number;
+}
+
+const digitsOf = (jid: string) =>
+  jid
+    .split("@")[0]
+    ?.split(":")[0]
+    ?.replace(/[^0-9]/g, "") ?? "";
+
+function statusCodeOf(error: unknown): number | undefined {
+  const code = (error as { output?: { statusCode?: unknown } } | undefined)?.output?.statusCode;
+  return typeof code === "number" ? code : undefined;
+}
+
+function textOf(message: WebSocketEvents["messages.upsert"]["messages"][number]["message"]): string | null {
+  return message?.conversation ?? message?.extendedTextMessage?.text ?? null;
+}
+
+function secondsToMs(value: unknown, fallback: number): number {
+  if (typeof value === "number") return value * 1000;
+  const n = Number(String(value ?? ""));
+  return Number.isFinite(n) && n > 0 ? n * 1000 : fallback;
+}
+
+export class WebSession {
+  private socket: WebSocketLike | undefined;
+  /** Each socket's events carry the generation it was opened in: events of a replaced socket are ignored. */
+  private generation = 0;
+  private linking: LinkAttempt | undefined;
+  private reconnectAttempts = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private open = false;
+  /** The credentials writes in flight: a reconnection reads the session only after they committed. */
+  private credsWritten: Promise<void> = Promise.resolve();
+  private readonly now: () => number;
+
+  constructor(private readonly o: WebSessionOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  get connected(): boolean {
+    return this.open;
+  }
+
+  get linkInProgress(): boolean {
+    return this.linking !== undefined;
+  }
+
+  /** A linked number at start: connect with the stored session. */
+  async resume(): Promise<void> {
+    await this.connect();
+  }
+
+  async link(request: LinkRequest): Promise<LinkAnswer> {
+    if (this.linking) return { kind: "busy" };
+    const o = this.o;
+    let answer!: (answer: LinkAnswer) => void;
+    const answered = new Promise<LinkAnswer>((resolve) => {
+      answer = resolve;
+    });
+    const expiresAt = this.now() + o.linkTimeoutMs;
+    this.linking = {
+      request,
+      answered: false,
+      answer: (a) => {
+        if (this.linking) this.linking.answered = true;
+        answer(a);
+      },
+      timer: setTimeout(() => void this.endLink("expired"), o.linkTimeoutMs),
+      expiresAt,
+    };
+    this.linking.timer.unref();
+    // A new link starts from nothing: whatever an earlier session left is wiped first.
+    this.teardownSocket();
+    await o.store.numbers.wipeSession(o.numberId);
+    await o.store.numbers.setNumberStatus(o.numberId, { status: "linking" }, this.now());
+    const firstAnswer = setTimeout(
+      () => this.failLink("WhatsApp did not answer in time; is the gateway online?"),
+      o.firstAnswerTimeoutMs,
+    );
+    firstAnswer.unref();
+    this.connect().catch((error: unknown) => {
+      o.log.warn({ numberId: o.numberId, err: error }, "web: the link attempt could not start");
+      this.failLink("the WhatsApp Web client could not start");
+    });
+    try {
+      return await answered;
+    } finally {
+      clearTimeout(firstAnswer);
+    }
+  }
+
+  /** The send path (manager.ts decides about unlinked numbers first). */
+  async send(message: OutgoingMessage): Promise<SendOutcome> {
+    if (message.type !== "text") {
+      return { kind: "permanent", code: "template_needs_cloud", message: "web numbers send no templates" };
+    }
+    const socket = this.socket;
+    if (!socket || !this.open) {
+      return {
+        kind: "retryable",
+        code: "number_disconnected",
+        message: "the number's connection is being re-established",
+        minDelayMs: 5_000,
+      };
+    }
+    try {
+      const sent = await socket.sendMessage(`${digitsOf(message.to)}@s.whatsapp.net`, {
+        text: message.text.body,
+      });
+      return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+    } catch (error) {
+      this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");
+      // It may have left before the error: not resent until its lease ends.
+      return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
+    }
+  }
+
+  /** Deleted: logs the session out at WhatsApp (best effort) and stops. The store's delete wipes the keys. */
+  async forget(): Promise<void> {
+    this.closed = true;
+    this.clearTimers();
+    const socket = this.socket;
+    this.socket = undefined;
+    // The logout's own close event belongs to no one any more: the delete publishes `number.unlinked` itself.
+    this.generation++;
+    if (this.linking) this.linking.answer({ kind: "unavailable", reason: "the number was deleted" });
+    this.linking = undefined;
+    if (socket && this.open) await socket.logout().catch(() => undefined);
+    else await Promise.resolve(socket?.end(undefined)).catch(() => undefined);
+    this.open = false;
+  }
+
+  /** The gateway stops: the socket closes, the session stays stored. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.clearTimers();
+    if (this.linking) await this.endLink("gateway stopping");
+    this.teardownSocket();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.reconnectTimer);
+    if (this.linking) clearTimeout(this.linking.timer);
+  }
+
+  private teardownSocket(): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    this.open = false;
+    this.generation++;
+    if (socket) void Promise.resolve(socket.end(undefined)).catch(() => undefined);
+  }
+
+  private failLink(reason: string): void {
+    const attempt = this.linking;
+    if (!attempt || attempt.answered) return;
+    attempt.answer({ kind: "unavailable", reason });
+    void this.endLink(reason);
+  }
+
+  /** The attempt is over without a linked phone: back to `unlinked`, nothing of it kept. */
+  private async endLink(reason: string): Promise<void> {
+    const attempt = this.linking;
+    if (!attempt) return;
+    clearTimeout(attempt.timer);
+    this.linking = undefined;
+    if (!attempt.answered) attempt.answer({ kind: "unavailable", reason });
+    this.teardownSocket();
+    const o = this.o;
+    try {
+      await o.store.numbers.wipeSession(o.numberId);
+      await o.store.numbers.setNumberStatus(o.numberId, { status: "unlinked" }, this.now());
+    } catch (error) {
+      o.log.error({ numberId: o.numberId, err: error }, "web: could not record the end of a link attempt");
+    }
+    o.log.info({ numberId: o.numberId, reason }, "audit: link attempt ended without a linked phone");
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const o = this.o;
+    const generation = ++this.generation;
+    await this.credsWritten;
+    const auth = await sealedAuthState(await o.baileys(), o.store.numbers, o.sealer, o.numberId);
+    if (generation !== this.generation || this.closed) return;
+    const socket = await o.socketFactory({ auth: auth.state, logger: quietBaileysLogger(o.log, o.numberId) });
+    if (generation !== this.generation || this.closed) {
+      void Promise.resolve(socket.end(undefined)).catch(() => undefined);
+      return;
+    }
+    this.socket = socket;
+    const current = () => generation === this.generation;
+    const guard =
+      <T>(what: string, handler: (data: T) => Promise<void>) =>
+      (data: T) => {
+        if (!current()) return;
+        handler(data).catch((error: unknown) =>
+          o.log.error({ numberId: o.numberId, err: error }, `web: handling ${what} failed`),
+        );
+      };
+    socket.ev.on(
+      "creds.update",
+      guard("creds.update", async (update) => {
+        Object.assign(auth.state.creds, update);
+        // In order, and awaited by the next connect(): Baileys asks for a restart right after new credentials.
+        const written = this.credsWritten.then(() => auth.saveCreds());
+        this.credsWritten = written.catch(() => undefined);
+        await written;
+      }),
+    );
+    socket.ev.on(
+      "connection.update",
+      guard("connection.update", (update) => this.onConnection(socket, update)),
+    );
+    socket.ev.on(
+      "messages.upsert",
+      guard("messages.upsert", (upsert) => this.onMessages(upsert)),
+    );
+    socket.ev.on(
+      "messages.update",
+      guard("messages.update", (updates) => this.onReceipts(updates)),
+    );
+  }
+
+  private async onConnection(
+    socket: WebSocketLike,
+    update: WebSocketEvents["connection.update"],
+  ): Promise<void> {
+    const o = this.o;
+    const attempt = this.linking;
+    if (update.qr && attempt && !attempt.answered) {
+      if (attempt.request.method === "qr") {
+        attempt.answer({
+          kind: "qr",
+          qr: update.qr,
+          pngDataUrl: await QRCode.toDataURL(update.qr, { errorCorrectionLevel: "M", margin: 2 }),
+          expiresAt: attempt.expiresAt,
+        });
+      } else {
+        try {
+          const code = await socket.requestPairingCode(attempt.request.phone.replace(/[^0-9]/g, ""));
+          attempt.answer({ kind: "code", code, expiresAt: attempt.expiresAt });
+        } catch {
+          this.failLink("WhatsApp refused to give a pairing code for this phone");
+        }
+      }
+    }
+    if (update.connection === "open") {
+      this.open = true;
+      this.reconnectAttempts = 0;
+      const now = this.now();
+      const phone = socket.user?.id ? `+${digitsOf(socket.user.id)}` : null;
+      await o.store.numbers.setNumberStatus(
+        o.numberId,
+        { status: "connected", phone, connectedAt: now },
+        now,
+      );
+      if (attempt) {
+        clearTimeout(attempt.timer);
+        this.linking = undefined;
+        if (!attempt.answered) attempt.answer({ kind: "already_linked" });
+        o.log.info({ numberId: o.numberId, method: attempt.request.method }, "audit: number linked");
+        await o.events.publish({
+          type: "number.linked",
+          occurredAt: now,
+          dedupeKey: `number.linked:${o.numberId}:${now}`,
+          data: { number_id: o.numberId, name: o.name, phone },
+        });
+      } else {
+        o.log.info({ numberId: o.numberId }, "web: connected");
+      }
+      return;
+    }
+    if (update.connection !== "close") return;
+    this.open = false;
+    this.socket = undefined;
+    const code = statusCodeOf(update.lastDisconnect?.error);
+    if (code === LOGGED_OUT) {
+      if (attempt) {
+        this.failLink("the phone refused the link");
+        return;
+      }
+      await this.loggedOut("logged_out");
+      return;
+    }
+    if (code === RESTART_REQUIRED) {
+      // Normal right after a phone scanned the code: Baileys asks for a new connection with the new session.
+      await this.connect();
+      return;
+    }
+    if (attempt) {
+      this.failLink(
+        attempt.answered
+          ? "the link attempt ended before a phone was linked"
+          : "could not reach WhatsApp to start linking",
+      );
+      return;
+    }
+    if (code === CONNECTION_REPLACED) {
+      o.log.warn({ numberId: o.numberId }, "web: another client took over this session; not reconnecting");
+      await o.store.numbers.setNumberStatus(o.numberId, { status: "disconnected" }, this.now());
+      return;
+    }
+    await o.store.numbers.setNumberStatus(o.numberId, { status: "disconnected" }, this.now());
+    this.scheduleReconnect(code);
+  }
+
+  private scheduleReconnect(code: number | undefined): void {
+    if (this.closed) return;
+    const o = this.o;
+    this.reconnectAttempts++;
+    const delay = backoffDelay(this.reconnectAttempts, o.reconnectBaseMs, o.reconnectMaxMs);
+    o.log.info({ numberId: o.numberId, code, delayMs: delay }, "web: disconnected, reconnecting");
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      this.connect().catch((error: unknown) => {
+        o.log.warn({ numberId: o.numberId, err: error }, "web: reconnecting failed");
+        this.scheduleReconnect(undefined);
+      });
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  /** The phone removed this linked device: the session is worthless; wipe it and say so. */
+  private async loggedOut(reason: string): Promise<void> {
+    const o = this.o;
+    this.teardownSocket();
+    const now = this.now();
+    await o.store.numbers.wipeSession(o.numberId);
+    await o.store.numbers.setNumberStatus(o.numberId, { status: "unlinked" }, now);
+    o.log.warn({ numberId: o.numberId, reason }, "audit: number unlinked");
+    await o.events.publish({
+      type: "number.unlinked",
+      occurredAt: now,
+      dedupeKey: `number.unlinked:${o.numberId}:${now}`,
+      data: { number_id: o.numberId, name: o.name, reason },
+    });
+  }
+
+  /** Every message Baileys hands over, live (`notify`) or synced after a reconnection (`append`). */
+  private async onMessages(upsert: WebSocketEvents["messages.upsert"]): Promise<void> {
+    const o = this.o;
+    const now = this.now();
+    const inbound: InboundMessage[] = [];
+    for (const m of upsert.messages) {
+      const key = m.key as typeof m.key & { remoteJidAlt?: string | null };
+      if (key.fromMe || !key.id) continue;
+      // One-to-one chats only (not groups, status updates or newsletters); with LIDs the phone number's jid
+      // comes as the alternative.
+      const jid = [key.remoteJid, key.remoteJidAlt].find(
+        (j) => typeof j === "string" && j.endsWith("@s.whatsapp.net"),
+      );
+      if (!jid) continue;
+      const text = textOf(m.message);
+      const type = text !== null ? "text" : (Object.keys(m.message ?? {})[0] ?? "unknown");
+      inbound.push({
+        id: key.id,
+        from: `+${digitsOf(jid)}`,
+        type: type.replace(/Message$/, ""),
+        text,
+        sentAt: secondsToMs(m.messageTimestamp, now),
+        // What a receiver needs, not Baileys' whole record (which can carry media keys).
+        raw: { id: key.id, from: digitsOf(jid), push_name: m.pushName ?? null, upsert: upsert.type },
+        numberId: o.numberId,
+      });
+    }
+    if (inbound.length === 0) return;
+    // Committed before processed: a crash in between is recovered at the next start (inbound/pipeline.ts).
+    await o.store.recordWebhook([], inbound, now);
+    await o.inbound.process(inbound, [], now);
+  }
+
+  /** Receipts of our own messages: sent, delivered, read (or an error). */
+  private async onReceipts(updates: WebSocketEvents["messages.update"]): Promise<void> {
+    const now = this.now();
+    const statuses: StatusUpdate[] = [];
+    for (const u of updates) {
+      const status = typeof u.update.status === "number" ? RECEIPTS[u.update.status] : undefined;
+      if (!u.key.fromMe || !u.key.id || !status) continue;
+      statuses.push({
+        providerMessageId: u.key.id,
+        status,
+        at: now,
+        ...(status === "failed"
+          ? { error: { code: "web_error", message: "WhatsApp reported an error" } }
+          : {}),
+      });
+    }
+    if (statuses.length === 0) return;
+    await this.o.store.recordWebhook(statuses, [], now);
+    await publishStatusEvents(this.o.events, this.o.store, statuses);
+  }
+}

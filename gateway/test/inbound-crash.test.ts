@@ -1,0 +1,126 @@
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort, waitForPort } from "../../scripts/lib/processes.js";
+import { mintToken } from "../src/auth/index.js";
+import { type FakeGraph, inboundNotification, signWebhook, startFakeGraph } from "./support/fake-graph.js";
+import { eventually } from "./support/gateway.js";
+import { gatewayProcesses } from "./support/gateway-process.js";
+
+// Inbound messages are committed before they are processed (events, automated replies). The gateway as a real
+// process is SIGKILLed after the commit and before the processing finished; restarted on the same database it
+// processes what was left, and every message is answered exactly once — also when Meta re-delivers the batch.
+
+const COUNT = 400;
+const gateways = gatewayProcesses("inbound-crash");
+let fake: FakeGraph | undefined;
+
+afterAll(async () => {
+  await gateways.cleanup();
+  await fake?.close();
+});
+
+describe("inbound crash safety", () => {
+  it("processes every committed inbound message exactly once across a SIGKILL between commit and processing", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    fake = await startFakeGraph({ accessToken: gateways.accessToken });
+    const database = "inbound.db";
+    const path = join(gateways.dir, database);
+    const first = gateways.start({ port, graphBaseUrl: fake.baseUrl, database });
+    await waitForPort(port, "127.0.0.1", 30_000);
+    const { token } = await mintToken({
+      secret: gateways.apiSecret,
+      sub: "crash",
+      scopes: ["replies"],
+      ttlSeconds: 600,
+      issuer: "wagate",
+      audience: "wagate",
+    });
+    const rule = await fetch(`${base}/v1/replies`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ match: "exact", pattern: "status?", reply: { type: "text", text: "all good" } }),
+    });
+    expect(rule.status).toBe(201);
+
+    const senders = Array.from({ length: COUNT }, (_, i) => `1415555${String(i).padStart(4, "0")}`);
+    const body = JSON.stringify(
+      inboundNotification(senders.map((from, i) => ({ id: `wamid.crash-${i}`, from, text: "status?" }))),
+    );
+    const deliver = () =>
+      fetch(`${base}/webhooks/whatsapp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-hub-signature-256": signWebhook(gateways.appSecret, body),
+        },
+        body,
+      });
+    const delivery = deliver().catch(() => undefined);
+
+    // The moment the batch is committed and its processing has not finished: kill.
+    const reader = new Database(path, { readonly: true });
+    try {
+      await eventually(
+        async () => {
+          const [stored, unprocessed] = reader
+            .prepare(
+              "SELECT COUNT(*), COUNT(*) FILTER (WHERE processed_at IS NULL) FROM inbound_messages WHERE id LIKE 'wamid.crash-%'",
+            )
+            .raw()
+            .get() as [number, number];
+          return stored === COUNT && unprocessed === COUNT ? true : undefined;
+        },
+        20_000,
+        "the committed, unprocessed batch",
+      );
+    } finally {
+      reader.close();
+    }
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBe("SIGKILL");
+    expect((await delivery)?.status).toBeUndefined();
+
+    const check = new Database(path, { readonly: true });
+    const repliedAtKill = check.prepare("SELECT COUNT(*) FROM auto_reply_inbound").pluck().get() as number;
+    check.close();
+    // Killed mid-way: some (or none) were answered, not all.
+    expect(repliedAtKill).toBeLessThan(COUNT);
+
+    const second = gateways.start({ port, graphBaseUrl: fake.baseUrl, database });
+    await waitForPort(port, "127.0.0.1", 30_000);
+    // The restart alone (no re-delivery yet) processes what the kill left: every message answered.
+    await eventually(
+      async () => {
+        const replies = fake
+          ?.accepted()
+          .filter((r) => (r.text as { body?: string } | undefined)?.body === "all good");
+        return replies && replies.length >= COUNT ? replies : undefined;
+      },
+      60_000,
+      "every reply",
+    );
+    // Meta then re-delivers what was never acknowledged: nothing may be answered twice.
+    expect((await deliver()).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1000));
+    const replies = fake
+      .accepted()
+      .filter((r) => (r.text as { body?: string } | undefined)?.body === "all good");
+    const perSender = new Map<string, number>();
+    for (const r of replies) perSender.set(String(r.to), (perSender.get(String(r.to)) ?? 0) + 1);
+    expect(perSender.size).toBe(COUNT);
+    expect([...perSender.values()].every((n) => n === 1)).toBe(true);
+
+    const after = new Database(path, { readonly: true });
+    try {
+      expect(
+        after.prepare("SELECT COUNT(*) FROM inbound_messages WHERE processed_at IS NULL").pluck().get(),
+      ).toBe(0);
+      expect(after.prepare("SELECT COUNT(*) FROM auto_reply_inbound").pluck().get()).toBe(COUNT);
+    } finally {
+      after.close();
+    }
+    await second.stop();
+  }, 120_000);
+});
