@@ -37,6 +37,8 @@ export interface AppDeps {
   onWebhookQueued?: () => void;
   /** How webhook URLs' hosts are resolved for the SSRF check (tests inject their own). */
   resolveHost?: HostResolver;
+  /** Regex time per inbound message for automated replies (tests shorten it). */
+  replyMatchBudgetMs?: number;
 }
 
 /** API routes take small JSON bodies; only Meta's webhook route raises its own limit. */
@@ -137,8 +139,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       store: deps.store,
       cooldownMs: config.REPLY_COOLDOWN_SECONDS * 1000,
       ownNumbers: config.WHATSAPP_PHONE_NUMBER_ID ? [config.WHATSAPP_PHONE_NUMBER_ID] : [],
+      onEnqueued,
+      log: app.log.child({ component: "replies" }),
+      ...(deps.replyMatchBudgetMs === undefined ? {} : { budgetMs: deps.replyMatchBudgetMs }),
     }),
-    onEnqueued,
   });
   await app.register(repliesRoutes, { store: deps.store, guard, maxRulesPerSubject: config.REPLY_MAX_RULES });
   await app.register(webhooksRoutes, {

@@ -34,6 +34,8 @@ export interface GatewayOverrides {
   events?: EventSink;
   /** Resolves webhook hosts for the SSRF checks (tests control what a name resolves to). */
   resolveHost?: HostResolver;
+  /** Regex time per inbound message for automated replies (tests shorten it). */
+  replyMatchBudgetMs?: number;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -58,6 +60,9 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
+    ...(overrides.replyMatchBudgetMs === undefined
+      ? {}
+      : { replyMatchBudgetMs: overrides.replyMatchBudgetMs }),
   });
   broadcasts = new BroadcastSender({
     store: store.broadcasts,

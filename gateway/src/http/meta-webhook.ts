@@ -20,10 +20,8 @@ export interface MetaWebhookOptions {
   verifyToken: string | undefined;
   /** Receives `message.received` and `message.status` events; resolves once they are persisted. */
   events?: EventSink;
-  /** Answers inbound messages with the automated-reply rules. */
+  /** Answers inbound messages with the automated-reply rules, after the 200 (see replies/auto-replier.ts). */
   autoReplier?: AutoReplier;
-  /** Wakes the outbox after automated replies were enqueued. */
-  onEnqueued?: () => void;
 }
 
 /** Meta's maximum payload. The API routes keep their small limit; only this route accepts more. */
@@ -105,6 +103,12 @@ export function signatureMatches(appSecret: string, rawBody: Buffer, header: unk
 
 export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (app, options) => {
   const { store, metrics, appSecret, verifyToken } = options;
+  const replier = options.autoReplier;
+  if (replier) {
+    // Matches left pending by a stop or a crash are settled once the app is ready.
+    app.addHook("onReady", async () => replier.notify());
+    app.addHook("onClose", async () => replier.stop());
+  }
 
   // Keep the raw bytes: the signature is over them, not over a re-serialisation.
   app.removeContentTypeParser("application/json");
@@ -197,13 +201,17 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
       }
     }
     const now = Date.now();
-    const result = await store.recordWebhook(statuses, inbound, now);
+    // The inbound texts' pending matches are written in the same turn, hence in the same commit as the messages:
+    // matching runs after the 200, and a crash before it loses nothing (a restart resumes pending matches).
+    const matches = options.autoReplier?.matchesToQueue(inbound, ownNumbers, now) ?? [];
+    const [result] = await Promise.all([
+      store.recordWebhook(statuses, inbound, now),
+      matches.length > 0 ? store.queueReplyMatches(matches, now) : undefined,
+    ]);
     // After the commit and before the 200: a crash in between makes Meta re-deliver, and the dedupe keys turn
     // the second publication of the same facts into nothing, so events are neither lost nor doubled.
     if (options.events) await publishEvents(options.events, store, statuses, inbound);
-    if (options.autoReplier && (await options.autoReplier.handle(inbound, ownNumbers, now)) > 0) {
-      options.onEnqueued?.();
-    }
+    if (matches.some((m) => m.outcome === "pending")) options.autoReplier?.notify();
     metrics.webhookEvents.inc({ event: "delivery" });
     metrics.webhookEvents.inc({ event: "status_applied" }, result.statusesApplied);
     metrics.webhookEvents.inc({ event: "inbound_stored" }, result.inboundStored);

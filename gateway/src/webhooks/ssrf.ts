@@ -63,6 +63,8 @@ for (const [net, prefix] of [
   ["ff00::", 8], // multicast
   ["2001:db8::", 32], // documentation
   ["100::", 64], // discard
+  ["64:ff9b:1::", 48], // local-use NAT64 (RFC 8215): translated to addresses the operator chose, often private
+  ["2001::", 32], // Teredo: tunnels to an IPv4 address hidden (inverted) in the last 32 bits
 ] as const) {
   forbidden.addSubnet(net, prefix, "ipv6");
 }
