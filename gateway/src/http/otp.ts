@@ -45,7 +45,11 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
               "otp_cooldown",
               "this token subject sent a code to this number moments ago; wait before asking again",
             )
-          : new ApiError(429, "otp_hourly_limit", "too many codes from this token subject to this number in the last hour");
+          : new ApiError(
+              429,
+              "otp_hourly_limit",
+              "too many codes from this token subject to this number in the last hour",
+            );
       }
       metrics.otpEvents.inc({ event: "issued" });
       request.log.info({ otpId: result.otpId, messageId: result.messageId, to }, "otp issued");
