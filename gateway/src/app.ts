@@ -18,7 +18,7 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import { createOtpService } from "./otp/service.js";
 import { createAutoReplier } from "./replies/auto-replier.js";
 import type { Store } from "./store/store.js";
-import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
+import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface AppDeps {
   store: Store;
@@ -150,7 +150,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     sealer: sealerFor(config),
     guard,
     policy: webhookUrlPolicy(config),
-    resolve: deps.resolveHost ?? systemResolver,
+    resolve: deps.resolveHost ?? webhookHostResolver(config),
     maxPerSubject: config.WEBHOOK_MAX_PER_SUBJECT,
     onQueued: deps.onWebhookQueued ?? (() => {}),
   });

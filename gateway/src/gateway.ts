@@ -11,7 +11,7 @@ import type { Store } from "./store/store.js";
 import { createTransport, type Transport } from "./transport/index.js";
 import { secretAssociatedData, WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { createWebhookEventSink } from "./webhooks/sink.js";
-import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
+import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface Gateway {
   app: FastifyInstance;
@@ -34,6 +34,8 @@ export interface GatewayOverrides {
   events?: EventSink;
   /** Resolves webhook hosts for the SSRF checks (tests control what a name resolves to). */
   resolveHost?: HostResolver;
+  /** Name servers for the gateway's own lookups instead of the system's (`ip:port`; tests). */
+  dnsServers?: readonly string[];
   /** Regex time per inbound message for automated replies (tests shorten it). */
   replyMatchBudgetMs?: number;
 }
@@ -42,12 +44,12 @@ export interface GatewayOverrides {
 export async function createGateway(config: Config, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const store =
     overrides.store ?? openSqliteStore(config.DATABASE_PATH, { fsync: config.DATABASE_SYNC === "full" });
-  const transport = overrides.transport ?? createTransport(config);
+  const transport = overrides.transport ?? createTransport(config, overrides.dnsServers);
   const sealer = sealerFor(config);
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookDispatcher | undefined;
-  const resolveHost = overrides.resolveHost ?? systemResolver;
+  const resolveHost = overrides.resolveHost ?? webhookHostResolver(config, overrides.dnsServers);
   const events = overrides.events ?? createWebhookEventSink({ store, onQueued: () => webhooks?.notify() });
   let broadcasts: BroadcastSender | undefined;
   const app = await buildApp(config, {

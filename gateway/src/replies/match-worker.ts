@@ -1,3 +1,4 @@
+import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import type { RE2JS } from "re2js";
 import { compileRegex, MAX_REGEX_INPUT } from "./matching.js";
@@ -56,6 +57,14 @@ parentPort?.on("message", (request: MatchRequest) => {
   }
   parentPort?.postMessage(response);
 });
+
+// On Linux a nice value belongs to a thread (setpriority with pid 0 is the calling thread): matching yields
+// the CPU to the event loop that answers HTTP, which matters on a machine with fewer cores than busy threads.
+try {
+  setPriority(19);
+} catch {
+  // Not permitted or not supported: matching then competes at the process's priority.
+}
 
 // Loaded (re2js included): the runner starts counting budgets from here.
 parentPort?.postMessage({ ready: true });
