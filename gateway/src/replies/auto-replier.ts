@@ -53,8 +53,6 @@ export interface AutoReplier {
   ): Array<{ inboundId: string; outcome: "pending" | "skipped" }>;
   /** Settles pending matches in the background (after a webhook committed some, and at start). */
   notify(): void;
-  /** Resolves once nothing is pending (or the replier stopped); for tests and benchmarks. */
-  idle(): Promise<void>;
   /** Stops settling (the pending ones stay pending for the next start) and stops the worker thread. */
   stop(): Promise<void>;
 }
@@ -217,9 +215,6 @@ export function createAutoReplier(options: AutoReplierOptions): AutoReplier {
         }));
     },
     notify,
-    async idle() {
-      while (running) await running;
-    },
     async stop() {
       stopped = true;
       await runner.close();
