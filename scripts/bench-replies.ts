@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,7 +8,8 @@ import Database from "better-sqlite3";
 import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 
 // npm run bench:replies — what costly automated-reply rules do to the gateway's answers. Starts a gateway (a
-// child process, sandbox transport, its own temporary database) with BENCH_RULES (default 100) enabled regex
+// child process running as production runs it: compiled with `npm run build -w gateway`, done first; sandbox
+// transport, its own temporary database) with BENCH_RULES (default 100) enabled regex
 // rules `(?:a|aa|aaa){1000}x`, ignore-case: each compiles to 7,003 instructions, past today's cap, so they are
 // written to the database as rules made before the cap would be. Then sends BENCH_MESSAGES (default 20)
 // signed Meta webhooks, one after the other, each carrying one inbound text of 4,096 `a` (no rule matches it:
@@ -120,8 +122,11 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), "wagate-bench-replies-"));
   const port = await freePort();
   const dbPath = join(dir, "gateway.db");
-  const gateway = startProcess("gateway", process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
-    cwd: join(import.meta.dirname, ".."),
+  const root = join(import.meta.dirname, "..");
+  process.stdout.write("building the gateway (npm run build -w gateway) ...\n");
+  execFileSync("npm", ["run", "-s", "build", "-w", "gateway"], { cwd: root, stdio: "inherit" });
+  const gateway = startProcess("gateway", process.execPath, ["gateway/dist/main.js"], {
+    cwd: root,
     logFile: join(dir, "gateway.log"),
     env: {
       PATH: process.env.PATH ?? "",
