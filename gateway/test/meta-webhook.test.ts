@@ -150,6 +150,86 @@ async function refusedDeliveriesStoreNothing(target: WebhookTarget): Promise<voi
   expect(target.inboundIds().filter((x) => x === id)).toEqual([id]);
 }
 
+/** Meta's webhook route from a broken copy of its source, on a store of its own, reached with inject(). */
+async function withBrokenRoute(
+  replacements: ReadonlyArray<readonly [string, string]>,
+  use: (target: WebhookTarget) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "wagate-broken-webhook-"));
+  const path = join(dir, "broken.db");
+  const store = openSqliteStore(path);
+  try {
+    await withBrokenCopy<typeof import("../src/http/meta-webhook.js")>(
+      new URL("../src/http/meta-webhook.ts", import.meta.url),
+      replacements,
+      async (broken) => {
+        const app = Fastify({ logger: false });
+        installErrorHandling(app);
+        await app.register(broken.metaWebhookRoutes, {
+          store,
+          metrics: createMetrics(),
+          appSecret: APP_SECRET,
+          verifyToken: VERIFY_TOKEN,
+        });
+        try {
+          await use({
+            post: async (b, signature) =>
+              (
+                await app.inject({
+                  method: "POST",
+                  url: "/webhooks/whatsapp",
+                  payload: b,
+                  headers: {
+                    "content-type": "application/json",
+                    ...(signature === undefined ? {} : { "x-hub-signature-256": signature }),
+                  },
+                })
+              ).statusCode,
+            inboundIds: () => {
+              const db = new Database(path, { readonly: true });
+              try {
+                return db.prepare("SELECT id FROM inbound_messages").pluck().all() as string[];
+              } finally {
+                db.close();
+              }
+            },
+          });
+        } finally {
+          await app.close();
+        }
+      },
+    );
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One delivery with a malformed and a well-formed inbound item and a malformed status: answered 200, the
+ * well-formed item stored, the malformed one not.
+ */
+async function malformedItemsSkipped(
+  target: WebhookTarget,
+  statuses: Array<{ id: string; status: string }> = [{ id: "wamid.unknown", status: "teleported" }],
+): Promise<void> {
+  const inboundId = `wamid.malformed-${randomUUID()}`;
+  const payload = statusNotification(statuses) as {
+    entry: Array<{ changes: Array<{ value: Record<string, unknown> }> }>;
+  };
+  const value = payload.entry[0]?.changes[0]?.value as Record<string, unknown>;
+  value.messages = [
+    { id: `${inboundId}-bad`, from: "not-a-number", timestamp: "1", type: "text", text: { body: "x" } },
+    { id: inboundId, from: "14155550997", timestamp: "1", type: "text", text: { body: "kept" } },
+  ];
+  const body = JSON.stringify(payload);
+  expect(await target.post(body, signWebhook(APP_SECRET, body))).toBe(200);
+  expect(
+    target.inboundIds().filter((id) => id.startsWith(inboundId)),
+    "inbound items stored",
+  ).toEqual([inboundId]);
+}
+
 describe("signature", () => {
   const payload = inboundNotification([{ id: "wamid.sig-check", from: "14155550999", text: "hi" }]);
   const body = JSON.stringify(payload);
@@ -186,58 +266,12 @@ describe("signature", () => {
   });
 
   it("(the check above fails against a copy of the route that does not check signatures)", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "wagate-broken-webhook-"));
-    const store = openSqliteStore(join(dir, "broken.db"));
-    try {
-      await withBrokenCopy<typeof import("../src/http/meta-webhook.js")>(
-        new URL("../src/http/meta-webhook.ts", import.meta.url),
-        [
-          [
-            'if (!signatureMatches(appSecret, raw, request.headers["x-hub-signature-256"])) {',
-            "if (false) {",
-          ],
-        ],
-        async (broken) => {
-          const app = Fastify({ logger: false });
-          installErrorHandling(app);
-          await app.register(broken.metaWebhookRoutes, {
-            store,
-            metrics: createMetrics(),
-            appSecret: APP_SECRET,
-            verifyToken: VERIFY_TOKEN,
-          });
-          const target: WebhookTarget = {
-            post: async (b, signature) =>
-              (
-                await app.inject({
-                  method: "POST",
-                  url: "/webhooks/whatsapp",
-                  payload: b,
-                  headers: {
-                    "content-type": "application/json",
-                    ...(signature === undefined ? {} : { "x-hub-signature-256": signature }),
-                  },
-                })
-              ).statusCode,
-            inboundIds: () => {
-              const db = new Database(join(dir, "broken.db"), { readonly: true });
-              try {
-                return db.prepare("SELECT id FROM inbound_messages").pluck().all() as string[];
-              } finally {
-                db.close();
-              }
-            },
-          };
-          await expect(refusedDeliveriesStoreNothing(target)).rejects.toThrow(
-            /stored from refused deliveries/,
-          );
-          await app.close();
-        },
-      );
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withBrokenRoute(
+      [['if (!signatureMatches(appSecret, raw, request.headers["x-hub-signature-256"])) {', "if (false) {"]],
+      async (target) => {
+        await expect(refusedDeliveriesStoreNothing(target)).rejects.toThrow(/stored from refused deliveries/);
+      },
+    );
   });
 
   it("refuses a signed body that is not JSON, and one of another shape", async () => {
@@ -287,29 +321,31 @@ describe("deliveries", () => {
 
   it("ignores statuses for messages it did not send, and skips malformed items", async () => {
     const m = await sentMessage();
-    const inboundId = `wamid.malformed-${randomUUID()}`;
-    const payload = statusNotification([
-      { id: "wamid.unknown", status: "delivered" },
-      { id: m.wamid, status: "teleported" },
-      { id: m.wamid, status: "delivered" },
-    ]) as { entry: Array<{ changes: Array<{ value: Record<string, unknown> }> }> };
-    const value = payload.entry[0]?.changes[0]?.value as Record<string, unknown>;
-    value.messages = [
-      { id: `${inboundId}-bad`, from: "not-a-number", timestamp: "1", type: "text", text: { body: "x" } },
-      { id: inboundId, from: "14155550997", timestamp: "1", type: "text", text: { body: "kept" } },
-    ];
     const messagesBefore = messageCount();
-    const r = await signed(payload);
-    expect(r.status).toBe(200);
+    await malformedItemsSkipped(
+      {
+        post: async (b, signature) => (await post(b, signature)).status,
+        inboundIds: () => inboundRows().map((r) => r.id),
+      },
+      [
+        { id: "wamid.unknown", status: "delivered" },
+        { id: m.wamid, status: "teleported" },
+        { id: m.wamid, status: "delivered" },
+      ],
+    );
     // The well-formed status applied, the malformed one did not (nor did the unknown message's create anything).
     expect((await status(m.id)).status).toBe("delivered");
     expect(messageCount()).toBe(messagesBefore);
-    // The well-formed inbound item stored, the malformed one not.
-    const stored = inboundRows()
-      .map((row) => row.id)
-      .filter((id) => id.startsWith(inboundId));
-    expect(stored).toEqual([inboundId]);
     expect(gw.logs()).toMatch(/"skipped":2,.*items that did not match the expected shape were skipped/);
+  });
+
+  it("(the malformed-items check fails against a copy of the route that accepts any sender)", async () => {
+    await withBrokenRoute(
+      [["from: z.string().regex(/^[0-9]{6,20}$/),", "from: z.string(),"]],
+      async (target) => {
+        await expect(malformedItemsSkipped(target)).rejects.toThrow(/inbound items stored/);
+      },
+    );
   });
 
   it("accepts payloads up to Meta's 3 MB on this route while API routes keep a small limit", async () => {
