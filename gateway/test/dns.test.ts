@@ -3,6 +3,7 @@ import { lookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBoundedResolver, LookupFailed } from "../src/dns/bounded-resolver.js";
+import { createCloudTransport } from "../src/transport/cloud.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
 
 // The gateway's own host lookups against a real name server on 127.0.0.1 (UDP): it answers names that begin
@@ -181,5 +182,26 @@ describe("webhook URLs through the gateway's resolver", () => {
     const timedOut = `url: host lookup did not answer within ${DEADLINE_MS} ms`;
     expect(finished.filter((m) => m === timedOut)).toHaveLength(4);
     expect(responses.every((r) => r.json.error.code === "url_refused")).toBe(true);
+  });
+});
+
+describe("the Graph API host", () => {
+  it("a lookup that never answers fails the send as not sent (retried), not in doubt", async () => {
+    const transport = createCloudTransport({
+      baseUrl: "http://hang-graph.example.test:9/v21.0",
+      phoneNumberId: "1065",
+      accessToken: "t",
+      dnsServers: [server.address],
+    });
+    try {
+      const outcome = await transport.send(
+        { type: "text", to: "+14155550123", text: { body: "x" } },
+        { messageId: "m-1", signal: new AbortController().signal },
+      );
+      expect(outcome).toEqual({ kind: "retryable", code: "network", message: "EAI_AGAIN" });
+      expect(server.queries).toContain("hang-graph.example.test");
+    } finally {
+      await transport.close?.();
+    }
   });
 });

@@ -131,8 +131,10 @@ export function createBoundedResolver(options: BoundedResolverOptions): BoundedR
             }
           },
           (error: unknown) => {
+            // getaddrinfo's codes: a lookup that timed out or was refused for load is a temporary failure
+            // (EAI_AGAIN). Either way no connection was made: the Graph transport counts it as "not sent".
             const code =
-              error instanceof LookupFailed && error.reason === "timeout" ? "ETIMEOUT" : "ENOTFOUND";
+              error instanceof LookupFailed && error.reason === "not_found" ? "ENOTFOUND" : "EAI_AGAIN";
             callback(
               Object.assign(error instanceof Error ? error : new Error(String(error)), { code }),
               "",
