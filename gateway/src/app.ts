@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, LogController } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Config } from "./config.js";
 import { sealerFor } from "./crypto/sealer.js";
 import { type EventSink, noEvents } from "./events.js";
@@ -20,7 +20,7 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import { createOtpService } from "./otp/service.js";
 import { createAutoReplier } from "./replies/auto-replier.js";
 import type { Store } from "./store/store.js";
-import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
+import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface AppDeps {
   store: Store;
@@ -43,15 +43,27 @@ export interface AppDeps {
   inbound?: InboundPipeline;
   /** Linking and forgetting web numbers (transport/web); without it link requests answer 503. */
   web?: WebNumbersControl;
+  /** Regex time per inbound message for automated replies (tests shorten it). */
+  replyMatchBudgetMs?: number;
 }
 
-/** Automated replies, as the gateway wires them: from the number that received, never to our own numbers. */
-export function autoReplierFor(config: Config, store: Store) {
+/**
+ * Automated replies, as the gateway wires them: from the number that received, never to our own numbers, matched
+ * in the background after the inbound message is stored (replies/auto-replier.ts).
+ */
+export function autoReplierFor(
+  config: Config,
+  store: Store,
+  wiring: { onEnqueued: () => void; log: FastifyBaseLogger; budgetMs?: number | undefined },
+) {
   return createAutoReplier({
     store,
     cooldownMs: config.REPLY_COOLDOWN_SECONDS * 1000,
     ownNumbers: config.WHATSAPP_PHONE_NUMBER_ID ? [config.WHATSAPP_PHONE_NUMBER_ID] : [],
     isWebNumber: (numberId) => store.numbers.cachedNumber(numberId)?.transport === "web",
+    onEnqueued: wiring.onEnqueued,
+    log: wiring.log,
+    ...(wiring.budgetMs === undefined ? {} : { budgetMs: wiring.budgetMs }),
   });
 }
 
@@ -142,15 +154,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const onEnqueued = deps.onEnqueued ?? (() => {});
   const events = deps.events ?? noEvents;
   const sealer = sealerFor(config);
-  const inbound =
-    deps.inbound ??
-    createInboundPipeline({
+  let inbound = deps.inbound;
+  if (!inbound) {
+    // Built here only when the caller wires none (createGateway does): then this app starts and stops it.
+    const own = createInboundPipeline({
       store: deps.store,
       events,
-      autoReplier: autoReplierFor(config, deps.store),
-      onEnqueued,
+      autoReplier: autoReplierFor(config, deps.store, {
+        onEnqueued,
+        log: app.log.child({ component: "replies" }),
+        budgetMs: deps.replyMatchBudgetMs,
+      }),
       log: app.log,
     });
+    app.addHook("onReady", async () => own.start());
+    app.addHook("onClose", async () => own.stop());
+    inbound = own;
+  }
   await app.register(opsRoutes, { store: deps.store, metrics });
   await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
   await app.register(otpRoutes, {
@@ -191,7 +211,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     sealer,
     guard,
     policy: webhookUrlPolicy(config),
-    resolve: deps.resolveHost ?? systemResolver,
+    resolve: deps.resolveHost ?? webhookHostResolver(config),
     maxPerSubject: config.WEBHOOK_MAX_PER_SUBJECT,
     onQueued: deps.onWebhookQueued ?? (() => {}),
   });

@@ -62,6 +62,7 @@ export const configSchema = z
     OTP_MAX_ATTEMPTS: integer(5, 1, 5),
     OTP_RESEND_COOLDOWN_SECONDS: integer(30, 0, 3600),
     OTP_HOURLY_LIMIT: integer(5, 1, 100),
+    OTP_NUMBER_HOURLY_LIMIT: integer(20, 1, 1000),
     OTP_TEMPLATE_NAME: z.string().min(1).max(512).default("otp_code"),
     OTP_TEMPLATE_LANGUAGE: z.string().min(2).max(16).default("en_US"),
     // Sends in flight must cover rate × Graph API latency plus each send's claim and record turnaround: at 50 ms

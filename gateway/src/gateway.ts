@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import { autoReplierFor, buildApp } from "./app.js";
 import { BroadcastSender } from "./broadcasts/sender.js";
 import { AdaptiveThrottle } from "./broadcasts/throttle.js";
@@ -18,7 +18,7 @@ import { WebNumbers } from "./transport/web/manager.js";
 import type { SocketFactory } from "./transport/web/socket.js";
 import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 import { createWebhookEventSink } from "./webhooks/sink.js";
-import { type HostResolver, systemResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
+import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface Gateway {
   app: FastifyInstance;
@@ -43,6 +43,10 @@ export interface GatewayOverrides {
   resolveHost?: HostResolver;
   /** Opens WhatsApp Web sockets (default: Baileys; tests give a fake that emits Baileys' events). */
   webSocketFactory?: SocketFactory;
+  /** Name servers for the gateway's own lookups instead of the system's (`ip:port`; tests). */
+  dnsServers?: readonly string[];
+  /** Regex time per inbound message for automated replies (tests shorten it). */
+  replyMatchBudgetMs?: number;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -53,15 +57,23 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const metrics = createMetrics();
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookDispatcher | undefined;
-  const resolveHost = overrides.resolveHost ?? systemResolver;
+  const resolveHost = overrides.resolveHost ?? webhookHostResolver(config, overrides.dnsServers);
   const events = overrides.events ?? createWebhookEventSink({ store, onQueued: () => webhooks?.notify() });
   let broadcasts: BroadcastSender | undefined;
   let wake: () => void = () => {};
+  // The pipeline is built before the app (its routes and the web numbers share it), so the automated replier logs
+  // through the app's logger once there is one; it settles nothing before start() anyway.
+  let replyLog: FastifyBaseLogger | undefined;
   const inbound = createInboundPipeline({
     store,
     events,
-    autoReplier: autoReplierFor(config, store),
-    onEnqueued: () => wake(),
+    autoReplier: autoReplierFor(config, store, {
+      onEnqueued: () => wake(),
+      log: new Proxy({} as FastifyBaseLogger, {
+        get: (_target, key) => (replyLog ? Reflect.get(replyLog, key) : () => {}),
+      }),
+      budgetMs: overrides.replyMatchBudgetMs,
+    }),
   });
   let web: WebNumbers | undefined;
   const app = await buildApp(config, {
@@ -82,6 +94,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
   });
+  replyLog = app.log.child({ component: "replies" });
   web = new WebNumbers({
     store,
     sealer,
@@ -96,7 +109,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   });
   const webNumbers = web;
   const transport = createTransportRouter({
-    defaultTransport: overrides.transport ?? createTransport(config),
+    defaultTransport: overrides.transport ?? createTransport(config, overrides.dnsServers),
     numbers: store.numbers,
     sealer,
     mode: config.WHATSAPP_TRANSPORT,
@@ -172,6 +185,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
       }
       // Inbound messages a stop left committed but unprocessed are processed before new ones arrive.
       await inbound.recover(Date.now());
+      inbound.start();
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       await webNumbers.start();
       worker.start();
@@ -182,6 +196,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     stop() {
       stopped ??= (async () => {
         await app.close();
+        await inbound.stop();
         await broadcastSender.stop();
         await worker.stop();
         await dispatcher.stop();

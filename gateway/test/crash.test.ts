@@ -22,8 +22,25 @@ afterAll(async () => {
   await fake?.close();
 });
 
+/**
+ * The sends in flight at the kill are in doubt until their lease ends (send timeout 10 s + this grace after
+ * their claim); only Meta's status webhooks settle them before that. The test waits past the lease, so a
+ * settlement that did not happen would show as a second send.
+ */
+const IN_DOUBT_GRACE_SECONDS = 10;
+const SEND_TIMEOUT_MS = 10_000;
+
 const startGateway = (port: number, graphBaseUrl: string, database: string) =>
-  gateways.start({ port, graphBaseUrl, database, env: { OUTBOX_CONCURRENCY: String(CONCURRENCY) } });
+  gateways.start({
+    port,
+    graphBaseUrl,
+    database,
+    env: {
+      OUTBOX_CONCURRENCY: String(CONCURRENCY),
+      OUTBOX_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
+      OUTBOX_IN_DOUBT_GRACE_SECONDS: String(IN_DOUBT_GRACE_SECONDS),
+    },
+  });
 
 describe("crash safety", () => {
   it("sends every accepted message exactly once across a SIGKILL and a restart", async () => {
@@ -59,6 +76,8 @@ describe("crash safety", () => {
       }),
     );
     await fake.waitForRequests(CONCURRENCY);
+    // The in-flight sends were claimed before this: their leases end before `leasesEnd`.
+    const leasesEnd = Date.now() + SEND_TIMEOUT_MS + IN_DOUBT_GRACE_SECONDS * 1000;
     first.child.kill("SIGKILL");
     expect(await first.exited).toBe("SIGKILL");
     // At the kill: CONCURRENCY sends were at the provider without an answer, the rest never left.
@@ -82,6 +101,8 @@ describe("crash safety", () => {
       "all messages sent after the restart",
     );
     expect(statuses).toHaveLength(COUNT);
+    // Past every lease: a row in doubt that Meta's status had not settled would have been sent again by now.
+    await new Promise((r) => setTimeout(r, Math.max(0, leasesEnd + 2_000 - Date.now())));
 
     const received = new Map<string, number>();
     for (const body of fake.accepted()) {

@@ -1,5 +1,14 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Database from "better-sqlite3";
+import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { installErrorHandling } from "../src/http/errors.js";
+import { createMetrics } from "../src/metrics.js";
+import { openSqliteStore } from "../src/store/sqlite.js";
+import { withBrokenCopy } from "./support/broken-copy.js";
 import {
   type FakeGraph,
   inboundNotification,
@@ -62,6 +71,15 @@ function inboundRows(): Array<{ id: string; sender: string; text: string }> {
   }
 }
 
+function messageCount(): number {
+  const db = new Database(gw.config.DATABASE_PATH, { readonly: true });
+  try {
+    return db.prepare("SELECT COUNT(*) FROM messages").pluck().get() as number;
+  } finally {
+    db.close();
+  }
+}
+
 async function sentMessage(): Promise<{ id: string; wamid: string }> {
   const r = await gw.request("POST", "/v1/messages", {
     token,
@@ -101,6 +119,117 @@ describe("verification handshake", () => {
   });
 });
 
+interface WebhookTarget {
+  post(body: string, signature?: string): Promise<number>;
+  inboundIds(): string[];
+}
+
+/**
+ * Refused forms of one delivery (a message id no other test uses) store nothing; the same delivery signed
+ * right is then stored, which shows the look-up would have seen a stored row. Independent of test order.
+ */
+async function refusedDeliveriesStoreNothing(target: WebhookTarget): Promise<void> {
+  const id = `wamid.refused-${randomUUID()}`;
+  const payload = inboundNotification([{ id, from: "14155550998", text: "refused?" }]);
+  const body = JSON.stringify(payload);
+  const refused: Array<[string, string | undefined]> = [
+    [body, undefined],
+    [body, signWebhook("another-secret", body)],
+    [body, signWebhook(APP_SECRET, `${body} `)],
+    [JSON.stringify(payload, null, 2), signWebhook(APP_SECRET, body)],
+    [body, signWebhook(APP_SECRET, body).slice(7)],
+  ];
+  const statuses: number[] = [];
+  for (const [b, signature] of refused) statuses.push(await target.post(b, signature));
+  expect(
+    target.inboundIds().filter((x) => x === id),
+    "stored from refused deliveries",
+  ).toEqual([]);
+  expect(statuses).toEqual(refused.map(() => 401));
+  expect(await target.post(body, signWebhook(APP_SECRET, body))).toBe(200);
+  expect(target.inboundIds().filter((x) => x === id)).toEqual([id]);
+}
+
+/** Meta's webhook route from a broken copy of its source, on a store of its own, reached with inject(). */
+async function withBrokenRoute(
+  replacements: ReadonlyArray<readonly [string, string]>,
+  use: (target: WebhookTarget) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "wagate-broken-webhook-"));
+  const path = join(dir, "broken.db");
+  const store = openSqliteStore(path);
+  try {
+    await withBrokenCopy<typeof import("../src/http/meta-webhook.js")>(
+      new URL("../src/http/meta-webhook.ts", import.meta.url),
+      replacements,
+      async (broken) => {
+        const app = Fastify({ logger: false });
+        installErrorHandling(app);
+        await app.register(broken.metaWebhookRoutes, {
+          store,
+          metrics: createMetrics(),
+          appSecret: APP_SECRET,
+          verifyToken: VERIFY_TOKEN,
+        });
+        try {
+          await use({
+            post: async (b, signature) =>
+              (
+                await app.inject({
+                  method: "POST",
+                  url: "/webhooks/whatsapp",
+                  payload: b,
+                  headers: {
+                    "content-type": "application/json",
+                    ...(signature === undefined ? {} : { "x-hub-signature-256": signature }),
+                  },
+                })
+              ).statusCode,
+            inboundIds: () => {
+              const db = new Database(path, { readonly: true });
+              try {
+                return db.prepare("SELECT id FROM inbound_messages").pluck().all() as string[];
+              } finally {
+                db.close();
+              }
+            },
+          });
+        } finally {
+          await app.close();
+        }
+      },
+    );
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One delivery with a malformed and a well-formed inbound item and a malformed status: answered 200, the
+ * well-formed item stored, the malformed one not.
+ */
+async function malformedItemsSkipped(
+  target: WebhookTarget,
+  statuses: Array<{ id: string; status: string }> = [{ id: "wamid.unknown", status: "teleported" }],
+): Promise<void> {
+  const inboundId = `wamid.malformed-${randomUUID()}`;
+  const payload = statusNotification(statuses) as {
+    entry: Array<{ changes: Array<{ value: Record<string, unknown> }> }>;
+  };
+  const value = payload.entry[0]?.changes[0]?.value as Record<string, unknown>;
+  value.messages = [
+    { id: `${inboundId}-bad`, from: "not-a-number", timestamp: "1", type: "text", text: { body: "x" } },
+    { id: inboundId, from: "14155550997", timestamp: "1", type: "text", text: { body: "kept" } },
+  ];
+  const body = JSON.stringify(payload);
+  expect(await target.post(body, signWebhook(APP_SECRET, body))).toBe(200);
+  expect(
+    target.inboundIds().filter((id) => id.startsWith(inboundId)),
+    "inbound items stored",
+  ).toEqual([inboundId]);
+}
+
 describe("signature", () => {
   const payload = inboundNotification([{ id: "wamid.sig-check", from: "14155550999", text: "hi" }]);
   const body = JSON.stringify(payload);
@@ -129,8 +258,20 @@ describe("signature", () => {
     expect((await post(spaced, signWebhook(APP_SECRET, spaced))).status).toBe(200);
   });
 
-  it("stored nothing from refused deliveries", async () => {
-    expect(inboundRows().filter((r) => r.id === "wamid.sig-check")).toHaveLength(1);
+  it("stores nothing from refused deliveries", async () => {
+    await refusedDeliveriesStoreNothing({
+      post: async (b, signature) => (await post(b, signature)).status,
+      inboundIds: () => inboundRows().map((r) => r.id),
+    });
+  });
+
+  it("(the check above fails against a copy of the route that does not check signatures)", async () => {
+    await withBrokenRoute(
+      [['if (!signatureMatches(appSecret, raw, request.headers["x-hub-signature-256"])) {', "if (false) {"]],
+      async (target) => {
+        await expect(refusedDeliveriesStoreNothing(target)).rejects.toThrow(/stored from refused deliveries/);
+      },
+    );
   });
 
   it("refuses a signed body that is not JSON, and one of another shape", async () => {
@@ -179,13 +320,32 @@ describe("deliveries", () => {
   });
 
   it("ignores statuses for messages it did not send, and skips malformed items", async () => {
-    const r = await signed(
-      statusNotification([
+    const m = await sentMessage();
+    const messagesBefore = messageCount();
+    await malformedItemsSkipped(
+      {
+        post: async (b, signature) => (await post(b, signature)).status,
+        inboundIds: () => inboundRows().map((r) => r.id),
+      },
+      [
         { id: "wamid.unknown", status: "delivered" },
-        { id: "wamid.bad", status: "teleported" },
-      ]),
+        { id: m.wamid, status: "teleported" },
+        { id: m.wamid, status: "delivered" },
+      ],
     );
-    expect(r.status).toBe(200);
+    // The well-formed status applied, the malformed one did not (nor did the unknown message's create anything).
+    expect((await status(m.id)).status).toBe("delivered");
+    expect(messageCount()).toBe(messagesBefore);
+    expect(gw.logs()).toMatch(/"skipped":2,.*items that did not match the expected shape were skipped/);
+  });
+
+  it("(the malformed-items check fails against a copy of the route that accepts any sender)", async () => {
+    await withBrokenRoute(
+      [["from: z.string().regex(/^[0-9]{6,20}$/),", "from: z.string(),"]],
+      async (target) => {
+        await expect(malformedItemsSkipped(target)).rejects.toThrow(/inbound items stored/);
+      },
+    );
   });
 
   it("accepts payloads up to Meta's 3 MB on this route while API routes keep a small limit", async () => {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
 
 // OTP rules against a running gateway on the sandbox transport (the code is read from the sandbox outbox, as
-// a person would). A movable clock drives expiry and the per-number limits.
+// a person would). A movable clock drives expiry and the limits per (subject, number) and per number.
 
 let gw: TestGateway | undefined;
 afterEach(async () => {
@@ -146,26 +146,71 @@ describe("OTP", () => {
     expect((await t.verify(phone, code)).status).toBe(200);
   });
 
-  it("enforces the resend cooldown per number with Retry-After", async () => {
+  it("enforces the resend cooldown per (subject, number) with the subject's own Retry-After", async () => {
     const t = await start({ OTP_RESEND_COOLDOWN_SECONDS: "30" });
+    const other = await t.g.token(["otp"], { sub: "another-app" });
     expect((await t.issue(phone)).status).toBe(202);
+    t.advance(10_000);
     const again = await t.issue(phone);
     expect(again.status).toBe(429);
     expect(again.json.error.code).toBe("otp_cooldown");
-    expect(Number(again.headers.get("retry-after"))).toBeGreaterThan(0);
+    // Derived from this subject's own code, 10 s ago: 20 s left.
+    expect(Number(again.headers.get("retry-after"))).toBe(20);
+    // Another subject is not held back by this subject's code, and learns nothing of it.
+    expect((await t.issue(phone, other)).status).toBe(202);
+    t.advance(5_000);
+    const otherAgain = await t.issue(phone, other);
+    expect(otherAgain.json.error.code).toBe("otp_cooldown");
+    expect(Number(otherAgain.headers.get("retry-after"))).toBe(25);
     expect((await t.issue("+447700900999")).status).toBe(202);
-    t.advance(31_000);
+    t.advance(16_000);
     expect((await t.issue(phone)).status).toBe(202);
   });
 
-  it("caps codes per number per hour, across tokens", async () => {
+  it("caps codes per (subject, number) per hour: one subject cannot use up another's", async () => {
     const t = await start({ OTP_HOURLY_LIMIT: "3" });
     const other = await t.g.token(["otp"], { sub: "another-app" });
-    for (let i = 0; i < 3; i++) expect((await t.issue(phone, i === 1 ? other : t.token)).status).toBe(202);
+    for (let i = 0; i < 3; i++) {
+      expect((await t.issue(phone, other)).status).toBe(202);
+      t.advance(60_000);
+    }
+    const otherCapped = await t.issue(phone, other);
+    expect(otherCapped.status).toBe(429);
+    expect(otherCapped.json.error.code).toBe("otp_hourly_limit");
+    // The other subject's first code was 3 min ago: its own hour ends in 57 min.
+    expect(Number(otherCapped.headers.get("retry-after"))).toBe(57 * 60);
+    for (let i = 0; i < 3; i++) expect((await t.issue(phone)).status).toBe(202);
     const capped = await t.issue(phone);
     expect(capped.status).toBe(429);
     expect(capped.json.error.code).toBe("otp_hourly_limit");
+    expect(Number(capped.headers.get("retry-after"))).toBe(3600);
     t.advance(3_601_000);
+    expect((await t.issue(phone)).status).toBe(202);
+  });
+
+  it("keeps a ceiling per number across subjects, whose refusal names no limit and no time derived from others' codes", async () => {
+    const t = await start({ OTP_HOURLY_LIMIT: "3", OTP_NUMBER_HOURLY_LIMIT: "4" });
+    const other = await t.g.token(["otp"], { sub: "another-app" });
+    for (let i = 0; i < 3; i++) expect((await t.issue(phone, other)).status).toBe(202);
+    expect((await t.issue(phone)).status).toBe(202);
+    t.advance(90_000);
+    const refused = await t.issue(phone);
+    expect(refused.status).toBe(429);
+    expect(refused.json.error).toEqual({
+      code: "otp_unavailable",
+      message: "no code can be sent to this number now; try again later",
+    });
+    // The same fixed wait whenever and by whomever the ceiling was reached.
+    expect(refused.headers.get("retry-after")).toBe("3600");
+    t.advance(600_000);
+    const later = await t.issue(phone);
+    expect(later.json.error.code).toBe("otp_unavailable");
+    expect(later.headers.get("retry-after")).toBe("3600");
+    // The other subject, at its own cap, hears about its own cap first.
+    expect((await t.issue(phone, other)).json.error.code).toBe("otp_hourly_limit");
+    // Other numbers are not affected.
+    expect((await t.issue("+447700900999")).status).toBe(202);
+    t.advance(3_000_000);
     expect((await t.issue(phone)).status).toBe(202);
   });
 

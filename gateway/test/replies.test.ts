@@ -1,12 +1,14 @@
+import { rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGateway } from "../src/gateway.js";
 import { type FakeGraph, inboundNotification, signWebhook, startFakeGraph } from "./support/fake-graph.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
 
 // Automated replies end to end: rules through /v1/replies, inbound messages through Meta's signed webhook,
-// replies through the outbox to the fake Graph API. Whether a reply was enqueued is read from the database
-// right after the webhook's 200 (replies are enqueued before Meta is acknowledged), so "no reply" is a fact,
-// not a wait.
+// replies through the outbox to the fake Graph API. Matching runs after the webhook's 200; its outcome is
+// committed with the reply it enqueues, so once the outcome is recorded (waited for in `deliverInbound`),
+// whether a reply was enqueued is read from the database: "no reply" is a fact, not a wait.
 
 const APP_SECRET = "meta-app-secret-for-replies";
 const OWN_DISPLAY_NUMBER = "15550783881"; // the metadata.display_phone_number of inboundNotification
@@ -53,7 +55,7 @@ function newInboundId(): string {
 async function deliverInbound(
   target: TestGateway,
   message: { from: string; text: string; id?: string; ageSeconds?: number },
-): Promise<{ status: number; id: string }> {
+): Promise<{ status: number; id: string; outcome: string | undefined }> {
   const id = message.id ?? newInboundId();
   const payload = inboundNotification([{ id, from: message.from, text: message.text }]) as {
     entry: Array<{ changes: Array<{ value: { messages: Array<{ timestamp: string }> } }> }>;
@@ -67,7 +69,30 @@ async function deliverInbound(
     body,
     headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },
   });
-  return { status: response.status, id };
+  const outcome =
+    response.status === 200
+      ? await eventually(
+          async () => {
+            const recorded = matchOutcome(target, id);
+            return recorded === "pending" ? undefined : recorded;
+          },
+          20_000,
+          `the match outcome of ${id}`,
+        )
+      : undefined;
+  return { status: response.status, id, outcome };
+}
+
+/** The recorded match outcome of an inbound id (undefined: none recorded). */
+function matchOutcome(target: TestGateway, inboundId: string): string | undefined {
+  const db = new Database(target.config.DATABASE_PATH, { readonly: true });
+  try {
+    return db.prepare("SELECT outcome FROM auto_reply_matches WHERE inbound_id = ?").pluck().get(inboundId) as
+      | string
+      | undefined;
+  } finally {
+    db.close();
+  }
 }
 
 function repliesTo(
@@ -314,5 +339,152 @@ describe("loop protection", () => {
     const b = newContact();
     await deliverInbound(cooled, { from: b, text: "price?" });
     expect(repliesTo(cooled, b).map((r) => replyText(r.payload))).toEqual(["prices"]);
+  });
+});
+
+describe("cost of regex rules", () => {
+  /** A costly regex as a rule made before the caps existed: written to the database directly. */
+  function insertLegacyRule(target: TestGateway, rule: { pattern: string; priority: number; text: string }) {
+    const db = new Database(target.config.DATABASE_PATH);
+    try {
+      const now = Date.now();
+      const id = crypto.randomUUID();
+      db.prepare(
+        `INSERT INTO reply_rules (id, subject, match_type, pattern, ignore_case, priority, reply, enabled, created_at, updated_at)
+         VALUES (?, 'legacy', 'regex', ?, 1, ?, ?, 1, ?, ?)`,
+      ).run(id, rule.pattern, rule.priority, JSON.stringify(textReply(rule.text)), now, now);
+      return id;
+    } finally {
+      db.close();
+    }
+  }
+
+  it("refuses a regex whose program is too large, per rule and per token subject (422 naming the field)", async () => {
+    const big = await gw.request("POST", "/v1/replies", {
+      token,
+      body: { match: "regex", pattern: "(?:a|aa|aaa){1000}x", reply: textReply("x") },
+    });
+    expect(big.status).toBe(422);
+    expect(big.json.error.code).toBe("regex_too_large");
+    expect(big.json.error.message).toMatch(/^pattern: compiles to 7003 instructions, at most 1000 per rule$/);
+
+    // (?:a|aa|aaa){142}x compiles to 997 instructions: five fit under 5,000, the sixth does not.
+    const heavy = await gw.token(["replies"], { sub: "heavy-regexes" });
+    const rules: Array<{ id: string }> = [];
+    for (let i = 0; i < 5; i++)
+      rules.push(
+        await createRule(gw, heavy, { match: "regex", pattern: "(?:a|aa|aaa){142}x", reply: textReply("x") }),
+      );
+    const sixth = await gw.request("POST", "/v1/replies", {
+      token: heavy,
+      body: { match: "regex", pattern: "(?:a|aa|aaa){142}x", reply: textReply("x"), enabled: false },
+    });
+    expect(sixth.status).toBe(422);
+    expect(sixth.json.error.code).toBe("regex_too_large");
+    expect(sixth.json.error.message).toMatch(/^pattern: .* 5982 instructions together, at most 5000$/);
+    // Turning a plain rule into the sixth heavy regex is refused the same way; the other subjects are unaffected.
+    const plain = await createRule(gw, heavy, { match: "contains", pattern: "x", reply: textReply("x") });
+    const patched = await gw.request("PATCH", `/v1/replies/${plain.id}`, {
+      token: heavy,
+      body: { match: "regex", pattern: "(?:a|aa|aaa){142}x" },
+    });
+    expect(patched.status).toBe(422);
+    expect(patched.json.error.code).toBe("regex_too_large");
+    // Changing one of the five for another of the same size stays within the subject's total.
+    const same = await gw.request("PATCH", `/v1/replies/${rules[0]?.id}`, {
+      token: heavy,
+      body: { pattern: "(?:a|aa|aaa){142}y" },
+    });
+    expect(same.status).toBe(200);
+    const light = await gw.token(["replies"], { sub: "light-regexes" });
+    await createRule(gw, light, { match: "regex", pattern: "(?:a|aa|aaa){142}x", reply: textReply("x") });
+  });
+
+  it("a message that spends the regex budget is answered by Meta's webhook at once, settled once, and a cheaper rule still answers", async () => {
+    const budgeted = await startTestGateway(
+      { ...cloudEnv(), REPLY_COOLDOWN_SECONDS: "0" },
+      { replyMatchBudgetMs: 200 },
+    );
+    try {
+      const bearer = await budgeted.token(["replies"]);
+      // Seconds of work on 4,096 characters each (7,003 instructions): far past a 200 ms budget.
+      for (let i = 0; i < 3; i++)
+        insertLegacyRule(budgeted, { pattern: "(?:a|aa|aaa){1000}x", priority: 1, text: "never" });
+      const a = newContact();
+      const first = await deliverInbound(budgeted, { from: a, text: "a".repeat(4096) });
+      expect(first.status).toBe(200);
+      expect(first.outcome).toBe("budget_exhausted");
+      expect(repliesTo(budgeted, a)).toEqual([]);
+      const spent = () =>
+        budgeted
+          .logs()
+          .split("\n")
+          .filter((l) => l.includes("regex budget spent")).length;
+      expect(spent()).toBe(1);
+
+      // Meta re-delivers: the outcome is on record, nothing is matched again.
+      const again = await deliverInbound(budgeted, { from: a, text: "a".repeat(4096), id: first.id });
+      expect(again.outcome).toBe("budget_exhausted");
+      await budgeted.gateway.app.inject({ method: "GET", url: "/healthz" });
+      expect(spent()).toBe(1);
+
+      // A plain rule ranked after the costly regexes still answers (the untried regexes count as no match).
+      await createRule(budgeted, bearer, {
+        match: "contains",
+        pattern: "aaaa",
+        priority: 50,
+        reply: textReply("plain"),
+      });
+      const b = newContact();
+      const second = await deliverInbound(budgeted, { from: b, text: "a".repeat(4096) });
+      expect(second.outcome).toBe("replied");
+      expect(repliesTo(budgeted, b).map((r) => replyText(r.payload))).toEqual(["plain"]);
+      expect(spent()).toBe(2);
+
+      // The worker was replaced after being stopped: a cheap regex still matches.
+      await createRule(budgeted, bearer, {
+        match: "regex",
+        pattern: "^ping$",
+        priority: 0,
+        reply: textReply("pong"),
+      });
+      const c = newContact();
+      expect((await deliverInbound(budgeted, { from: c, text: "ping" })).outcome).toBe("replied");
+      expect(repliesTo(budgeted, c).map((r) => replyText(r.payload))).toEqual(["pong"]);
+    } finally {
+      await budgeted.stop();
+    }
+  });
+
+  it("a match left pending by a stop is settled, once, by the next start", async () => {
+    const first = await startTestGateway({ ...cloudEnv(), REPLY_COOLDOWN_SECONDS: "0" });
+    const bearer = await first.token(["replies"]);
+    await createRule(first, bearer, { match: "contains", pattern: "resume me", reply: textReply("resumed") });
+    await first.gateway.stop();
+    // What a crash between the webhook's commit and the match leaves behind.
+    const contact = newContact();
+    const inboundId = newInboundId();
+    const db = new Database(first.config.DATABASE_PATH);
+    const now = Date.now();
+    db.prepare(
+      "INSERT INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw) VALUES (?, ?, 'text', ?, ?, ?, '{}')",
+    ).run(inboundId, `+${contact}`, "please resume me", now, now);
+    db.prepare(
+      "INSERT INTO auto_reply_matches (inbound_id, outcome, created_at) VALUES (?, 'pending', ?)",
+    ).run(inboundId, now);
+    db.close();
+    const second = await createGateway(first.config, { logger: false });
+    try {
+      await second.start();
+      const outcome = await eventually(async () => {
+        const o = matchOutcome(first, inboundId);
+        return o === "pending" ? undefined : o;
+      });
+      expect(outcome).toBe("replied");
+      expect(repliesTo(first, contact).map((r) => replyText(r.payload))).toEqual(["resumed"]);
+    } finally {
+      await second.stop();
+      rmSync(first.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -79,6 +79,11 @@ const REFUSED_LITERALS = [
   "https://[0:0:0:0:0:ffff:c0a8:0101]/hook",
   "https://[64:ff9b::a9fe:a9fe]/hook",
   "https://[2002:7f00:1::]/hook",
+  // local-use NAT64 (64:ff9b:1::/48, RFC 8215) and Teredo (2001::/32), whatever IPv4 address they carry
+  "https://[64:ff9b:1::a00:1]/hook",
+  "https://[64:ff9b:1:ffff::808:808]/hook",
+  "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+  "https://[2001::1]/hook",
   // numeric tricks: decimal, hex, octal, short forms
   "https://2130706433/hook",
   "https://0x7f000001/hook",
@@ -148,6 +153,11 @@ describe("the address classifier", () => {
       "::ffff:8.8.8.8",
       "172.32.0.1",
       "100.128.0.1",
+      // next to the new ranges, and still public
+      "64:ff9b::808:808", // well-known NAT64 prefix carrying a public IPv4 address
+      "64:ff9b:2::1",
+      "2001:4860:4860::8888", // 2001:4860::/32 is not Teredo
+      "2001:1::1",
     ]) {
       expect(isForbiddenAddress(ok), ok).toBe(false);
     }
@@ -158,6 +168,10 @@ describe("the address classifier", () => {
       "::ffff:7f00:1",
       "::127.0.0.1",
       "fe80::1%eth0",
+      "64:ff9b:1::1",
+      "64:ff9b:1:abcd::8.8.8.8",
+      "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+      "2001:0:ffff:ffff:ffff:ffff:ffff:ffff",
       "not-an-ip",
     ]) {
       expect(isForbiddenAddress(bad), bad).toBe(true);

@@ -18,6 +18,9 @@ export interface OtpRoutesOptions {
   numbers: NumbersStore;
 }
 
+/** The number's ceiling is a rolling hour: a fixed wait, not one computed from other subjects' codes. */
+const NUMBER_LIMIT_RETRY_AFTER_SECONDS = 3600;
+
 export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
   app,
   { otp, metrics, guard, onEnqueued, events, numbers },
@@ -31,6 +34,12 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
       const { to, from } = request.body as { to: string; from?: string };
       const sending = resolveFrom(numbers, from);
       const result = await otp.issue(subject, to, sending);
+      if (result.kind === "number_limit") {
+        metrics.otpEvents.inc({ event: result.kind });
+        // Every subject's codes count here: the answer names no limit and no time derived from them.
+        reply.header("retry-after", String(NUMBER_LIMIT_RETRY_AFTER_SECONDS));
+        throw new ApiError(429, "otp_unavailable", "no code can be sent to this number now; try again later");
+      }
       if (result.kind !== "sent") {
         metrics.otpEvents.inc({ event: result.kind });
         reply.header("retry-after", String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));
@@ -38,9 +47,13 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
           ? new ApiError(
               429,
               "otp_cooldown",
-              "a code was sent to this number moments ago; wait before asking again",
+              "this token subject sent a code to this number moments ago; wait before asking again",
             )
-          : new ApiError(429, "otp_hourly_limit", "too many codes for this number in the last hour");
+          : new ApiError(
+              429,
+              "otp_hourly_limit",
+              "too many codes from this token subject to this number in the last hour",
+            );
       }
       metrics.otpEvents.inc({ event: "issued" });
       request.log.info({ otpId: result.otpId, messageId: result.messageId, to }, "otp issued");

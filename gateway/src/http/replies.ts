@@ -1,7 +1,13 @@
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
-import { MAX_PATTERN_LENGTH, regexProblem } from "../replies/matching.js";
+import {
+  MAX_PATTERN_LENGTH,
+  MAX_PROGRAM_SIZE_PER_RULE,
+  MAX_PROGRAM_SIZE_PER_SUBJECT,
+  programSize,
+  regexProblem,
+} from "../replies/matching.js";
 import type { ReplyRule, ReplyRulePatch } from "../store/replies.js";
 import type { Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
@@ -63,6 +69,43 @@ function refuseBadRegex(match: string, pattern: string, ignoreCase: boolean): vo
   if (problem) throw new ApiError(422, "invalid_regex", `pattern: ${problem}`);
 }
 
+/**
+ * Refuses a regex whose compiled program is too large, alone or with the subject's other regex rules (`except`:
+ * the rule being changed). Matching costs input length × program size (see matching.ts).
+ */
+async function refuseCostlyRegex(
+  store: Store,
+  subject: string,
+  rule: { match: string; pattern: string; ignoreCase: boolean },
+  except?: string,
+): Promise<void> {
+  if (rule.match !== "regex") return;
+  const size = programSize(rule.pattern, rule.ignoreCase);
+  if (size > MAX_PROGRAM_SIZE_PER_RULE) {
+    throw new ApiError(
+      422,
+      "regex_too_large",
+      `pattern: compiles to ${size} instructions, at most ${MAX_PROGRAM_SIZE_PER_RULE} per rule`,
+    );
+  }
+  let total = size;
+  for (const other of await store.listReplyRules(subject)) {
+    if (other.id === except || other.matchType !== "regex") continue;
+    try {
+      total += programSize(other.pattern, other.ignoreCase);
+    } catch {
+      // A rule RE2 refuses never runs.
+    }
+  }
+  if (total > MAX_PROGRAM_SIZE_PER_SUBJECT) {
+    throw new ApiError(
+      422,
+      "regex_too_large",
+      `pattern: this token subject's regex rules would compile to ${total} instructions together, at most ${MAX_PROGRAM_SIZE_PER_SUBJECT}`,
+    );
+  }
+}
+
 export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (app, options) => {
   const { store, guard } = options;
   const subjectOf = (principal: { subject: string } | null) => {
@@ -77,6 +120,11 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
       const subject = subjectOf(request.principal);
       const body = request.body as z.infer<typeof createBody>;
       refuseBadRegex(body.match, body.pattern, body.ignore_case);
+      await refuseCostlyRegex(store, subject, {
+        match: body.match,
+        pattern: body.pattern,
+        ignoreCase: body.ignore_case,
+      });
       const now = Date.now();
       const rule: ReplyRule = {
         id: uuidv7(now),
@@ -126,11 +174,15 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
       const body = request.body as z.infer<typeof patchBody>;
       const current = await store.getReplyRule(subject, id);
       if (!current) throw notFound("rule");
-      refuseBadRegex(
-        body.match ?? current.matchType,
-        body.pattern ?? current.pattern,
-        body.ignore_case ?? current.ignoreCase,
-      );
+      const next = {
+        match: body.match ?? current.matchType,
+        pattern: body.pattern ?? current.pattern,
+        ignoreCase: body.ignore_case ?? current.ignoreCase,
+      };
+      refuseBadRegex(next.match, next.pattern, next.ignoreCase);
+      // Only a change of what compiles is checked: a legacy rule past the caps may still be disabled.
+      if (body.match !== undefined || body.pattern !== undefined || body.ignore_case !== undefined)
+        await refuseCostlyRegex(store, subject, next, id);
       const patch: ReplyRulePatch = {
         ...(body.match !== undefined ? { matchType: body.match } : {}),
         ...(body.pattern !== undefined ? { pattern: body.pattern } : {}),

@@ -77,9 +77,9 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
     if (!principal) throw unauthorized();
     return principal.subject;
   };
-  async function checkUrl(raw: string): Promise<string> {
+  async function checkUrl(raw: string, subject: string): Promise<string> {
     try {
-      return (await checkWebhookTarget(raw, options.policy, options.resolve)).url.href;
+      return (await checkWebhookTarget(raw, options.policy, options.resolve, subject)).url.href;
     } catch (error) {
       if (error instanceof RefusedUrl) throw new ApiError(422, "url_refused", `url: ${error.message}`);
       throw error;
@@ -92,7 +92,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
     async (request, reply) => {
       const subject = subjectOf(request.principal);
       const body = request.body as z.infer<typeof createBody>;
-      const href = await checkUrl(body.url);
+      const href = await checkUrl(body.url, subject);
       const now = Date.now();
       const id = uuidv7(now);
       const secret = newSigningSecret();
@@ -139,7 +139,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
       const { id } = request.params as { id: string };
       const body = request.body as z.infer<typeof patchBody>;
       const patch = {
-        ...(body.url !== undefined ? { url: await checkUrl(body.url) } : {}),
+        ...(body.url !== undefined ? { url: await checkUrl(body.url, subject) } : {}),
         ...(body.events !== undefined ? { events: body.events } : {}),
       };
       const updated = await store.updateWebhook(subject, id, patch, Date.now());

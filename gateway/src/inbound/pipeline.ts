@@ -5,16 +5,21 @@ import type { AutoReplier } from "../replies/auto-replier.js";
 import type { InboundMessage, Store } from "../store/store.js";
 
 // What happens to an inbound message after it was committed, whatever brought it (Meta's webhook, a web number's
-// socket): the `message.received` event, the automated reply, then the mark "processed". Committed first,
-// processed after: a crash in between leaves the message unprocessed, and `recover()` at the next start hands it
-// over again. Processing twice changes nothing (events are de-duplicated by key, a reply is claimed once per
-// inbound id), so every stored message is processed exactly once in effect.
+// socket): the `message.received` event, its automated-reply match queued as pending, then the mark "processed".
+// Committed first, processed after: a crash in between leaves the message unprocessed, and `recover()` at the next
+// start hands it over again. Processing twice changes nothing (events are de-duplicated by key, a match is queued
+// once per inbound id), so every stored message is processed exactly once in effect. The match itself runs later,
+// in the background (replies/auto-replier.ts): the webhook's answer never waits for a regex.
 
 export interface InboundPipeline {
-  /** Publishes, replies and marks processed; resolves with how many replies were enqueued. */
+  /** Publishes, queues the automated-reply matches and marks processed; resolves with how many were queued. */
   process(inbound: readonly InboundMessage[], ownNumbers: readonly string[], now: number): Promise<number>;
   /** Processes what a crash left committed but unprocessed; resolves with how many messages. */
   recover(now: number): Promise<number>;
+  /** Starts settling the pending matches (those a stop left too). */
+  start(): void;
+  /** Stops settling; pending matches stay pending for the next start. */
+  stop(): Promise<void>;
 }
 
 const RECOVERY_BATCH = 500;
@@ -40,7 +45,6 @@ export function createInboundPipeline(options: {
   store: Store;
   events?: EventSink;
   autoReplier?: AutoReplier;
-  onEnqueued?: () => void;
   log?: FastifyBaseLogger;
 }): InboundPipeline {
   const { store, events, autoReplier } = options;
@@ -48,13 +52,15 @@ export function createInboundPipeline(options: {
     if (inbound.length === 0) return 0;
     // Published together, they share the commit batcher's transactions.
     if (events) await Promise.all(inbound.map((m) => events.publish(receivedEvent(m))));
-    const replies = autoReplier ? await autoReplier.handle(inbound, ownNumbers, now) : 0;
-    if (replies > 0) options.onEnqueued?.();
+    const matches = autoReplier?.matchesToQueue(inbound, ownNumbers, now) ?? [];
+    if (matches.length > 0) await store.queueReplyMatches(matches, now);
     await store.markInboundProcessed(
       inbound.map((m) => m.id),
       now,
     );
-    return replies;
+    const pending = matches.filter((m) => m.outcome === "pending").length;
+    if (pending > 0) autoReplier?.notify();
+    return pending;
   }
   return {
     process,
@@ -70,6 +76,12 @@ export function createInboundPipeline(options: {
       if (total > 0)
         options.log?.info({ count: total }, "inbound: processed messages a stop left unprocessed");
       return total;
+    },
+    start() {
+      autoReplier?.notify();
+    },
+    async stop() {
+      await autoReplier?.stop();
     },
   };
 }

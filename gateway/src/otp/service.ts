@@ -8,7 +8,8 @@ import { codeMatches, deriveOtpKey, generateCode, hashCode } from "./codes.js";
 
 export type IssueResult =
   | { kind: "sent"; otpId: string; messageId: string; expiresAt: number }
-  | { kind: "cooldown" | "hourly_limit"; retryAfterMs: number };
+  | { kind: "cooldown" | "hourly_limit"; retryAfterMs: number }
+  | { kind: "number_limit" };
 
 export type VerifyResult = "verified" | "invalid";
 
@@ -55,6 +56,7 @@ export function createOtpService(config: Config, store: Store, now: () => number
   const limits = {
     cooldownMs: config.OTP_RESEND_COOLDOWN_SECONDS * 1000,
     hourlyLimit: config.OTP_HOURLY_LIMIT,
+    numberHourlyLimit: config.OTP_NUMBER_HOURLY_LIMIT,
   };
 
   return {

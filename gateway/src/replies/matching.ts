@@ -1,5 +1,4 @@
 import { RE2JS } from "re2js";
-import type { ReplyRule } from "../store/replies.js";
 
 // Which rule answers an inbound text. Regexes run on re2js, a port of RE2: matching is linear in the input
 // (no backtracking), so a pattern such as `(a+)+$` cannot hang the process, and RE2 refuses what it cannot run
@@ -8,9 +7,19 @@ import type { ReplyRule } from "../store/replies.js";
 export const MAX_PATTERN_LENGTH = 512;
 /**
  * Regexes see the first 4,096 characters of a message (a business text message's own limit). Linear time is
- * still time: a user may send 64 KiB, and every regex rule of every sub runs on it while Meta waits for 200.
+ * still time: a user may send 64 KiB, and every regex rule of every sub runs on it.
  */
 export const MAX_REGEX_INPUT = 4096;
+/**
+ * RE2's cost is input length × program size (instructions of the compiled program): measured here, 75–250 ns
+ * per instruction per character, so a 1,000-instruction program takes 0.3–1 s on 4,096 characters, and
+ * `(?:a|aa|aaa){1000}x` (7,003 instructions) 6 s. Ordinary rules compile to 10–100 instructions
+ * (`^order\s+#?(\d{4,8})$` is 27). These caps are checked when a rule is created or changed; what they let
+ * through is bounded at match time by the per-message budget (see match-runner.ts).
+ */
+export const MAX_PROGRAM_SIZE_PER_RULE = 1_000;
+/** The regex rules of one token subject together, disabled ones included (enabling one then crosses nothing). */
+export const MAX_PROGRAM_SIZE_PER_SUBJECT = 5_000;
 
 /** Case- and accent-insensitive form: decomposed, combining marks removed, case folded (ß → ss). */
 export function foldText(text: string): string {
@@ -32,52 +41,7 @@ export function regexProblem(pattern: string, ignoreCase: boolean): string | und
   }
 }
 
-export interface RuleMatcher {
-  /** The first rule (they come best first) whose pattern matches `text`. */
-  firstMatch(rules: readonly ReplyRule[], text: string): ReplyRule | undefined;
-}
-
-/** Keeps compiled regexes per rule version, so a burst of inbound messages compiles each once. */
-export function createRuleMatcher(): RuleMatcher {
-  const compiled = new Map<string, RE2JS | null>();
-  const MAX_CACHED = 5_000;
-
-  function regexFor(rule: ReplyRule): RE2JS | null {
-    const key = `${rule.id}@${rule.updatedAt}`;
-    let re = compiled.get(key);
-    if (re === undefined) {
-      try {
-        re = compileRegex(rule.pattern, rule.ignoreCase);
-      } catch {
-        re = null;
-      }
-      if (compiled.size >= MAX_CACHED) compiled.clear();
-      compiled.set(key, re);
-    }
-    return re;
-  }
-
-  function matches(rule: ReplyRule, text: string, folded: string): boolean {
-    switch (rule.matchType) {
-      case "exact":
-        return rule.ignoreCase
-          ? folded.trim() === foldText(rule.pattern).trim()
-          : text.trim() === rule.pattern.trim();
-      case "contains":
-        return rule.ignoreCase ? folded.includes(foldText(rule.pattern)) : text.includes(rule.pattern);
-      case "regex":
-        return (
-          regexFor(rule)
-            ?.matcher(text.length > MAX_REGEX_INPUT ? text.slice(0, MAX_REGEX_INPUT) : text)
-            .find() ?? false
-        );
-    }
-  }
-
-  return {
-    firstMatch(rules, text) {
-      const folded = foldText(text);
-      return rules.find((rule) => matches(rule, text, folded));
-    },
-  };
+/** The compiled program's size in instructions (what matching costs per input character). */
+export function programSize(pattern: string, ignoreCase: boolean): number {
+  return compileRegex(pattern, ignoreCase).programSize();
 }

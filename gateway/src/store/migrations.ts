@@ -361,4 +361,24 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_number_bulk ON messages (number_id, created_at) WHERE broadcast_id IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    name: "automated replies: the match outcome of each inbound text, decided after Meta is answered",
+    // A row is written with the inbound message, before the webhook's 200 ('pending', or 'skipped' when the
+    // message may not be answered at all); the matcher settles it in the transaction that enqueues the reply.
+    // A re-delivery finds the row and costs nothing; a restart resumes the pending ones.
+    sql: `
+      CREATE TABLE auto_reply_matches (
+        inbound_id TEXT PRIMARY KEY,
+        outcome TEXT NOT NULL CHECK (outcome = 'pending' OR outcome = 'replied' OR outcome = 'cooldown'
+          OR outcome = 'already_replied' OR outcome = 'no_match' OR outcome = 'budget_exhausted'
+          OR outcome = 'skipped'),
+        rule_id TEXT,
+        created_at INTEGER NOT NULL,
+        decided_at INTEGER
+      ) STRICT;
+      CREATE INDEX auto_reply_matches_pending ON auto_reply_matches (created_at) WHERE outcome = 'pending';
+      CREATE INDEX auto_reply_matches_created ON auto_reply_matches (created_at);
+    `,
+  },
 ];

@@ -41,6 +41,31 @@ export interface AutoReplyClaim {
   message: NewMessage;
 }
 
+/** What became of an inbound text: decided once, so a re-delivery is not matched again. */
+export type ReplyMatchOutcome =
+  | "pending"
+  | "replied"
+  | "cooldown"
+  | "already_replied"
+  | "no_match"
+  | "budget_exhausted"
+  | "skipped";
+
+/** An inbound text waiting to be matched. */
+export interface PendingReplyMatch {
+  inboundId: string;
+  contact: string;
+  text: string;
+  sentAt: number;
+  /** The registry number that received it (none: the default number). */
+  numberId?: string;
+}
+
+/** How a pending match is settled: with a reply to enqueue, or with the reason there is none. */
+export type ReplyMatchSettlement =
+  | { kind: "matched"; claim: AutoReplyClaim }
+  | { kind: "no_match" | "budget_exhausted" | "skipped" };
+
 export interface RepliesStore {
   /** Inserts the rule unless its owner already has `maxRules`; false then. */
   createReplyRule(rule: NewReplyRule, maxRules: number): Promise<boolean>;
@@ -60,6 +85,27 @@ export interface RepliesStore {
    * ago; otherwise enqueues the reply and records both, so neither a re-delivery nor a crash can send twice.
    */
   claimAutoReply(claim: AutoReplyClaim): Promise<AutoReplyResult>;
-  /** Forgets answered inbound ids and contacts' last replies older than `before`. */
+  /**
+   * Records inbound texts to match ('pending') or not to answer ('skipped'); an id that already has an outcome
+   * keeps it. Written before Meta's webhook is acknowledged.
+   */
+  queueReplyMatches(
+    entries: Array<{ inboundId: string; outcome: "pending" | "skipped" }>,
+    now: number,
+  ): Promise<void>;
+  /** The oldest pending matches with their message. */
+  pendingReplyMatches(limit: number): Promise<PendingReplyMatch[]>;
+  /**
+   * In one transaction: for a match, what claimAutoReply does; then the outcome replaces 'pending' (a match
+   * already settled is left as it is). Resolves with the outcome recorded.
+   */
+  settleReplyMatch(
+    inboundId: string,
+    settlement: ReplyMatchSettlement,
+    now: number,
+  ): Promise<ReplyMatchOutcome>;
+  /** The outcome recorded for an inbound id, if any. */
+  replyMatchOutcome(inboundId: string): Promise<ReplyMatchOutcome | undefined>;
+  /** Forgets answered inbound ids, decided match outcomes and contacts' last replies older than `before`. */
   pruneAutoReplies(before: number): Promise<void>;
 }

@@ -1,6 +1,14 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { CommitBatcher } from "./commit-batcher.js";
-import type { AutoReplyClaim, AutoReplyResult, RepliesStore, ReplyRule, ReplyRulePatch } from "./replies.js";
+import type {
+  AutoReplyClaim,
+  AutoReplyResult,
+  PendingReplyMatch,
+  RepliesStore,
+  ReplyMatchOutcome,
+  ReplyRule,
+  ReplyRulePatch,
+} from "./replies.js";
 import type { NewMessage } from "./store.js";
 
 // The SQLite side of automated replies (tables of migration 3). The main store composes it, sharing its
@@ -61,11 +69,37 @@ export function createSqliteRepliesStore(
     ),
     pruneInbound: db.prepare("DELETE FROM auto_reply_inbound WHERE replied_at < ?"),
     pruneContacts: db.prepare("DELETE FROM auto_reply_contacts WHERE last_reply_at < ?"),
+    queueMatch: db.prepare(
+      "INSERT OR IGNORE INTO auto_reply_matches (inbound_id, outcome, created_at, decided_at) VALUES (?, ?, ?, ?)",
+    ),
+    pendingMatches: db.prepare(
+      `SELECT m.inbound_id AS inboundId, i.sender AS contact, i.text AS text, i.sent_at AS sentAt,
+              i.number_id AS numberId
+       FROM auto_reply_matches m LEFT JOIN inbound_messages i ON i.id = m.inbound_id
+       WHERE m.outcome = 'pending' ORDER BY m.created_at LIMIT ?`,
+    ),
+    matchOutcome: db.prepare("SELECT outcome FROM auto_reply_matches WHERE inbound_id = ?").pluck(),
+    decideMatch: db.prepare(
+      "UPDATE auto_reply_matches SET outcome = ?, rule_id = ?, decided_at = ? WHERE inbound_id = ? AND outcome = 'pending'",
+    ),
+    pruneMatches: db.prepare("DELETE FROM auto_reply_matches WHERE created_at < ? AND outcome != 'pending'"),
     recordContact: db.prepare(
       `INSERT INTO auto_reply_contacts (contact, last_reply_at) VALUES (?, ?)
        ON CONFLICT (contact) DO UPDATE SET last_reply_at = excluded.last_reply_at`,
     ),
   };
+
+  /** Refuses an inbound id already answered and a contact inside its cooldown; otherwise enqueues the reply. */
+  function claimReply(claim: AutoReplyClaim): AutoReplyResult {
+    if (s.answered.get(claim.inboundId) !== undefined) return "already_replied";
+    const now = claim.message.createdAt;
+    const last = s.lastReply.get(claim.contact) as number | undefined;
+    if (last !== undefined && now - last < claim.cooldownMs) return "cooldown";
+    insertMessage(claim.message);
+    s.recordInbound.run(claim.inboundId, claim.ruleId, claim.message.id, now);
+    s.recordContact.run(claim.contact, now);
+    return "enqueued";
+  }
 
   return {
     createReplyRule(rule, maxRules) {
@@ -122,21 +156,59 @@ export function createSqliteRepliesStore(
         () => {
           s.pruneInbound.run(before);
           s.pruneContacts.run(before);
+          s.pruneMatches.run(before);
         },
         { durable: false },
       );
     },
     claimAutoReply(claim: AutoReplyClaim) {
-      return batcher.write((): AutoReplyResult => {
-        if (s.answered.get(claim.inboundId) !== undefined) return "already_replied";
-        const now = claim.message.createdAt;
-        const last = s.lastReply.get(claim.contact) as number | undefined;
-        if (last !== undefined && now - last < claim.cooldownMs) return "cooldown";
-        insertMessage(claim.message);
-        s.recordInbound.run(claim.inboundId, claim.ruleId, claim.message.id, now);
-        s.recordContact.run(claim.contact, now);
-        return "enqueued";
+      return batcher.write(() => claimReply(claim));
+    },
+    queueReplyMatches(entries, now) {
+      return batcher.write(() => {
+        for (const entry of entries)
+          s.queueMatch.run(entry.inboundId, entry.outcome, now, entry.outcome === "pending" ? null : now);
       });
+    },
+    async pendingReplyMatches(limit) {
+      const rows = s.pendingMatches.all(limit) as Array<{
+        inboundId: string;
+        contact: string | null;
+        text: string | null;
+        sentAt: number | null;
+        numberId: string | null;
+      }>;
+      // An inbound message that is gone (or had no text) is matched as empty: no rule answers it.
+      return rows.map(
+        (r): PendingReplyMatch => ({
+          inboundId: r.inboundId,
+          contact: r.contact ?? "",
+          text: r.text ?? "",
+          sentAt: r.sentAt ?? 0,
+          ...(r.numberId ? { numberId: r.numberId } : {}),
+        }),
+      );
+    },
+    settleReplyMatch(inboundId, settlement, now) {
+      return batcher.write((): ReplyMatchOutcome => {
+        const current = s.matchOutcome.get(inboundId) as ReplyMatchOutcome | undefined;
+        if (current !== undefined && current !== "pending") return current;
+        let outcome: ReplyMatchOutcome;
+        let ruleId: string | null = null;
+        if (settlement.kind === "matched") {
+          const result = claimReply(settlement.claim);
+          outcome = result === "enqueued" ? "replied" : result;
+          ruleId = settlement.claim.ruleId;
+        } else {
+          outcome = settlement.kind;
+        }
+        if (current === undefined) s.queueMatch.run(inboundId, "pending", now, null);
+        s.decideMatch.run(outcome, ruleId, now, inboundId);
+        return outcome;
+      });
+    },
+    async replyMatchOutcome(inboundId) {
+      return s.matchOutcome.get(inboundId) as ReplyMatchOutcome | undefined;
     },
   };
 }

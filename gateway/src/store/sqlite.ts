@@ -217,10 +217,15 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     sealedSubscriptions: db.prepare("SELECT id, secret FROM webhook_subscriptions"),
     resealSubscription: db.prepare("UPDATE webhook_subscriptions SET secret = ? WHERE id = ?"),
     revoke: db.prepare("INSERT OR IGNORE INTO revoked_tokens (jti, revoked_at, reason) VALUES (?, ?, ?)"),
-    lastOtpForPhone: db.prepare("SELECT MAX(created_at) FROM otp_codes WHERE phone = ?").pluck(),
-    otpCountSince: db
-      .prepare("SELECT COUNT(*), MIN(created_at) FROM otp_codes WHERE phone = ? AND created_at > ?")
+    lastOtpOfSubject: db
+      .prepare("SELECT MAX(created_at) FROM otp_codes WHERE subject = ? AND phone = ?")
+      .pluck(),
+    otpCountOfSubjectSince: db
+      .prepare(
+        "SELECT COUNT(*), MIN(created_at) FROM otp_codes WHERE subject = ? AND phone = ? AND created_at > ?",
+      )
       .raw(),
+    otpCountSince: db.prepare("SELECT COUNT(*) FROM otp_codes WHERE phone = ? AND created_at > ?").pluck(),
     retireOtps: db.prepare(
       "UPDATE otp_codes SET expires_at = @now WHERE subject = @subject AND phone = @phone AND consumed_at IS NULL AND expires_at > @now",
     ),
@@ -443,16 +448,21 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
 
     issueOtp(otp: NewOtp, limits: OtpLimits) {
       return batcher.write((): IssueOtpResult => {
-        const last = s.lastOtpForPhone.get(otp.phone) as number | null;
+        // The subject's own limits first: what they answer is derived from the subject's own codes only.
+        const last = s.lastOtpOfSubject.get(otp.subject, otp.phone) as number | null;
         if (last !== null && otp.createdAt - last < limits.cooldownMs) {
           return { kind: "cooldown", retryAfterMs: limits.cooldownMs - (otp.createdAt - last) };
         }
-        const [count, oldest] = s.otpCountSince.get(otp.phone, otp.createdAt - HOUR_MS) as [
+        const since = otp.createdAt - HOUR_MS;
+        const [count, oldest] = s.otpCountOfSubjectSince.get(otp.subject, otp.phone, since) as [
           number,
           number | null,
         ];
         if (count >= limits.hourlyLimit) {
           return { kind: "hourly_limit", retryAfterMs: (oldest ?? otp.createdAt) + HOUR_MS - otp.createdAt };
+        }
+        if ((s.otpCountSince.get(otp.phone, since) as number) >= limits.numberHourlyLimit) {
+          return { kind: "number_limit" };
         }
         s.retireOtps.run({ subject: otp.subject, phone: otp.phone, now: otp.createdAt });
         insertMessage(otp.message);

@@ -103,15 +103,22 @@ export interface NewOtp {
   message: NewMessage;
 }
 
+/**
+ * The cooldown and hourly cap count one token subject's codes to one number: another subject's codes neither
+ * use them up nor show through them. The number's own ceiling counts every subject's codes (abuse protection).
+ */
 export interface OtpLimits {
   cooldownMs: number;
   hourlyLimit: number;
+  numberHourlyLimit: number;
 }
 
+/** `retryAfterMs` comes from the subject's own codes only; `number_limit` carries none (see OtpLimits). */
 export type IssueOtpResult =
   | { kind: "created" }
   | { kind: "cooldown"; retryAfterMs: number }
-  | { kind: "hourly_limit"; retryAfterMs: number };
+  | { kind: "hourly_limit"; retryAfterMs: number }
+  | { kind: "number_limit" };
 
 export interface OtpAttempt {
   id: string;

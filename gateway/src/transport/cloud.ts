@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { createBoundedResolver } from "../dns/bounded-resolver.js";
 import type { OutgoingMessage } from "../messages.js";
 import { toProviderNumber } from "../phone.js";
 import { classifyGraphError, classifyNetworkError, type GraphErrorBody } from "./graph-errors.js";
@@ -10,6 +11,8 @@ export interface CloudTransportOptions {
   baseUrl: string;
   phoneNumberId: string;
   accessToken: string;
+  /** Name servers for the Graph API host instead of the system's (tests). */
+  dnsServers?: readonly string[];
 }
 
 /** The request body of Meta's `POST /{phone-number-id}/messages`. */
@@ -39,6 +42,11 @@ export function graphRequestBody(message: OutgoingMessage, messageId: string): R
 const MAX_ANSWER_BYTES = 64 * 1024;
 /** Without an answer to the TCP handshake by then, nothing was sent: a plain retry (undici's default too). */
 const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * The Graph API host is looked up for each new connection through c-ares, not on libuv's thread pool, and gives
+ * up within half the connect timeout (see dns/bounded-resolver.ts).
+ */
+const LOOKUP_DEADLINE_MS = CONNECT_TIMEOUT_MS / 2;
 /** Idle keep-alive connections close before a server's usual idle timeout (Node honours a Keep-Alive hint). */
 const IDLE_SOCKET_MS = 4_000;
 
@@ -51,7 +59,17 @@ const IDLE_SOCKET_MS = 4_000;
 export function createCloudTransport(options: CloudTransportOptions): Transport {
   const url = new URL(`${options.baseUrl}/${encodeURIComponent(options.phoneNumberId)}/messages`);
   const secure = url.protocol === "https:";
-  const agentOptions = { keepAlive: true, scheduling: "lifo" as const, timeout: IDLE_SOCKET_MS };
+  const resolver = createBoundedResolver({
+    deadlineMs: LOOKUP_DEADLINE_MS,
+    maxInFlightPerSubject: 16,
+    ...(options.dnsServers ? { servers: options.dnsServers } : {}),
+  });
+  const agentOptions = {
+    keepAlive: true,
+    scheduling: "lifo" as const,
+    timeout: IDLE_SOCKET_MS,
+    lookup: resolver.lookupFor("graph-api"),
+  };
   const agent = secure ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
   const request = secure ? httpsRequest : httpRequest;
   const authorization = `Bearer ${options.accessToken}`;

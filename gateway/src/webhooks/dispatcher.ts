@@ -103,7 +103,13 @@ export class WebhookDispatcher {
     }
     let target: CheckedTarget;
     try {
-      target = await checkWebhookTarget(delivery.url, o.policy, o.resolve);
+      // Lookups in flight are capped per subscription here (deliveries are bounded by the concurrency too).
+      target = await checkWebhookTarget(
+        delivery.url,
+        o.policy,
+        o.resolve,
+        `subscription:${delivery.subscriptionId}`,
+      );
     } catch (error) {
       if (!(error instanceof RefusedUrl)) throw error;
       return { ok: false, statusCode: null, error: `url refused: ${error.message}` };

@@ -1,5 +1,5 @@
-import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
+import { createBoundedResolver, LookupFailed, type ResolvedAddress } from "../dns/bounded-resolver.js";
 
 // Keeps subscription URLs from reaching the gateway's own network: https only (http when the operator allows
 // it), no credentials in the URL, and every address the host resolves to must be public. Checked at creation
@@ -8,19 +8,13 @@ import { BlockList, isIP } from "node:net";
 // tricks (2130706433, 0x7f.1, 0177.0.0.1) into dotted quads, and IPv4 embedded in IPv6 (mapped, compatible,
 // NAT64, 6to4) is checked as the IPv4 address it carries.
 
-export interface ResolvedAddress {
-  address: string;
-  family: 4 | 6;
-}
+export type { ResolvedAddress };
 
-/** Resolves a host name to all its addresses; injectable so tests control what a name resolves to. */
-export type HostResolver = (hostname: string) => Promise<ResolvedAddress[]>;
-
-export const systemResolver: HostResolver = async (hostname) =>
-  (await lookup(hostname, { all: true, verbatim: true })).map((a) => ({
-    address: a.address,
-    family: a.family === 6 ? 6 : 4,
-  }));
+/**
+ * Resolves a host name to all its addresses, on behalf of `subject` (whose lookups in flight are capped): the
+ * gateway's is dns/bounded-resolver.ts; tests inject their own to control what a name resolves to.
+ */
+export type HostResolver = (hostname: string, subject: string) => Promise<ResolvedAddress[]>;
 
 export interface UrlPolicy {
   allowHttp: boolean;
@@ -63,6 +57,8 @@ for (const [net, prefix] of [
   ["ff00::", 8], // multicast
   ["2001:db8::", 32], // documentation
   ["100::", 64], // discard
+  ["64:ff9b:1::", 48], // local-use NAT64 (RFC 8215): translated to addresses the operator chose, often private
+  ["2001::", 32], // Teredo: tunnels to an IPv4 address hidden (inverted) in the last 32 bits
 ] as const) {
   forbidden.addSubnet(net, prefix, "ipv6");
 }
@@ -145,6 +141,7 @@ export async function checkWebhookTarget(
   raw: string,
   policy: UrlPolicy,
   resolve: HostResolver,
+  subject: string,
 ): Promise<CheckedTarget> {
   const url = parseWebhookUrl(raw, policy);
   const hostname = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
@@ -155,9 +152,10 @@ export async function checkWebhookTarget(
     addresses = [{ address: hostname, family: literal === 6 ? 6 : 4 }];
   } else {
     try {
-      addresses = await resolve(hostname);
-    } catch {
-      throw new RefusedUrl("host does not resolve");
+      addresses = await resolve(hostname, subject);
+    } catch (error) {
+      // A lookup that timed out or was refused for load says so: the URL may be fine.
+      throw new RefusedUrl(error instanceof LookupFailed ? error.message : "host does not resolve");
     }
     if (addresses.length === 0) throw new RefusedUrl("host does not resolve");
   }
@@ -165,6 +163,22 @@ export async function checkWebhookTarget(
     throw new RefusedUrl("resolves to a loopback, private, link-local, multicast or reserved address");
   }
   return { url, hostname, address: addresses[0] as ResolvedAddress };
+}
+
+/**
+ * The gateway's resolver for webhook hosts: c-ares with a deadline of half the delivery timeout (the lookup and
+ * the request then fit in the delivery's lease), at most 4 lookups in flight per subject. `servers`: name
+ * servers other than the system's (tests).
+ */
+export function webhookHostResolver(
+  config: { WEBHOOK_TIMEOUT_MS: number },
+  servers?: readonly string[],
+): HostResolver {
+  const resolver = createBoundedResolver({
+    deadlineMs: Math.max(50, Math.floor(config.WEBHOOK_TIMEOUT_MS / 2)),
+    ...(servers ? { servers } : {}),
+  });
+  return (hostname, subject) => resolver.resolve(hostname, subject);
 }
 
 /** The operator's URL policy from the configuration. */
