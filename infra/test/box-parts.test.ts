@@ -28,7 +28,7 @@ describe("box proxy", () => {
   });
 
   it("lets through Debian's mirror over HTTP and the npm registry's CONNECT only", () => {
-    expect(isAllowedUrl("http://deb.debian.org/debian/dists/bookworm/InRelease")).toBe(true);
+    expect(isAllowedUrl("http://deb.debian.org/debian/dists/trixie/InRelease")).toBe(true);
     expect(isAllowedUrl("https://deb.debian.org/debian/")).toBe(false);
     expect(isAllowedUrl("http://deb.debian.org:8080/debian/")).toBe(false);
     expect(isAllowedUrl("http://example.com/")).toBe(false);
@@ -96,7 +96,7 @@ describe("box executor", () => {
     const bundle = renderHostBundle(bundleInput());
     expect(bundle.files["certbot/acme-ca.pem"]).toBe(pem);
     expect(bundle.files["systemd/wagate-gateway.service"]).toContain("--network=host");
-    expect(bundle.files["vars.sh"]).toContain("--build-arg=NODE_IMAGE=localhost/wagate-node-base:bookworm");
+    expect(bundle.files["vars.sh"]).toContain("--build-arg=NODE_IMAGE=localhost/wagate-node-base:trixie");
     expect(actions()[0]?.id).toBe("ready");
     expect(actions().at(-1)?.id).toBe("health");
   });
