@@ -86,7 +86,7 @@ export interface BoxRunOptions {
 }
 
 const PODMAN_GLOBAL = ["--runtime", "crun", "--cgroup-manager", "cgroupfs"];
-const BOX_NOFILE = "nofile=4096:4096";
+const BOX_ULIMITS = ["--ulimit=nofile=4096:4096", "--ulimit=nproc=4096:4096"];
 const CHANGE_LINE =
   /^wagate\[\w+\]: (changed|installing|starting|reloading|\(re\)starting|requesting|building|pulling|removed|no certificate yet|formatting|moving|stopping)/m;
 
@@ -121,10 +121,10 @@ export function boxBundleInput(
         // apt and npm in the build stage reach Debian's mirror and the npm registry through the host-side proxy.
         `--build-arg=http_proxy=${proxyUrl}`,
         `--build-arg=https_proxy=${proxyUrl}`,
-        // podman 5 raises a container's open-file limit to 1048576; the box's own hard limit is lower.
-        `--ulimit=${BOX_NOFILE}`,
+        // podman 5 raises a container's open-file and process limits to 1048576; the box's hard limits are lower.
+        ...BOX_ULIMITS,
       ],
-      extraRunArgs: [`--ulimit=${BOX_NOFILE}`],
+      extraRunArgs: [...BOX_ULIMITS],
     },
   };
 }
