@@ -27,6 +27,7 @@ describe("Debian 13 box provisioned over SSH, then replaced", () => {
       "token-accepted",
       "container-hardening",
       "fail2ban-active",
+      "fail2ban-sshd-journal",
       "fail2ban-bans-flood",
       "backup-restorable",
       "no-failed-units",

@@ -27,6 +27,7 @@ import {
   floodBanned,
   noFailedUnits,
   smokeChecks,
+  sshdJailCounts,
 } from "./checks.js";
 import {
   BOX_ADDRESS,
@@ -316,6 +317,7 @@ export async function runBox(
     record(await smokeChecks(ctx));
     record(await containerHardening(ctx));
     record(await fail2banActive(ctx));
+    record(await sshdJailCounts(ctx));
     record(await backupRestorable(ctx));
     record(await noFailedUnits(ctx));
 
