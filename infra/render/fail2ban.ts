@@ -122,12 +122,11 @@ bantime.increment = true
 bantime.maxtime = 604800
 
 # Debian 13 has no rsyslog: sshd logs only to the journal (fail2ban 1.1 reads it through python3-systemd). A jail
-# reading /var/log/auth.log, which does not exist, would keep fail2ban from starting. OpenSSH 10 logs failed logins
-# from its per-connection \`sshd-session\` process, which Debian 13's defaults-debian.conf leaves out of the match.
+# reading /var/log/auth.log, which does not exist, would keep fail2ban from starting. (OpenSSH 10 logs failed logins
+# from \`sshd-session\`, inside ssh.service: Debian's journal match for the unit finds them; the box checks it.)
 [sshd]
 enabled = true
 backend = systemd
-journalmatch = _SYSTEMD_UNIT=ssh.service + _COMM=sshd + _COMM=sshd-session
 
 ${jail(RATE_LIMIT_JAIL, "wagate-nginx-limit", accessLog, c.rateLimit)}
 ${jail(WAF_JAIL, "wagate-nginx-waf", errorLog, c.waf)}`;

@@ -159,7 +159,9 @@ describe("the data step on a loop device", () => {
     await unmountUnder(old.root);
     const fresh = instance("after-migration");
     expect((await fresh.runStep(device)).code).toBe(0);
-    expect(await readFile(join(fresh.paths.gateway ?? "", "wagate.db"), "utf8")).toBe("rows from the root volume");
+    expect(await readFile(join(fresh.paths.gateway ?? "", "wagate.db"), "utf8")).toBe(
+      "rows from the root volume",
+    );
     await unmountUnder(fresh.root);
   });
 
@@ -170,7 +172,9 @@ describe("the data step on a loop device", () => {
     const run = await host.runStep(device);
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/holds TYPE=swap, not an ext4 filesystem: refusing to use or format it/);
-    expect((await execFileAsync("blkid", ["-p", "-o", "value", "-s", "TYPE", device])).stdout.trim()).toBe("swap");
+    expect((await execFileAsync("blkid", ["-p", "-o", "value", "-s", "TYPE", device])).stdout.trim()).toBe(
+      "swap",
+    );
     expect(await host.fstab()).toBe("");
   });
 
@@ -197,7 +201,9 @@ describe("dataDevice", () => {
   });
 
   it("is refused by the bundle naming the field", () => {
-    expect(() => renderHostBundle({ ...input, dataDevice: "xvdf" })).toThrow(/^host bundle: dataDevice must be/);
+    expect(() => renderHostBundle({ ...input, dataDevice: "xvdf" })).toThrow(
+      /^host bundle: dataDevice must be/,
+    );
   });
 
   it("without it, the step keeps the data on the root volume and the units carry no data drop-in", () => {

@@ -193,7 +193,7 @@ export function fail2banActive(ctx: BoxCheckContext): Promise<CheckResult> {
 export function sshdJailCounts(ctx: BoxCheckContext): Promise<CheckResult> {
   const name = "fail2ban-sshd-journal";
   return guarded(name, async () => {
-    for (let i = 0; i < 2; i++)
+    for (let i = 0; i < 3; i++)
       await execFileAsync("ssh", [
         "-o",
         "BatchMode=yes",
@@ -208,13 +208,13 @@ export function sshdJailCounts(ctx: BoxCheckContext): Promise<CheckResult> {
         `nosuchuser@${BOX_ADDRESS}`,
         "true",
       ]).catch(() => undefined);
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 80; i++) {
       const failed = Number(
         (await ctx.sh("fail2ban-client status sshd | sed -n 's/.*Total failed:\\s*//p'")).trim() || "0",
       );
-      if (failed >= 2) return pass(name, `the sshd jail read ${failed} failed logins from the journal`);
+      if (failed >= 1) return pass(name, `the sshd jail read ${failed} failed login(s) from the journal`);
       await sleep(250);
     }
-    return fail(name, "the sshd jail counted no failed login after 10 s");
+    return fail(name, "the sshd jail counted no failed login after 20 s");
   });
 }

@@ -58,6 +58,17 @@ async function until<T>(what: string, timeoutMs: number, probe: () => T | undefi
   }
 }
 
+/** The JSON of an answer; anything else names the request, its status and the start of its body. */
+function json<T>(what: string, r: { status: number; body: string }): T {
+  try {
+    return JSON.parse(r.body) as T;
+  } catch {
+    throw new Error(
+      `${what} answered ${r.status} with no JSON: ${r.body.slice(0, 200).replace(/\s+/g, " ")}`,
+    );
+  }
+}
+
 const bodyText = (body: Record<string, unknown>) => (body.text as { body?: string } | undefined)?.body;
 
 export async function replaceBox(input: ReplaceInput): Promise<ReplaceOutcome> {
@@ -88,13 +99,22 @@ export async function replaceBox(input: ReplaceInput): Promise<ReplaceOutcome> {
   graph.script(
     ...Array.from({ length: 10_000 }, () => graphError(2, 503, "(#2) Service temporarily unavailable")),
   );
-  const nonce = `replace check ${randomBytes(6).toString("hex")}`;
+  const nonce = `kept across the replacement ${randomBytes(6).toString("base64url")}`;
   const accepted = await api("/v1/messages", "POST", {
     type: "text",
     to: "+4915112340002",
     text: { body: nonce },
   });
-  const messageId = (JSON.parse(accepted.body || "{}") as { id?: string }).id;
+  if (accepted.status === 403) {
+    const why = await boxShell(input.old.sshArgs)(
+      "grep -h 'ModSecurity: Access denied' /var/log/nginx/error.log | tail -1",
+      {
+        check: false,
+      },
+    );
+    throw new Error(`POST /v1/messages refused by the WAF: ${why.slice(0, 600)}`);
+  }
+  const messageId = json<{ id?: string }>("POST /v1/messages", accepted).id;
   if (accepted.status !== 202 || !messageId)
     throw new Error(`POST /v1/messages answered ${accepted.status}: ${accepted.body.slice(0, 200)}`);
   await until("the message's first (refused) attempt", 30_000, () =>
@@ -155,7 +175,10 @@ export async function replaceBox(input: ReplaceInput): Promise<ReplaceOutcome> {
       // Long enough for a duplicate to show up (the outbox retries every few seconds here).
       await sleep(5_000);
       const copies = graph.accepted().filter((b) => bodyText(b) === nonce).length;
-      const status = JSON.parse((await api(`/v1/messages/${messageId}`)).body || "{}") as { status?: string };
+      const status = json<{ status?: string }>(
+        "GET /v1/messages/:id",
+        await api(`/v1/messages/${messageId}`),
+      );
       return copies === 1 && status.status !== "queued" && status.status !== "failed"
         ? pass(
             name,
