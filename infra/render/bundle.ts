@@ -2,6 +2,13 @@ import { posix } from "node:path";
 import { z } from "zod";
 import { ADMIN_CLI_PATH, renderAdminCli } from "./admin-cli.js";
 import { certbotIssueArgs, DEBIAN_CERTBOT_DIRS, renderCertbotCliIni, renderDeployHook } from "./certbot.js";
+import {
+  DATA_LABEL,
+  DATA_MOUNT_DIR,
+  dataDeviceSchema,
+  KEPT_DIRECTORIES,
+  renderRequiresDataDropIn,
+} from "./data-volume.js";
 import { renderFail2ban } from "./fail2ban.js";
 import { CERT_NAME, layoutDirectories, vmLayout } from "./layout.js";
 import { ACCESS_LOG_LOGROTATE_FILE, renderAccessLogRotation } from "./logrotate.js";
@@ -40,7 +47,7 @@ import {
 
 // The host bundle: every file the VM needs, rendered from the stack config, plus the ordered steps that apply
 // it. "One list of steps, two executors": the Pulumi components run each step as a `remote.Command` whose
-// triggers are the hash of the bundle files it `uses`; the box test (a Debian 12 under systemd-nspawn) runs the
+// triggers are the hash of the bundle files it `uses`; the box test (a Debian 13 under systemd-nspawn) runs the
 // same commands over SSH. Contract for both executors:
 //
 // (infra/plan/provision.ts turns this into one ordered list of remote actions that both executors follow.)
@@ -84,6 +91,8 @@ export const HOST_PACKAGES = [
   "logrotate",
   "openssl",
   "ca-certificates",
+  // mkfs.ext4, resize2fs and dumpe2fs for the data volume (Debian's cloud images have it, minimal systems may not).
+  "e2fsprogs",
 ] as const;
 
 export interface HostBundleInput {
@@ -107,7 +116,11 @@ export interface HostBundleInput {
   acmeCaPem?: string;
   /** Host-specific podman flags (test boxes under systemd-nspawn need some). */
   podman?: PodmanOptions;
-  /** Stable path of the data disk mounted at the gateway's data directory (AWS: the EBS volume by id). */
+  /**
+   * Stable path of the data volume's block device (`/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…`):
+   * the `data` step mounts it and keeps there what must outlive the instance (data-volume.ts). Absent: the data
+   * stays on the root volume.
+   */
   dataDevice?: string;
 }
 
@@ -146,7 +159,7 @@ const inputSchema = z
     awsRegion: z.string(),
     acmeCaPem: z.string().includes("-----BEGIN CERTIFICATE-----").optional(),
     podman: podmanSchema.optional(),
-    dataDevice: z.string().optional(),
+    dataDevice: dataDeviceSchema.optional(),
   })
   .strict();
 
@@ -196,6 +209,12 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     files["systemd/certbot.service.d/wagate-acme-ca.conf"] = renderCertbotCaDropIn(ACME_CA_FILE);
   }
 
+  if (c.dataDevice) {
+    const paths = KEPT_DIRECTORIES.map((d) => d.path);
+    files["systemd/nginx.service.d/wagate-data.conf"] = renderRequiresDataDropIn(paths);
+    files["systemd/certbot.service.d/wagate-data.conf"] = renderRequiresDataDropIn(paths);
+  }
+
   for (const [name, content] of Object.entries(renderFail2ban(layout)))
     files[posix.join("fail2ban", name)] = content;
 
@@ -219,6 +238,10 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   files["vars.sh"] = renderVars({
     BUNDLE_DIR: REMOTE_BUNDLE_DIR,
     PACKAGES: [...HOST_PACKAGES],
+    DATA_DEVICE: c.dataDevice ?? "",
+    DATA_MOUNT_DIR,
+    DATA_LABEL,
+    DATA_KEPT: KEPT_DIRECTORIES.map((d) => `${d.name}:${d.path}`),
     DOMAIN: c.domain,
     HTTPS_PORT: layout.httpsPort,
     NGINX_CONF_DIR: layout.confDir,
@@ -257,8 +280,9 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const common = ["provision.sh", "vars.sh"];
   const uses: Record<ProvisionStepName, string[]> = {
     packages: common,
+    data: [...common, ...under("systemd/nginx.service.d/", "systemd/certbot.service.d/wagate-data.conf")],
     nginx: [...common, ...under("nginx/", "logrotate/")],
-    certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/")],
+    certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/wagate-acme-ca.conf")],
     fail2ban: [...common, ...under("fail2ban/")],
     gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/", "admin/")],
     backups: [...common, ...under("backup/", `systemd/${BACKUP_SERVICE}`, `systemd/${BACKUP_TIMER}`)],

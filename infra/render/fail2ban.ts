@@ -6,8 +6,8 @@ import { ACCESS_LOG_FIELDS, ACCESS_LOG_FILE, ERROR_LOG_FILE } from "./nginx.js";
 // fail2ban for the edge: IPs that keep hitting the rate limits or keep being refused by the WAF are banned at
 // the firewall (nftables), so they stop costing nginx anything. Two filters of our own (Debian ships none for
 // ModSecurity on nginx, nor for our JSON access log) and one jail file that also makes the stock sshd jail read
-// the journal: Debian 12 has no rsyslog, so /var/log/auth.log does not exist and the stock jail would stop
-// fail2ban from starting.
+// the journal: Debian 13 (like 12) installs no rsyslog, so /var/log/auth.log does not exist and a stock jail
+// reading it would stop fail2ban from starting.
 //
 // Keys of the returned record are paths relative to fail2ban's configuration directory (/etc/fail2ban).
 
@@ -121,8 +121,9 @@ ignoreself = ${c.ignoreSelf}
 bantime.increment = true
 bantime.maxtime = 604800
 
-# Debian 12 has no rsyslog: sshd logs only to the journal. The stock jail reads /var/log/auth.log, which does not
-# exist, and would keep fail2ban from starting.
+# Debian 13 has no rsyslog: sshd logs only to the journal (fail2ban 1.1 reads it through python3-systemd). A jail
+# reading /var/log/auth.log, which does not exist, would keep fail2ban from starting. (OpenSSH 10 logs failed logins
+# from \`sshd-session\`, inside ssh.service: Debian's journal match for the unit finds them; the box checks it.)
 [sshd]
 enabled = true
 backend = systemd

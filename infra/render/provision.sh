@@ -1,7 +1,7 @@
 #!/bin/bash
-# wagate host provisioning (Debian 12). Shipped verbatim in the host bundle next to `vars.sh`, which
+# wagate host provisioning (Debian 13 "trixie"). Shipped verbatim in the host bundle next to `vars.sh`, which
 # infra/render/provision.ts renders from the stack config. Run as root, one step at a time:
-#   bash provision.sh <packages|nginx|certificate|fail2ban|gateway|backups|health>
+#   bash provision.sh <packages|data|nginx|certificate|fail2ban|gateway|backups|health>
 # Every step is idempotent: packages are installed only when missing, files written only when their content
 # changed, and a service is reloaded or restarted only when something it depends on changed. No secret is read
 # from or written to this script; the gateway's secrets arrive as a 0600 env file copied separately.
@@ -76,8 +76,121 @@ step_packages() {
   fi
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}"
+  # Rebuilding man-db's index after every package is most of an install's triggers, for pages no one reads here.
+  echo "man-db man-db/auto-update boolean false" | debconf-set-selections
+  apt-get update -qq -o Acquire::Languages=none
+  # No fsync per unpacked file: an instance whose install is cut short is replaced, not repaired (its data is on
+  # the data volume), and the next run installs again whatever dpkg did not finish.
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+    -o Dpkg::Options::=--force-unsafe-io "${missing[@]}"
+}
+
+# --- the data volume ----------------------------------------------------------------------------------------
+# Everything that must outlive the instance lives on one block device of its own (data-volume.ts): mounted by
+# filesystem UUID at DATA_MOUNT_DIR, one directory of it bind-mounted over each kept path. A device is formatted
+# only when blkid finds nothing at all on it; a filesystem it does not expect stops the step, untouched.
+
+FSTAB_FILE=/etc/fstab
+fstab_changed=1
+# fstab_entry <mount point> <line> — the one line for that mount point, replaced in place when it differs.
+fstab_entry() {
+  local target=$1 line=$2 tmp
+  if [[ "$(awk -v t="$target" '$1 !~ /^#/ && $2 == t' "$FSTAB_FILE" 2>/dev/null)" == "$line" ]]; then return 1; fi
+  tmp=$(mktemp "$FSTAB_FILE.wagate-XXXXXX")
+  { awk -v t="$target" '$1 ~ /^#/ || $2 != t' "$FSTAB_FILE" 2>/dev/null || true; printf '%s\n' "$line"; } >"$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$FSTAB_FILE"
+  log "changed $FSTAB_FILE ($target)"
+  fstab_changed=0
+}
+
+# Same directory (device and inode) on both sides: the bind mount is in place.
+same_dir() { [[ -d "$1" && -d "$2" && "$(stat -c '%d:%i' "$1")" == "$(stat -c '%d:%i' "$2")" ]]; }
+
+wait_for_device() {
+  local i
+  # An EBS attachment can complete after the instance booted: give it two minutes.
+  for ((i = 0; i < 120; i++)); do
+    [[ -b "$DATA_DEVICE" ]] && return 0
+    sleep 1
+  done
+  die "no block device at $DATA_DEVICE after 120 s (is the data volume attached?)"
+}
+
+ensure_filesystem() {
+  local dev=$1 probe rc=0
+  probe=$(blkid -p -o export "$dev" 2>/dev/null) || rc=$?
+  if ((rc == 2)); then
+    # Nothing at all on it (no filesystem, no partition table, no RAID or LVM signature): a new volume.
+    log "formatting $DATA_DEVICE as ext4 (it carries no filesystem)"
+    mkfs.ext4 -q -L "$DATA_LABEL" -m 1 "$dev"
+    return
+  fi
+  ((rc == 0)) || die "blkid could not tell what $DATA_DEVICE holds (exit $rc): refusing to touch it"
+  grep -qx 'TYPE=ext4' <<<"$probe" ||
+    die "$DATA_DEVICE holds $(grep -E '^(PT)?TYPE=' <<<"$probe" | paste -sd' ' -), not an ext4 filesystem: refusing to use or format it"
+}
+
+# keep_on_volume <name> <path> — <DATA_MOUNT_DIR>/<name> bind-mounted at <path>. A volume that has no <name>
+# yet receives what the instance holds there (the move of an existing host onto its first data volume).
+keep_on_volume() {
+  local path=$2 src="$DATA_MOUNT_DIR/$1"
+  if [[ ! -d "$src" ]]; then
+    install -d -m 0755 "$src.wagate-new"
+    if [[ -d "$path" ]] && ! mountpoint -q "$path" && [[ -n "$(ls -A "$path")" ]]; then
+      if [[ "$path" == "$GATEWAY_DATA_DIR" ]] && systemctl is-active --quiet "$GATEWAY_UNIT"; then
+        log "stopping the gateway to move its data"
+        systemctl stop "$GATEWAY_UNIT"
+      fi
+      log "moving $path onto the data volume"
+      cp -a "$path/." "$src.wagate-new/"
+    fi
+    [[ -d "$path" ]] && chmod --reference="$path" "$src.wagate-new" && chown --reference="$path" "$src.wagate-new"
+    mv "$src.wagate-new" "$src"
+    log "changed $src"
+  fi
+  fstab_entry "$path" "$src $path none bind,nofail,x-systemd.requires-mounts-for=$DATA_MOUNT_DIR 0 0" || true
+  install -d -m 0755 "$path"
+  if ! same_dir "$src" "$path"; then
+    # Whatever the root volume holds at <path> (a package's defaults) stays hidden under the mount.
+    log "changed $path: bind-mounted from the data volume"
+    mount --bind "$src" "$path"
+  fi
+}
+
+step_data() {
+  if [[ -z "$DATA_DEVICE" ]]; then
+    log "no data volume configured: data stays on the root volume"
+    return
+  fi
+  wait_for_device
+  local dev uuid kept
+  dev=$(readlink -f "$DATA_DEVICE")
+  ensure_filesystem "$dev"
+  uuid=$(blkid -p -o value -s UUID "$dev")
+  [[ -n "$uuid" ]] || die "the filesystem on $DATA_DEVICE has no UUID"
+  fstab_entry "$DATA_MOUNT_DIR" "UUID=$uuid $DATA_MOUNT_DIR ext4 defaults,nofail,noatime 0 2" || true
+  install -d -m 0755 "$DATA_MOUNT_DIR"
+  if ! mountpoint -q "$DATA_MOUNT_DIR"; then
+    log "changed $DATA_MOUNT_DIR: mounting $DATA_DEVICE"
+    mount -t ext4 -o defaults,noatime "$dev" "$DATA_MOUNT_DIR"
+  fi
+  [[ "$(mountpoint -d "$DATA_MOUNT_DIR")" == "$(mountpoint -x "$dev")" ]] ||
+    die "$DATA_MOUNT_DIR is mounted from another device than $DATA_DEVICE"
+  # A volume grown on AWS (a larger `dataVolumeSize`): ext4 grows online.
+  local fs_bytes dev_bytes
+  fs_bytes=$(dumpe2fs -h "$dev" 2>/dev/null | awk -F: '/^Block count/ {c=$2} /^Block size/ {s=$2} END {print c*s}')
+  dev_bytes=$(blockdev --getsize64 "$dev")
+  if ((dev_bytes - fs_bytes > 16 * 1024 * 1024)); then
+    log "changed $DATA_MOUNT_DIR: growing the filesystem to the volume's $((dev_bytes / 1024 / 1024)) MiB"
+    resize2fs "$dev" >/dev/null 2>&1
+  fi
+  for kept in "${DATA_KEPT[@]}"; do keep_on_volume "${kept%%:*}" "${kept#*:}"; done
+  # systemd reads fstab into mount units; units that read kept paths wait for them (the volume is nofail).
+  unit nginx.service.d/wagate-data.conf || true
+  unit certbot.service.d/wagate-data.conf || true
+  if ((fstab_changed == 0)); then daemon_reload_needed=0; fi
+  daemon_reload
 }
 
 # nginx cannot listen on 443 without a certificate: until certbot has issued one, a throwaway self-signed
@@ -197,12 +310,15 @@ ensure_gateway_user() {
 }
 
 # The image: pulled once when pinned by digest, otherwise built here from the copied sources, again only when
-# their content changed (the hash travels as an image label).
+# their content changed (the hash travels as an image label). Sets image_id. One podman call when nothing changed
+# (each costs a fraction of a second: most of a no-change run of this step).
+image_id=
 ensure_gateway_image() {
   if [[ "$GATEWAY_IMAGE" == *@sha256:* ]]; then
-    if ! podman "${PODMAN_GLOBAL_ARGS[@]}" image exists "$GATEWAY_IMAGE"; then
+    if ! image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE" 2>/dev/null); then
       log "pulling $GATEWAY_IMAGE"
       podman "${PODMAN_GLOBAL_ARGS[@]}" pull --quiet "$GATEWAY_IMAGE" >/dev/null
+      image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE")
     fi
     return
   fi
@@ -211,15 +327,17 @@ ensure_gateway_image() {
   local source_hash current
   source_hash=$(cd "$GATEWAY_BUILD_CONTEXT" && find . -type f -not -path './node_modules/*' -print0 | sort -z |
     xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-  current=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{ index .Labels "org.wagate.source" }}' \
+  current=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}} {{ index .Labels "org.wagate.source" }}' \
     "$GATEWAY_IMAGE" 2>/dev/null || true)
-  if [[ "$current" == "$source_hash" ]]; then
+  if [[ -n "$current" && "${current#* }" == "$source_hash" ]]; then
+    image_id=${current%% *}
     log "image $GATEWAY_IMAGE is up to date"
     return
   fi
   log "building $GATEWAY_IMAGE"
   podman "${PODMAN_GLOBAL_ARGS[@]}" build --quiet "${PODMAN_BUILD_ARGS[@]}" --label "org.wagate.source=$source_hash" \
     --tag "$GATEWAY_IMAGE" --file "$GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE" "$GATEWAY_BUILD_CONTEXT" >/dev/null
+  image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE")
 }
 
 wait_for_gateway() {
@@ -249,8 +367,7 @@ step_gateway() {
   unit "$GATEWAY_UNIT" || true
   daemon_reload
   # Restart only when what the container runs with changed: unit, secrets, podman settings, image.
-  local state_file=/var/lib/wagate-provision/gateway.state state image_id
-  image_id=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}}' "$GATEWAY_IMAGE")
+  local state_file=/var/lib/wagate-provision/gateway.state state
   state=$(cat "/etc/systemd/system/$GATEWAY_UNIT" "$GATEWAY_ENV_FILE" <(cat "$containers_conf" 2>/dev/null || true) \
     <(echo "$image_id") | sha256sum | cut -d' ' -f1)
   install -d -m 0700 /var/lib/wagate-provision
@@ -297,9 +414,9 @@ step=${1:-}
 # Sourced (by the tests, to exercise put/put_tree on a scratch directory): define the functions, run nothing.
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then return 0; fi
 case "$step" in
-packages | nginx | certificate | fail2ban | gateway | backups | health) "step_$step" ;;
+packages | data | nginx | certificate | fail2ban | gateway | backups | health) "step_$step" ;;
 *)
   step=usage
-  die "usage: provision.sh <packages|nginx|certificate|fail2ban|gateway|backups|health>"
+  die "usage: provision.sh <packages|data|nginx|certificate|fail2ban|gateway|backups|health>"
   ;;
 esac

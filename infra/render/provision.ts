@@ -13,6 +13,7 @@ export function provisionScript(): string {
 /** Step names understood by provision.sh, in the order they must run. */
 export const PROVISION_STEPS = [
   "packages",
+  "data",
   "nginx",
   "certificate",
   "fail2ban",

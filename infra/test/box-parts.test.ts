@@ -1,7 +1,8 @@
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { boxBundleInput, changeLines } from "../../scripts/lib/box/box-run.js";
+import { boxBundleInput, boxFiguresLine, changeLines } from "../../scripts/lib/box/box-run.js";
+import { watchDowntime } from "../../scripts/lib/box/downtime.js";
 import { actionInputs } from "../../scripts/lib/box/executor.js";
 import { type BoxProxy, isAllowedConnect, isAllowedUrl, startBoxProxy } from "../../scripts/lib/box/proxy.js";
 import { planProvision, remoteActions } from "../plan/provision.js";
@@ -28,7 +29,7 @@ describe("box proxy", () => {
   });
 
   it("lets through Debian's mirror over HTTP and the npm registry's CONNECT only", () => {
-    expect(isAllowedUrl("http://deb.debian.org/debian/dists/bookworm/InRelease")).toBe(true);
+    expect(isAllowedUrl("http://deb.debian.org/debian/dists/trixie/InRelease")).toBe(true);
     expect(isAllowedUrl("https://deb.debian.org/debian/")).toBe(false);
     expect(isAllowedUrl("http://deb.debian.org:8080/debian/")).toBe(false);
     expect(isAllowedUrl("http://example.com/")).toBe(false);
@@ -96,7 +97,7 @@ describe("box executor", () => {
     const bundle = renderHostBundle(bundleInput());
     expect(bundle.files["certbot/acme-ca.pem"]).toBe(pem);
     expect(bundle.files["systemd/wagate-gateway.service"]).toContain("--network=host");
-    expect(bundle.files["vars.sh"]).toContain("--build-arg=NODE_IMAGE=localhost/wagate-node-base:bookworm");
+    expect(bundle.files["vars.sh"]).toContain("--build-arg=NODE_IMAGE=localhost/wagate-node-base:trixie");
     expect(actions()[0]?.id).toBe("ready");
     expect(actions().at(-1)?.id).toBe("health");
   });
@@ -115,5 +116,42 @@ describe("box executor", () => {
       ],
     };
     expect(changeLines(result)).toEqual(["wagate[nginx]: reloading nginx"]);
+  });
+});
+
+describe("box figures", () => {
+  const figures = {
+    bareToHealthySeconds: 91.24,
+    secondRunSeconds: 3.46,
+    imageBytes: 1,
+    imageBuilt: false,
+    stepSeconds: {},
+  };
+
+  it("end with the one line the issue names", () => {
+    expect(boxFiguresLine({ ...figures, replaceSeconds: 70.06, dataKept: true })).toBe(
+      "box figures: os=debian-13 fresh=91.2 rerun=3.5 replace=70.1 data-kept=yes",
+    );
+    expect(boxFiguresLine({ ...figures, replaceSeconds: 70, dataKept: false })).toMatch(/ data-kept=no$/);
+    expect(boxFiguresLine(figures)).toBe(
+      "box figures: os=debian-13 fresh=91.2 rerun=3.5 replace=- data-kept=-",
+    );
+  });
+
+  it("downtime is the outage a prober saw: none while every probe answers, the gap once they stop", async () => {
+    const steady = watchDowntime(async () => true, 5);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await steady.stop()).downtimeSeconds).toBe(0);
+
+    let up = true;
+    const outage = watchDowntime(async () => up, 5);
+    await new Promise((r) => setTimeout(r, 30));
+    up = false;
+    await new Promise((r) => setTimeout(r, 100));
+    up = true;
+    await outage.recovered(5_000);
+    const result = await outage.stop();
+    expect(result.failures).toBeGreaterThan(0);
+    expect(result.downtimeSeconds).toBeGreaterThan(0);
   });
 });

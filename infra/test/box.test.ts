@@ -1,16 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { runBox } from "../../scripts/lib/box/box-run.js";
+import { boxFiguresLine, runBox } from "../../scripts/lib/box/box-run.js";
 
-// The deploy path for real: a bare Debian 12 box (debootstrap + systemd-nspawn, its own network namespace)
-// provisioned over SSH with the stack's remote actions, then checked: HTTPS with a Pebble certificate, the
-// smoke checks, container hardening, a fail2ban ban in the box's nftables, a restorable backup, no failed unit,
-// a second run that changes nothing, and a changed nginx file that re-runs only nginx's step. runBox tears the
-// box, its network and every process down itself, also when it throws.
+// The deploy path for real: a bare Debian 13 box (debootstrap + systemd-nspawn, its own network namespace) with a
+// separate data disk (a loop image at a stable device path), provisioned over SSH with the stack's remote actions,
+// then checked: HTTPS with a Pebble certificate, the smoke checks, container hardening, a fail2ban ban in the
+// box's nftables, a restorable backup, no failed unit, a second run that changes nothing, and a changed nginx file
+// that re-runs only nginx's step. Then the box is replaced by a brand-new root against the same data disk: the
+// message accepted before is sent after, once; the pending OTP verifies; the certificate is the same. runBox tears
+// the box, its disk, its network and every process down itself, also when it throws.
 
-describe("Debian 12 box provisioned over SSH", () => {
-  it("provisions, passes every check, and is idempotent", { timeout: 15 * 60_000 }, async () => {
+describe("Debian 13 box provisioned over SSH, then replaced", () => {
+  it("provisions, passes every check, is idempotent, and a new box keeps the data", {
+    timeout: 30 * 60_000,
+  }, async () => {
     const lines: string[] = [];
-    const report = await runBox({ say: (l) => lines.push(l) });
+    const report = await runBox({ replace: true, say: (l) => lines.push(l) });
     const failed = report.checks.filter((c) => c.status === "fail").map((c) => `${c.name}: ${c.detail}`);
     expect(failed, lines.join("\n")).toEqual([]);
     const names = report.checks.map((c) => c.name);
@@ -22,6 +26,8 @@ describe("Debian 12 box provisioned over SSH", () => {
       "headers",
       "token-accepted",
       "container-hardening",
+      "fail2ban-active",
+      "fail2ban-sshd-journal",
       "fail2ban-bans-flood",
       "wrong-host-key-refused",
       "backup-restorable",
@@ -29,10 +35,18 @@ describe("Debian 12 box provisioned over SSH", () => {
       "second-run-changes-nothing",
       "second-run-restarts-nothing",
       "changed-file-reloads-only-nginx",
+      "replace-mounts-kept-volume",
+      "replace-message-sent-once",
+      "replace-otp-verifies",
+      "replace-certificate-kept",
     ])
       expect(names).toContain(name);
     expect(report.changedFileRan.filter((id) => !id.startsWith("file-"))).toEqual(["nginx", "health"]);
     expect(report.figures.imageBytes).toBeGreaterThan(0);
+    expect(report.figures.dataKept).toBe(true);
+    expect(boxFiguresLine(report.figures)).toMatch(
+      /^box figures: os=debian-13 fresh=\d+\.\d rerun=\d+\.\d replace=\d+\.\d data-kept=yes$/,
+    );
     expect(report.ok).toBe(true);
   });
 });

@@ -95,7 +95,7 @@ describe("shell scripts in the bundle", () => {
   it("refuses an unknown step, naming the usage", async () => {
     const result = await run("bash", [join(bundleDir, "provision.sh"), "everything"]);
     expect(result.code).toBe(1);
-    expect(result.out).toMatch(/usage: provision\.sh <packages\|nginx\|/);
+    expect(result.out).toMatch(/usage: provision\.sh <packages\|data\|nginx\|/);
   });
 });
 

@@ -46,6 +46,8 @@ export interface FakeGraphOptions {
   /** Delay before every answer (scripted answers may add their own). */
   latencyMs?: number;
   statusWebhook?: StatusWebhookOptions;
+  /** Address to listen on (default 127.0.0.1; the Debian box reaches the host on its veth address). */
+  host?: string;
 }
 
 export interface FakeGraph {
@@ -57,6 +59,8 @@ export interface FakeGraph {
   accepted(): Array<Record<string, unknown>>;
   /** Answers for the next calls, in order; when exhausted, calls are accepted normally. */
   script(...answers: ScriptedAnswer[]): void;
+  /** Drops the scripted answers not used yet: calls are accepted normally again. */
+  clearScript(): void;
   setLatency(ms: number): void;
   /** Signs and posts a webhook payload to the configured gateway URL; resolves with the HTTP status. */
   postWebhook(payload: unknown): Promise<number>;
@@ -273,16 +277,18 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     handle(req, res).catch(() => res.destroy());
   });
   server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
 
   return {
-    baseUrl: `http://127.0.0.1:${port}/${version}`,
+    baseUrl: `http://${host}:${port}/${version}`,
     port,
     requests,
     accepted: () =>
       requests.filter((r) => r.wamid !== undefined).map((r) => r.body as Record<string, unknown>),
     script: (...answers) => void scripted.push(...answers),
+    clearScript: () => void scripted.splice(0),
     setLatency: (ms) => {
       latencyMs = ms;
     },

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SCOPES } from "../../../gateway/src/auth/index.js";
 import { mintToken } from "../../../gateway/src/auth/tokens.js";
+import { type FakeGraph, startFakeGraph } from "../../../gateway/test/support/fake-graph.js";
 import {
   buildContextDigest,
   listBuildContext,
@@ -26,6 +27,7 @@ import {
   floodBanned,
   noFailedUnits,
   smokeChecks,
+  sshdJailCounts,
 } from "./checks.js";
 import {
   BOX_ADDRESS,
@@ -36,16 +38,19 @@ import {
   NODE_BASE_TAR_IN_BOX,
   SSH_USER,
 } from "./constants.js";
+import { BOX_DATA_DEVICE, createDataDisk, type DataDisk } from "./data-disk.js";
 import { type ExecuteResult, executeActions, type Secrets } from "./executor.js";
 import { wrongHostKeyRefused } from "./host-key-check.js";
-import { type BootedBox, bootBox } from "./machine.js";
+import { type BootedBox, type BootOptions, bootBox, prepareBox } from "./machine.js";
 import { createBoxNetwork, removeBoxNetwork } from "./network.js";
 import { type BoxProxy, startBoxProxy } from "./proxy.js";
 import { type BoxShell, boxShell } from "./remote.js";
+import { replaceBox } from "./replace.js";
 import { ensureBoxRoot, ensureNodeBaseTar } from "./root.js";
 
-// `npm run box`: a bare Debian 12 box provisioned over SSH with the stack's own remote sequence, then checked,
-// re-run unchanged, re-run with one rendered file changed, measured, and torn down.
+// `npm run box`: a bare Debian 13 box with a separate data disk, provisioned over SSH with the stack's own remote
+// sequence, then checked, re-run unchanged, re-run with one rendered file changed, measured, and torn down. With
+// `replace`, a brand-new root is then provisioned against the kept data disk (replace.ts).
 
 export interface BoxFigures {
   /** From starting the bare box to the health step's 200 over HTTPS. */
@@ -56,6 +61,10 @@ export interface BoxFigures {
   /** Whether the first run built the image (false: podman's storage kept from an earlier box had it). */
   imageBuilt: boolean;
   stepSeconds: Record<string, number>;
+  /** With `replace`: the gateway's downtime across the replacement, as a client saw it. */
+  replaceSeconds?: number;
+  /** With `replace`: the message, the pending OTP and the certificate survived. */
+  dataKept?: boolean;
 }
 
 export interface BoxReport {
@@ -72,13 +81,16 @@ export interface BoxRunOptions {
   keep?: boolean;
   /** Build the image from scratch (no podman storage kept from earlier boxes): the figure of a new VM. */
   cold?: boolean;
+  /** After the checks, replace the box by a brand-new one against the kept data disk (replace.ts). */
+  replace?: boolean;
   /** Receives the teardown as soon as there is something to tear down (a CLI calls it on Ctrl-C). */
   onTeardown?: (teardown: () => Promise<void>) => void;
 }
 
 const PODMAN_GLOBAL = ["--runtime", "crun", "--cgroup-manager", "cgroupfs"];
+const BOX_ULIMITS = ["--ulimit=nofile=4096:4096", "--ulimit=nproc=4096:4096"];
 const CHANGE_LINE =
-  /^wagate\[\w+\]: (changed|installing|starting|reloading|\(re\)starting|requesting|building|pulling|removed|no certificate yet)/m;
+  /^wagate\[\w+\]: (changed|installing|starting|reloading|\(re\)starting|requesting|building|pulling|removed|no certificate yet|formatting|moving|stopping)/m;
 
 export function boxBundleInput(
   pebble: { directoryUrl: string; listenerCaPem: string },
@@ -95,6 +107,7 @@ export function boxBundleInput(
     backupBucket: "",
     awsRegion: "eu-central-1",
     acmeCaPem: pebble.listenerCaPem,
+    dataDevice: BOX_DATA_DEVICE,
     podman: {
       // What a systemd-nspawn box needs (ENVIRONMENT.md): crun with cgroupfs, no cgroups, the host's network
       // (no network namespace can be made inside), no kernel keyring.
@@ -110,9 +123,36 @@ export function boxBundleInput(
         // apt and npm in the build stage reach Debian's mirror and the npm registry through the host-side proxy.
         `--build-arg=http_proxy=${proxyUrl}`,
         `--build-arg=https_proxy=${proxyUrl}`,
+        // podman 5 raises a container's open-file and process limits to 1048576; the box's hard limits are lower.
+        ...BOX_ULIMITS,
       ],
+      extraRunArgs: [...BOX_ULIMITS],
     },
   };
+}
+
+/** The one line `npm run box` ends with (a contract: scripts and the README quote it). */
+export function boxFiguresLine(f: BoxFigures): string {
+  const s = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(1));
+  const kept = f.dataKept === undefined ? "-" : f.dataKept ? "yes" : "no";
+  return `box figures: os=debian-13 fresh=${s(f.bareToHealthySeconds)} rerun=${s(f.secondRunSeconds)} replace=${s(f.replaceSeconds)} data-kept=${kept}`;
+}
+
+/**
+ * The gateway's env file in the box: Meta's Cloud API is the fake Graph API on the host's side of the veth, and
+ * the outbox retries every few seconds (the replacement check keeps a message waiting for Meta for a minute or
+ * two; the default backoff would reach minutes).
+ */
+export function boxGatewayEnv(apiSecret: string, graphBaseUrl: string): string {
+  return `${renderGatewayEnvFile({
+    apiSecret,
+    whatsapp: {
+      accessToken: "box-access-token",
+      phoneNumberId: "106540352242922",
+      appSecret: "box-app-secret",
+      verifyToken: "box-verify-token",
+    },
+  })}GRAPH_API_BASE_URL=${graphBaseUrl}\nOUTBOX_BACKOFF_MAX_MS=3000\nOUTBOX_MAX_ATTEMPTS=100\n`;
 }
 
 /** The change lines (`changed …`, `reloading …`) the provisioning script printed. */
@@ -182,9 +222,13 @@ export async function runBox(
   let proxy: BoxProxy | undefined;
   let pebble: Pebble | undefined;
   let box: BootedBox | undefined;
+  let graph: FakeGraph | undefined;
+  let dataDisk: DataDisk | undefined;
   let networkCreated = false;
   const teardown = async () => {
     await box?.stop().catch((e: Error) => say(`box: stopping the box: ${e.message}`));
+    await dataDisk?.detach();
+    await graph?.close();
     await pebble?.stop();
     await proxy?.close();
     // Only what this run made: a refused start must not take down the box another run owns.
@@ -202,6 +246,8 @@ export async function runBox(
       listenAddress: HOST_ADDRESS,
       resolveTo: BOX_ADDRESS,
     });
+    graph = await startFakeGraph({ host: HOST_ADDRESS });
+    dataDisk = await createDataDisk(workDir);
     const pebbleInput = {
       directoryUrl: pebble.directoryUrl,
       listenerCaPem: await readFile(pebble.listenerCaFile, "utf8"),
@@ -219,24 +265,27 @@ export async function runBox(
       );
     const actions = actionsFor(20);
     const apiSecret = randomBytes(32).toString("hex");
-    const secrets: Secrets = { gatewayEnv: renderGatewayEnvFile({ apiSecret }) };
+    const secrets: Secrets = { gatewayEnv: boxGatewayEnv(apiSecret, graph.baseUrl) };
 
-    const started = performance.now();
-    box = await bootBox({
+    const bootOptions: BootOptions = {
       root,
       workDir,
       proxyUrl: proxy.url,
       nodeBaseTar: baseTar,
       imageCache: !options.cold,
-    });
+      dataDisk,
+    };
+    const started = performance.now();
+    box = await bootBox(bootOptions);
     const sshArgs = box.sshArgs;
     const hostKey = box.hostKey;
     const sh = boxShell(sshArgs);
-    const importBase = async () => {
+    const importBaseWith = (sh: BoxShell) => async () => {
       await sh(
         `podman ${PODMAN_GLOBAL.join(" ")} image exists ${NODE_BASE_IMAGE} || podman ${PODMAN_GLOBAL.join(" ")} import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' ${NODE_BASE_TAR_IN_BOX} ${NODE_BASE_IMAGE} >/dev/null`,
       );
     };
+    const importBase = importBaseWith(sh);
     const logFile = join(workDir, "steps.log");
     say(`box: provisioning ${BOX_ADDRESS} over SSH (${actions.length} remote actions)`);
     const first = await executeActions(actions, {
@@ -271,6 +320,7 @@ export async function runBox(
     record(await smokeChecks(ctx));
     record(await containerHardening(ctx));
     record(await fail2banActive(ctx));
+    record(await sshdJailCounts(ctx));
     record(await backupRestorable(ctx));
     record(await noFailedUnits(ctx));
 
@@ -355,6 +405,26 @@ export async function runBox(
         .map((o) => `${o.id} ${o.seconds.toFixed(1)} s`)
         .join(", ")}`,
     );
+    if (options.replace) {
+      const replaced = await replaceBox({
+        old: box,
+        prepareNew: () => prepareBox({ ...bootOptions, name: "box-new" }),
+        actions,
+        secrets,
+        before: (newSh) => ({ gateway: importBaseWith(newSh) }),
+        graph,
+        ca: pebble.issuerRootPem,
+        token,
+        workDir,
+        logFile,
+        say,
+      });
+      box = replaced.box;
+      record(replaced.checks);
+      figures.replaceSeconds = replaced.downtimeSeconds;
+      figures.dataKept = replaced.dataKept;
+      say(`box: replacement: new box provisioned in ${replaced.provisionSeconds.toFixed(1)} s`);
+    }
     const ok = checks.every((c) => c.status !== "fail");
     if (!options.keep) await teardown();
     else

@@ -188,3 +188,33 @@ export function fail2banActive(ctx: BoxCheckContext): Promise<CheckResult> {
       : fail(name, `fail2ban is ${state}; jails ${jails || "none"}`);
   });
 }
+
+/** Logins as a user that does not exist, from a second address: fail2ban's sshd jail (journal) must count them. */
+export function sshdJailCounts(ctx: BoxCheckContext): Promise<CheckResult> {
+  const name = "fail2ban-sshd-journal";
+  return guarded(name, async () => {
+    for (let i = 0; i < 3; i++)
+      await execFileAsync("ssh", [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=5",
+        "-b",
+        FLOOD_ADDRESS,
+        `nosuchuser@${BOX_ADDRESS}`,
+        "true",
+      ]).catch(() => undefined);
+    for (let i = 0; i < 80; i++) {
+      const failed = Number(
+        (await ctx.sh("fail2ban-client status sshd | sed -n 's/.*Total failed:\\s*//p'")).trim() || "0",
+      );
+      if (failed >= 1) return pass(name, `the sshd jail read ${failed} failed login(s) from the journal`);
+      await sleep(250);
+    }
+    return fail(name, "the sshd jail counted no failed login after 20 s");
+  });
+}

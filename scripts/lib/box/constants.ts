@@ -4,7 +4,7 @@
 /** Cached roots, the apt cache and staged build contexts survive runs here (outside the repository). */
 export const BOX_CACHE_DIR = process.env.WAGATE_BOX_CACHE ?? "/var/cache/wagate-box";
 export const DEBIAN_MIRROR = "http://deb.debian.org/debian";
-export const DEBIAN_SUITE = "bookworm";
+export const DEBIAN_SUITE = "trixie";
 /** Bump when what the cached root holds changes: a new name builds a new root. */
 export const ROOT_VERSION = "1";
 
@@ -23,6 +23,6 @@ export const PREFIX_LENGTH = 24;
 export const SSH_USER = "admin";
 export const BOX_DOMAIN = "gateway.test";
 /** Tag of the locally made Node base image inside the box (the Dockerfile's NODE_IMAGE). */
-export const NODE_BASE_IMAGE = "localhost/wagate-node-base:bookworm";
+export const NODE_BASE_IMAGE = "localhost/wagate-node-base:trixie";
 /** Where the base image's root tarball is placed inside the box before boot. */
 export const NODE_BASE_TAR_IN_BOX = "/var/lib/wagate-box/node-base.tar";

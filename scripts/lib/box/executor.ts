@@ -110,6 +110,27 @@ export async function pinHostKey(hostKey: string): Promise<{ args: string[]; cle
   };
 }
 
+/**
+ * Consecutive file copies in one SSH session: the same files, written the same way (as the SSH user, each
+ * replaced whole), without a connection round trip and an ssh process per file — most of a no-change run.
+ */
+async function performCopies(
+  copies: ReadonlyArray<Extract<RemoteAction, { kind: "copy" }>>,
+  options: ExecuteOptions,
+): Promise<void> {
+  const script = [
+    "set -euo pipefail",
+    ...copies.map(
+      (c) =>
+        `base64 -d > ${shellQuote(c.remotePath)} <<'WAGATE_COPY'\n${Buffer.from(c.content).toString("base64")}\nWAGATE_COPY`,
+    ),
+  ].join("\n");
+  const r = await run("ssh", [...options.sshArgs, "--", "bash -s"], { input: `${script}\n`, check: false });
+  if (r.code === 255 && HOST_KEY_REFUSED.test(r.stderr))
+    throw new StepFailed(copies[0]?.id ?? "copy", r.stderr, "the host's key is not the pinned one");
+  if (r.code !== 0) throw new StepFailed(copies[0]?.id ?? "copy", r.stderr, `exit ${r.code}`);
+}
+
 async function perform(action: RemoteAction, options: ExecuteOptions): Promise<string> {
   const ssh = (remote: string, input?: string | Buffer) =>
     run("ssh", [...options.sshArgs, "--", remote], { input, check: false });
@@ -181,12 +202,39 @@ async function executeUnpinned(
 ): Promise<ExecuteResult> {
   const outcomes: ActionOutcome[] = [];
   const inputs = new Map<string, string>();
-  for (const action of actions) {
+  const isDue = (action: RemoteAction) => {
     const digest = actionInputs(action, options.secrets);
     inputs.set(action.id, digest);
-    const due = options.force || options.previous?.get(action.id) !== digest;
+    return options.force || options.previous?.get(action.id) !== digest;
+  };
+  for (let i = 0; i < actions.length; i++) {
+    const action = actions[i] as RemoteAction;
+    const due = isDue(action);
     if (!due) {
       outcomes.push({ id: action.id, ran: false, seconds: 0, output: "" });
+      continue;
+    }
+    if (action.kind === "copy" && !options.before?.[action.id]) {
+      // This copy and the due copies right after it, in one session.
+      const batch = [action];
+      for (
+        let next = actions[i + 1];
+        next?.kind === "copy" && !options.before?.[next.id];
+        next = actions[i + 1]
+      ) {
+        if (!isDue(next)) break;
+        batch.push(next);
+        i++;
+      }
+      const started = performance.now();
+      await performCopies(batch, options);
+      const seconds = (performance.now() - started) / 1000 / batch.length;
+      for (const c of batch) outcomes.push({ id: c.id, ran: true, seconds, output: "" });
+      if (options.logFile)
+        await appendFile(
+          options.logFile,
+          `== ${batch.length} copies (${(seconds * batch.length).toFixed(1)} s)\n`,
+        );
       continue;
     }
     const started = performance.now();

@@ -1,4 +1,5 @@
 import { request } from "node:https";
+import { connect } from "node:tls";
 
 // One HTTPS request to the box, naming the domain in SNI and Host while connecting to the box's address, from a
 // chosen local address (the flood comes from a second one).
@@ -46,5 +47,18 @@ export function boxRequest(r: BoxRequest): Promise<{ status: number; body: strin
     req.once("timeout", () => req.destroy(new Error("no answer within 10 s")));
     req.once("error", reject);
     req.end(r.body);
+  });
+}
+
+/** Serial number of the certificate the box's nginx serves for `host` (checked against `ca`). */
+export function servedCertificateSerial(r: Pick<BoxRequest, "address" | "host" | "ca">): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: r.address, port: 443, servername: r.host, ca: r.ca }, () => {
+      const serial = socket.getPeerCertificate().serialNumber;
+      socket.end();
+      resolve(serial);
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error("no TLS handshake within 10 s")));
+    socket.once("error", reject);
   });
 }

@@ -4,19 +4,19 @@ import { join } from "node:path";
 import { BOX_CACHE_DIR, DEBIAN_MIRROR, DEBIAN_SUITE, ROOT_VERSION, SSH_USER } from "./constants.js";
 import { run } from "./run.js";
 
-// The cached Debian 12 roots: the box itself (what a fresh Debian cloud image holds before provisioning:
+// The cached Debian 13 "trixie" roots: the box itself (what a fresh Debian cloud image holds before provisioning:
 // systemd, sshd, sudo and the `admin` user) and the Node base image of the gateway (minbase plus this
-// machine's Node and npm, since no registry serves `node:*-bookworm-slim` here). Each is made once with
+// machine's Node and npm, since no registry serves `node:*-trixie-slim` here). Each is made once with
 // debootstrap (~40 s) and reused; a box run works on a copy.
 
 const log = (line: string) => process.stderr.write(`box: ${line}\n`);
 
-export const boxRootDir = () => join(BOX_CACHE_DIR, `root-${ROOT_VERSION}`);
+export const boxRootDir = () => join(BOX_CACHE_DIR, `root-${DEBIAN_SUITE}-${ROOT_VERSION}`);
 /** Bump when what the Node base holds changes (the minbase root under it is kept). */
 const NODE_BASE_VERSION = "2";
 export const nodeBaseTar = () =>
-  join(BOX_CACHE_DIR, `node-base-${process.versions.node}-${NODE_BASE_VERSION}.tar`);
-const minbaseDir = () => join(BOX_CACHE_DIR, `minbase-${ROOT_VERSION}`);
+  join(BOX_CACHE_DIR, `node-base-${DEBIAN_SUITE}-${process.versions.node}-${NODE_BASE_VERSION}.tar`);
+const minbaseDir = () => join(BOX_CACHE_DIR, `minbase-${DEBIAN_SUITE}-${ROOT_VERSION}`);
 /**
  * This machine's trust store: the npm registry is reached through a TLS-inspecting gateway whose CA only this
  * bundle holds (npm on this machine has `cafile` set to it too). Public certificates, no secret.
