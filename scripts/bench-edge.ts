@@ -1,16 +1,21 @@
 import { execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { type EdgeLayout, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, wafSchema } from "../infra/render/settings.js";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "./lib/nginx.js";
+import {
+  hostLayout,
+  nginxVersion,
+  type RunningNginx,
+  startNginx,
+  writeSelfSignedCertificate,
+} from "./lib/nginx.js";
 import {
   freePort,
   requireBinary,
@@ -19,6 +24,7 @@ import {
   stopAll,
   waitForPort,
 } from "./lib/processes.js";
+import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 
 // `npm run bench:edge`: the edge's cost, measured side by side in one run through nginx TLS on loopback with wrk.
 //   1. POST /v1/messages (small JSON) to a trivial upstream, WAF off;
@@ -30,6 +36,9 @@ import {
 //   4. a flood: one IP at 20x its limit while 50 other clients, each at 80 % of its limit, keep sending.
 // Runs 1-3 use rate limits high enough that nothing is refused: they measure the WAF and the upstream, not the
 // limiter. Run 4 uses the default limits, as on the VM.
+// nginx, ModSecurity and CRS are the VM's (Debian 13), from the cached trixie root (scripts/lib/trixie-root.ts),
+// run under chroot; wrk, the upstream and the gateway run on the host. The working directory is 0755 (dirInRoot):
+// a 0700 mkdtemp directory made nginx's workers (`nobody`) log a `[crit] stat()` error on every request.
 
 const run = promisify(execFile);
 const DOMAIN = "gateway.test";
@@ -181,15 +190,24 @@ function trivialUpstream(): Server {
   });
 }
 
+/** The trixie root and the run's working directory in it, as the host and as nginx see it. */
+interface Workdir {
+  readonly root: string;
+  readonly host: string;
+  readonly inside: string;
+  readonly version: string;
+}
+
 async function startEdge(
-  root: string,
+  work: Workdir,
+  name: string,
   upstreamPort: number,
   wafEnabled: boolean,
   rateLimit: RateLimit,
   unlimited = false,
   engineOnly = false,
 ) {
-  const layout = localLayout(root, {
+  const layout = localLayout(join(work.inside, name), {
     http: await freePort(),
     https: await freePort(),
     upstream: upstreamPort,
@@ -199,6 +217,7 @@ async function startEdge(
     rateLimit,
     waf: wafSchema.parse({ enabled: wafEnabled }),
     layout,
+    nginxVersion: work.version,
   });
   if (unlimited) {
     // Stack config caps rates at 10,000 r/s, which the WAF-off run exceeds on loopback: lift the per-IP and
@@ -214,8 +233,8 @@ async function startEdge(
       if (name.startsWith("modsecurity.d/"))
         files[name] = text.slice(0, text.indexOf("# JSON bodies go through"));
   }
-  await writeSelfSignedCertificate(layout, DOMAIN);
-  return startNginx({ layout, files });
+  await writeSelfSignedCertificate(hostLayout(layout, work.root), DOMAIN);
+  return startNginx({ layout, files, root: work.root });
 }
 
 const url = (layout: EdgeLayout, path: string) => `https://127.0.0.1:${layout.httpsPort}${path}`;
@@ -356,8 +375,9 @@ const cpuRow = (label: string, r: WrkResult) =>
 
 async function main(): Promise<void> {
   await requireBinary("wrk", "wrk");
-  await requireBinary("nginx", "nginx");
-  const dir = await mkdtemp(join(tmpdir(), "wagate-bench-edge-"));
+  const root = await trixieRoot();
+  const [dir, inside] = await dirInRoot(root, "wagate-bench-edge-");
+  const work: Workdir = { root, host: dir, inside, version: await nginxVersion(root) };
   const processes: Started[] = [];
   const upstream = trivialUpstream();
   try {
@@ -367,14 +387,14 @@ async function main(): Promise<void> {
       perIp: { rate: 10_000, burst: 10_000 },
       perToken: { rate: 10_000, burst: 10_000 },
     });
-    const plain = await startEdge(join(dir, "waf-off"), upstreamPort, false, open, true);
+    const plain = await startEdge(work, "waf-off", upstreamPort, false, open, true);
     processes.push(plain);
-    const guarded = await startEdge(join(dir, "waf-on"), upstreamPort, true, open, true);
+    const guarded = await startEdge(work, "waf-on", upstreamPort, true, open, true);
     processes.push(guarded);
     const lua = await writeLua(dir, "post.lua", { "Content-Type": "application/json" });
 
     console.log(
-      `edge benchmark: wrk -t2 -c${CONNECTIONS} ${DURATION_S}s per run, TLS on loopback, ${DOMAIN}`,
+      `edge benchmark: nginx ${work.version} (Debian 13 root), wrk -t2 -c${CONNECTIONS} ${DURATION_S}s per run, TLS on loopback, ${DOMAIN}`,
     );
     // Warm both (TLS session cache, upstream keepalive, CRS regex JIT) before measuring.
     await wrk(url(plain.layout, "/v1/messages"), lua, 2);
@@ -389,7 +409,7 @@ async function main(): Promise<void> {
     );
     // The floor: ModSecurity switched on with no rule at all. Whatever rules are chosen, WAF on / WAF off cannot
     // exceed this run's ratio.
-    const engine = await startEdge(join(dir, "engine"), upstreamPort, true, open, true, true);
+    const engine = await startEdge(work, "engine", upstreamPort, true, open, true, true);
     processes.push(engine);
     await wrk(url(engine.layout, "/v1/messages"), lua, 2);
     const bare = await wrkEdge(engine, "/v1/messages", lua, ownCpu);
@@ -415,7 +435,7 @@ async function main(): Promise<void> {
         console.log(`3. real gateway: not measured: ${started}`);
       } else {
         processes.push(started.gateway);
-        const edge = await startEdge(join(dir, "gateway"), started.port, true, open, true);
+        const edge = await startEdge(work, "gateway", started.port, true, open, true);
         processes.push(edge);
         const authLua = await writeLua(dir, "post-auth.lua", {
           "Content-Type": "application/json",
@@ -437,7 +457,7 @@ async function main(): Promise<void> {
 
     if (process.env.BENCH_SKIP_FLOOD !== "1") {
       const limits = rateLimitSchema.parse({});
-      const edge = await startEdge(join(dir, "flood"), upstreamPort, true, limits);
+      const edge = await startEdge(work, "flood", upstreamPort, true, limits);
       processes.push(edge);
       const clients = 50;
       const pace = Math.floor(limits.perIp.rate * 0.8);
@@ -468,5 +488,4 @@ async function main(): Promise<void> {
   }
 }
 
-await mkdir(tmpdir(), { recursive: true });
 await main();

@@ -1,8 +1,7 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -10,8 +9,9 @@ import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
-import { writeSelfSignedCertificate } from "./lib/nginx.js";
+import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
 import { freePort, requireBinary, startProcess, waitForPort } from "./lib/processes.js";
+import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 
 // `npm run profile:edge`: CPU instructions nginx executes per request, counted by valgrind's callgrind on a
 // single nginx process (`master_process off`), for a fixed number of identical requests over one keep-alive TLS
@@ -33,6 +33,8 @@ import { freePort, requireBinary, startProcess, waitForPort } from "./lib/proces
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
 // PROFILE_TOP=n prints the n most expensive functions (inclusive) of each variant; PROFILE_KEEP=1 keeps the
 // callgrind files for callgrind_annotate.
+// nginx, ModSecurity, CRS and valgrind are the VM's (Debian 13), from the cached trixie root
+// (scripts/lib/trixie-root.ts), run under chroot; the client and upstream run on the host.
 
 const run = promisify(execFile);
 const DOMAIN = "gateway.test";
@@ -174,8 +176,17 @@ function variantNamed(name: string): Variant | undefined {
   };
 }
 
-async function profile(name: string, variant: Variant, root: string, upstreamPort: number) {
-  const layout = localLayout(join(root, name.replace(/[^a-z0-9-]/gi, "_")), {
+/** Where the trixie root is, and the run's working directory inside it (as the host and as nginx see it). */
+interface Workdir {
+  readonly root: string;
+  readonly host: string;
+  readonly inside: string;
+  readonly version: string;
+}
+
+async function profile(name: string, variant: Variant, work: Workdir, upstreamPort: number) {
+  const slug = name.replace(/[^a-z0-9-]/gi, "_");
+  const layout = localLayout(join(work.inside, slug), {
     http: await freePort(),
     https: await freePort(),
     upstream: upstreamPort,
@@ -190,7 +201,9 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     waf: wafSchema.parse({ enabled: variant.waf }),
     layout,
     workerProcesses: 1,
+    nginxVersion: work.version,
   });
+  const host = hostLayout(layout, work.root);
   for (const [file, text] of Object.entries(files))
     if (file.endsWith(".conf") && file !== "nginx.conf" && variant.rules)
       files[file] = variant
@@ -201,19 +214,22 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     for (const file of Object.keys(files))
       if (file.endsWith(".conf") && file !== "nginx.conf") files[file] += `\n${extra}\n`;
   }
-  for (const dir of layoutDirectories(layout)) await mkdir(dir, { recursive: true });
+  for (const dir of layoutDirectories(host)) await mkdir(dir, { recursive: true, mode: 0o755 });
   for (const [file, text] of Object.entries(files)) {
-    const path = join(layout.confDir, file);
+    const path = join(host.confDir, file);
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, text);
   }
-  await writeSelfSignedCertificate(layout, DOMAIN);
-  const slug = name.replace(/[^a-z0-9-]/gi, "_");
-  const out = join(root, `${slug}.callgrind`);
+  await writeSelfSignedCertificate(host, DOMAIN);
+  const out = join(work.inside, `${slug}.callgrind`);
+  const inRoot = (command: string, args: string[]) =>
+    run("chroot", [work.root, command, ...args], { maxBuffer: 64 << 20 });
   const nginx = startProcess(
     "nginx",
-    "valgrind",
+    "chroot",
     [
+      work.root,
+      "valgrind",
       "--tool=callgrind",
       "--instr-atstart=no",
       `--callgrind-out-file=${out}`,
@@ -227,14 +243,14 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
       "-g",
       "daemon off; master_process off;",
     ],
-    { logFile: join(root, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
+    { logFile: join(work.host, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
   );
   try {
     // nginx that fails to start (a rules error, a port taken meanwhile) must fail the run now, not after 3 minutes.
     await Promise.race([
       waitForPort(layout.httpsPort, "127.0.0.1", 180_000),
       nginx.exited.then(async (code) => {
-        const log = await readFile(join(root, `${slug}.valgrind.log`), "utf8").catch(() => "");
+        const log = await readFile(join(work.host, `${slug}.valgrind.log`), "utf8").catch(() => "");
         throw new Error(
           `nginx (${name}) exited with ${code} before listening:\n${log.split("\n").slice(-8).join("\n")}`,
         );
@@ -242,15 +258,16 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     ]);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
     await send(agent, layout.httpsPort, WARMUP);
-    await run("callgrind_control", ["-z", String(nginx.pid)]);
-    await run("callgrind_control", ["-i", "on", String(nginx.pid)]);
+    // chroot execs valgrind: the child's pid is valgrind's, and callgrind_control talks to it inside the root.
+    await inRoot("callgrind_control", ["-z", String(nginx.pid)]);
+    await inRoot("callgrind_control", ["-i", "on", String(nginx.pid)]);
     await send(agent, layout.httpsPort, REQUESTS);
-    await run("callgrind_control", ["-d", String(nginx.pid)]);
+    await inRoot("callgrind_control", ["-d", String(nginx.pid)]);
     agent.destroy();
     let dump = "";
     for (let i = 0; i < 50 && !dump; i++) {
-      const found = (await readdir(root)).find((f) => f.startsWith(`${slug}.callgrind.`));
-      if (found) dump = join(root, found);
+      const found = (await readdir(work.host)).find((f) => f.startsWith(`${slug}.callgrind.`));
+      if (found) dump = join(work.host, found);
       else await sleep(100);
     }
     if (!dump) throw new Error(`callgrind wrote no dump for ${name}`);
@@ -262,11 +279,11 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
 }
 
 async function main(): Promise<void> {
-  await requireBinary("valgrind", "valgrind");
-  await requireBinary("callgrind_control", "valgrind");
-  await requireBinary("nginx", "nginx");
+  const trixie = await trixieRoot();
+  if (TOP > 0) await requireBinary("callgrind_annotate", "valgrind");
   const names = (process.env.PROFILE_VARIANTS ?? "waf-off,engine-only,own-rules,waf-on").split(",");
-  const root = await mkdtemp(join(tmpdir(), "wagate-profile-edge-"));
+  const [hostDir, inside] = await dirInRoot(trixie, "wagate-profile-edge-");
+  const work: Workdir = { root: trixie, host: hostDir, inside, version: await nginxVersion(trixie) };
   const upstream = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
@@ -278,13 +295,13 @@ async function main(): Promise<void> {
     const upstreamPort = await freePort();
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     console.log(
-      `edge profile: ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
+      `edge profile (nginx ${work.version}, Debian 13 root): ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
     );
     const results: Record<string, number> = {};
     for (const name of names) {
       const variant = variantNamed(name);
       if (!variant) throw new Error(`PROFILE_VARIANTS: unknown variant ${name}`);
-      const { ir, top } = await profile(name, variant, root, upstreamPort);
+      const { ir, top } = await profile(name, variant, work, upstreamPort);
       results[name] = ir / REQUESTS;
       const base = results["waf-off"];
       const vsBase = base
@@ -307,8 +324,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
-    if (process.env.PROFILE_KEEP === "1") console.log(`callgrind files kept in ${root}`);
-    else await rm(root, { recursive: true, force: true });
+    if (process.env.PROFILE_KEEP === "1") console.log(`callgrind files kept in ${hostDir}`);
+    else await rm(hostDir, { recursive: true, force: true });
   }
 }
 

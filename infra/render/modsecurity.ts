@@ -481,7 +481,7 @@ SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
 # of them (nginx's per-route client_max_body_size and SecArgumentsLimit bound requests instead), as CRS's own
 # default does; removed instead of evaluated on every request (~45k instructions).
 SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}
-SecRuleRemoveById 901001 901100-901168 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
+SecRuleRemoveById 901001 901100-901170 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
 # Paranoia level ${waf.paranoiaLevel} is fixed when rendering: the rules above it and every paranoia-level "skip" rule go,
 # instead of being stepped over one evaluation at a time on every request (CRS 3.3.4's ids; a unit test checks
 # them against the installed CRS).

@@ -42,6 +42,21 @@ export interface NginxInput {
   readonly layout: EdgeLayout;
   /** nginx `worker_processes`; "auto" (one per core) unless a caller needs otherwise. */
   readonly workerProcesses?: number | "auto";
+  /**
+   * The nginx version that will load the config (default: the VM's, Debian 13's 1.26). HTTP/2 is switched on with
+   * `http2 on;` from 1.25.1 (1.26 warns about `listen ... http2`, which later versions drop); before that (Debian
+   * 12's 1.22, a developer's host for `npm run local`) only the `listen` parameter exists.
+   */
+  readonly nginxVersion?: string;
+}
+
+/** The nginx the VM runs (Debian 13 "trixie"). */
+export const VM_NGINX_VERSION = "1.26.3";
+
+/** Whether `http2 on;` exists in this nginx version (1.25.1 and later). */
+export function hasHttp2Directive(version: string): boolean {
+  const [major = 0, minor = 0, patch = 0] = version.split(".").map(Number);
+  return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));
 }
 
 /** The access log, relative to layout.logDir. */
@@ -173,6 +188,10 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   const rateLimit = rateLimitSchema.parse(input.rateLimit);
   const waf = wafSchema.parse(input.waf);
   const { layout } = input;
+  const version = input.nginxVersion ?? VM_NGINX_VERSION;
+  if (!/^\d+\.\d+(\.\d+)?$/.test(version))
+    throw new Error(`nginxVersion must look like 1.26.3, not ${version}`);
+  const http2Directive = hasHttp2Directive(version);
   const files: Record<string, string> = {};
   let rulesFile: string | undefined;
   if (waf.enabled) {
@@ -413,8 +432,8 @@ ${indent(listen(layout, layout.httpPort, " default_server"), 2)}
 
     # --- Port ${layout.httpsPort}: the API ----------------------------------------------------------------------------
     server {
-${indent(listen(layout, layout.httpsPort, " ssl http2 default_server"), 2)}
-        server_name ${domain};
+${indent(listen(layout, layout.httpsPort, http2Directive ? " ssl default_server" : " ssl http2 default_server"), 2)}
+${http2Directive ? "        http2 on;\n" : ""}        server_name ${domain};
         ssl_certificate ${layout.certificate};
         ssl_certificate_key ${layout.certificateKey};
         root ${posix.join(layout.tempDir, "empty")};

@@ -7,7 +7,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "../../scripts/lib/nginx.js";
+import {
+  nginxVersion,
+  type RunningNginx,
+  startNginx,
+  writeSelfSignedCertificate,
+} from "../../scripts/lib/nginx.js";
 import { freePort, requireBinary, type Started, startProcess } from "../../scripts/lib/processes.js";
 import { RATE_LIMIT_JAIL, renderFail2ban, WAF_JAIL } from "../render/fail2ban.js";
 import { localLayout } from "../render/layout.js";
@@ -94,7 +99,14 @@ beforeAll(async () => {
   await writeSelfSignedCertificate(layout, DOMAIN);
   nginx = await startNginx({
     layout,
-    files: renderNginx({ domain: DOMAIN, rateLimit, waf: wafSchema.parse({}), layout, workerProcesses: 1 }),
+    files: renderNginx({
+      domain: DOMAIN,
+      rateLimit,
+      waf: wafSchema.parse({}),
+      layout,
+      workerProcesses: 1,
+      nginxVersion: await nginxVersion(),
+    }),
   });
 });
 

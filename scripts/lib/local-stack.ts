@@ -22,7 +22,7 @@ import { CERT_NAME, type EdgeLayout, localLayout } from "../../infra/render/layo
 import { renderNginx } from "../../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "../../infra/render/settings.js";
 import { installDeployHook, type LocalCertbot, obtainCertificate, renewCertificate } from "./certbot.js";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "./nginx.js";
+import { nginxVersion, type RunningNginx, startNginx, writeSelfSignedCertificate } from "./nginx.js";
 import { type Pebble, startPebble } from "./pebble.js";
 import { freePort, type Started, startProcess, stopAll, waitForPort } from "./processes.js";
 
@@ -218,6 +218,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       rateLimit: rateLimitSchema.parse(options.rateLimit ?? {}),
       waf: wafSchema.parse(options.waf ?? {}),
       layout,
+      // The host's own nginx (Debian 12's 1.22 or 13's 1.26): the local stack needs no root and no Debian 13 root.
+      nginxVersion: await nginxVersion(),
     });
     await writeSelfSignedCertificate(layout, domain);
     const nginx = await startNginx({ layout, files });
