@@ -68,6 +68,8 @@ export const ACME_CA_FILE = "/etc/wagate/acme-ca.pem";
 export const HOST_PACKAGES = [
   "nginx",
   "libnginx-mod-http-modsecurity",
+  // njs: the edge's JSON answers to WAF denials and its token check (infra/render/edge-js.ts).
+  "libnginx-mod-http-js",
   "modsecurity-crs",
   "certbot",
   "fail2ban",

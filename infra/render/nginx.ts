@@ -1,7 +1,12 @@
 import { posix } from "node:path";
 import { z } from "zod";
+import { EDGE_JS_FILE, renderEdgeJs } from "./edge-js.js";
 import type { EdgeLayout } from "./layout.js";
 import { renderModsecurity } from "./modsecurity.js";
+import { EDGE_ERRORS } from "./nginx-errors.js";
+
+export { EDGE_ERRORS } from "./nginx-errors.js";
+
 import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "./settings.js";
 
 // The whole nginx configuration of the edge, as files, from the validated stack config. Contracts:
@@ -71,7 +76,7 @@ export const ERROR_LOG_FILE = "error.log";
 export const ACCESS_LOG_FIELDS = {
   time: "ISO 8601 local time the request ended",
   remote_addr: "client IP (the TCP peer: nothing in front of nginx on the VM)",
-  edge: 'why the edge itself answered: "waf" (403 by ModSecurity), "rate" (429 by limit_req), "conn" (429 by limit_conn), "size" (413), "invalid" (400), "" when the request reached the gateway or a plain 404',
+  edge: 'why the edge itself answered: "waf" (403 by ModSecurity), "rate" (429 by limit_req), "conn" (429 by limit_conn), "size" (413), "auth" (401), "invalid" (400, 405, 414, 431), "" when the request reached the gateway or a plain 404',
   status: "HTTP status sent (number)",
   request: 'method, path without query, protocol: "POST /v1/messages HTTP/2.0"',
   request_id:
@@ -84,25 +89,6 @@ export const ACCESS_LOG_FIELDS = {
   user_agent: "User-Agent header",
   tls: "TLS protocol version",
 } as const;
-
-/**
- * The error bodies the edge answers itself, in the gateway's error format. Not 403: it only ever comes from
- * ModSecurity, and an error_page redirect after its denial stops it from writing the audit log (measured with
- * ModSecurity-nginx 1.0.3), so a WAF denial keeps nginx's own small 403 page.
- */
-const EDGE_ERRORS: Record<number, { code: string; message: string; edge: string }> = {
-  400: { code: "bad_request", message: "The request could not be read", edge: "invalid" },
-  404: { code: "not_found", message: "Not found", edge: "" },
-  405: { code: "method_not_allowed", message: "Method not allowed", edge: "" },
-  408: { code: "request_timeout", message: "The request took too long to arrive", edge: "" },
-  413: { code: "payload_too_large", message: "The request body is too large for this route", edge: "size" },
-  414: { code: "uri_too_long", message: "The URI is too long", edge: "invalid" },
-  429: { code: "rate_limited", message: "Too many requests; slow down and retry later", edge: "rate" },
-  500: { code: "internal", message: "Internal error at the edge", edge: "" },
-  502: { code: "unavailable", message: "The gateway is not answering", edge: "" },
-  503: { code: "unavailable", message: "The gateway is not available", edge: "" },
-  504: { code: "timeout", message: "The gateway did not answer in time", edge: "" },
-};
 
 /** Security headers of every answer on 443 (OWASP Secure Headers for an API that only serves JSON). */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -169,8 +155,17 @@ function jsonString(value: string): string {
   return value;
 }
 
+/** The internal locations that answer the edge's errors. */
+const ERROR_PAGE_PREFIX = "/.wagate-error/";
+
+/** The gateway's error shape with nginx's request id, as an nginx single-quoted string's contents. */
+function errorBody(code: string, message: string): string {
+  return `{"error":{"code":"${code}","message":"${jsonString(message)}","request_id":"$request_id"}}\\n`;
+}
+
 function limitReq(zone: string, burst: number): string {
-  return `limit_req zone=${zone} burst=${burst} nodelay;`;
+  // nginx refuses `burst=0`; without the parameter the burst is 0 (stack config allows 0).
+  return burst > 0 ? `limit_req zone=${zone} burst=${burst} nodelay;` : `limit_req zone=${zone};`;
 }
 
 interface Route {
@@ -199,6 +194,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     Object.assign(files, modsecurity.files);
     rulesFile = modsecurity.rulesFile;
   }
+  files[EDGE_JS_FILE] = renderEdgeJs();
   const dhparam = posix.join(layout.confDir, "ffdhe2048.pem");
   files[posix.relative(layout.confDir, dhparam)] = FFDHE2048;
 
@@ -246,6 +242,12 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     },
   ];
 
+  const notFound = errorBody("not_found", "Not found");
+  // `=<status>` where the answer's status differs: nginx answers its internal codes (494, 497) with 400 otherwise.
+  const errorPageDirectives = Object.entries(EDGE_ERRORS).map(
+    ([s, e]) => `error_page ${s}${e.as ? ` =${e.as}` : ""} ${ERROR_PAGE_PREFIX}${s};`,
+  );
+  const wafErrorPageDirectives = errorPageDirectives.filter((l) => !l.startsWith("error_page 403 "));
   const routeBlocks = routes.flatMap((r) => [
     `location ${r.match} {`,
     ...r.limits.map((l) => `    ${l}`),
@@ -257,16 +259,27 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     `location ${r.name} {`,
     `    client_max_body_size ${r.bodyLimit};`,
     `    client_body_buffer_size ${r.bodyBuffer};`,
-    ...(waf.enabled ? ["    modsecurity on;"] : []),
+    ...(waf.enabled
+      ? [
+          "    modsecurity on;",
+          "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
+          ...wafErrorPageDirectives.map((l) => `    ${l}`),
+          "    js_header_filter wagate.wafErrorHeaders;",
+          "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
+        ]
+      : []),
     "    proxy_pass http://wagate_gateway;",
     "}",
     "",
   ]);
 
+  // Internal URI locations, not named ones: nginx cannot redirect a request whose URI it could not read (414, a
+  // bad request line) to a named location.
   const errorPages = Object.entries(EDGE_ERRORS).flatMap(([status, e]) => [
-    `location @wagate_error_${status} {`,
+    `location = ${ERROR_PAGE_PREFIX}${status} {`,
+    "    internal;",
     ...(e.edge ? [`    set $wagate_denial ${status === "429" ? "$wagate_limit_kind" : e.edge};`] : []),
-    `    return ${status} '{"error":{"code":"${e.code}","message":"${jsonString(e.message)}"}}\\n';`,
+    `    return ${e.as ?? status} '${errorBody(e.code, e.message)}';`,
     "}",
   ]);
 
@@ -301,6 +314,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   ];
 
   const conf = `# Rendered by wagate (infra/render/nginx.ts) for ${domain}. Do not edit on the host: re-render.
+load_module ${posix.join(layout.modulesDir, "ngx_http_js_module.so")};
 ${waf.enabled ? `load_module ${posix.join(layout.modulesDir, "ngx_http_modsecurity_module.so")};\n` : ""}${layout.user ? `user ${layout.user};\n` : ""}worker_processes ${input.workerProcesses ?? "auto"};
 worker_rlimit_nofile 16384;
 pid ${layout.pidFile};
@@ -340,6 +354,9 @@ http {
     log_format wagate_json escape=json
 ${indent(logFormat, 2)};
     access_log ${log(ACCESS_LOG_FILE)} wagate_json;
+
+    # The edge's njs module (infra/render/edge-js.ts).
+    js_import wagate from ${posix.join(layout.confDir, EDGE_JS_FILE)};
 
     # --- Rate limits (numbers from stack config wagate:rateLimit) -----------------------------------------------
     limit_req_zone $binary_remote_addr zone=wagate_ip:10m rate=${perIp.rate}r/s;
@@ -420,6 +437,8 @@ ${indent(hiddenUpstreamHeaders, 1)}
 ${indent(listen(layout, layout.httpPort, " default_server"), 2)}
         server_name _;
         set $wagate_denial "";
+        add_header X-Request-Id $request_id always;
+${indent(errorPageDirectives, 2)}
         location ^~ /.well-known/acme-challenge/ {
             root ${layout.acmeWebroot};
             default_type text/plain;
@@ -428,6 +447,7 @@ ${indent(listen(layout, layout.httpPort, " default_server"), 2)}
         location / {
             return 301 https://${domain}${portSuffix}$request_uri;
         }
+${indent(errorPages, 2)}
     }
 
     # --- Port ${layout.httpsPort}: the API ----------------------------------------------------------------------------
@@ -444,21 +464,18 @@ ${indent(securityHeaders, 2)}
 
         set $wagate_denial "";
         limit_conn wagate_conn ${connectionsPerIp};
-${indent(
-  Object.keys(EDGE_ERRORS).map((s) => `error_page ${s} @wagate_error_${s};`),
-  2,
-)}
+${indent(errorPageDirectives, 2)}
 
         # Not for the internet: Prometheus scrapes and readiness probes use the gateway's loopback port.
         location = /metrics {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
         location = /readyz {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
         # Anything outside the API's paths is answered here, without a WAF transaction or a gateway round trip.
         location / {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
 
 ${indent(routeBlocks, 2)}

@@ -130,7 +130,9 @@ describe("port 443", () => {
     const res = await edge.send({ path: "/nowhere" });
     expect(res.status).toBe(404);
     expect(res.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(res.body)).toEqual({ error: { code: "not_found", message: "Not found" } });
+    expect(JSON.parse(res.body)).toEqual({
+      error: { code: "not_found", message: "Not found", request_id: res.headers["x-request-id"] },
+    });
     expect(res.headers["x-content-type-options"]).toBe("nosniff");
     expect(res.headers["strict-transport-security"]).toBe("max-age=63072000");
   });

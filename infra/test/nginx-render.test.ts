@@ -49,7 +49,12 @@ describe("renderNginx", () => {
     // Rules loaded once, at http level; switched on only where requests are proxied.
     expect(conf.match(/modsecurity_rules_file/g)?.length).toBe(1);
     expect(conf).toContain("modsecurity_rules_file /etc/nginx/modsecurity.d/wagate.conf;");
-    expect(Object.keys(vm()).sort()).toEqual(["ffdhe2048.pem", "modsecurity.d/wagate.conf", "nginx.conf"]);
+    expect(Object.keys(vm()).sort()).toEqual([
+      "ffdhe2048.pem",
+      "modsecurity.d/wagate.conf",
+      "nginx.conf",
+      "njs/wagate.js",
+    ]);
   });
 
   it("takes every limit from the stack config", () => {
@@ -92,7 +97,8 @@ describe("renderNginx", () => {
       layout: vmLayout(),
     });
     expect(files["nginx.conf"]).not.toContain("modsecurity");
-    expect(Object.keys(files).sort()).toEqual(["ffdhe2048.pem", "nginx.conf"]);
+    expect(files["nginx.conf"]).not.toContain("wafError");
+    expect(Object.keys(files).sort()).toEqual(["ffdhe2048.pem", "nginx.conf", "njs/wagate.js"]);
   });
 
   it("refuses a domain that is not a DNS name (nothing reaches the config unchecked)", () => {

@@ -61,7 +61,11 @@ describe("per client IP", () => {
 
     const refused = results.find((r) => r.status === 429);
     expect(JSON.parse(refused?.body ?? "{}")).toEqual({
-      error: { code: "rate_limited", message: "Too many requests; slow down and retry later" },
+      error: {
+        code: "rate_limited",
+        message: "Too many requests; slow down and retry later",
+        request_id: refused?.headers["x-request-id"],
+      },
     });
     expect(refused?.headers["retry-after"]).toBe("1");
     expect(refused?.headers["strict-transport-security"]).toBe("max-age=63072000");

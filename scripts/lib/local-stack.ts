@@ -43,6 +43,7 @@ const DEMO_TOKEN_TTL_SECONDS = 24 * 3600;
 export const LOCAL_PACKAGES: ReadonlyArray<{ pkg: string; path: string }> = [
   { pkg: "nginx", path: "/usr/sbin/nginx" },
   { pkg: "libnginx-mod-http-modsecurity", path: "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so" },
+  { pkg: "libnginx-mod-http-js", path: "/usr/lib/nginx/modules/ngx_http_js_module.so" },
   { pkg: "modsecurity-crs", path: "/usr/share/modsecurity-crs/rules" },
   { pkg: "certbot", path: "/usr/bin/certbot" },
   { pkg: "pebble", path: "/usr/bin/pebble" },

@@ -24,7 +24,9 @@ describe("trixieRoot", () => {
     const dir = await mkdtemp(join(tmpdir(), "wagate-old-root-"));
     dirs.push(dir);
     await writeFile(join(dir, ".wagate-ready"), "nginx\nmodsecurity-crs\n");
-    await expect(trixieRoot(dir)).rejects.toThrow(/lacks libnginx-mod-http-modsecurity, libnginx-mod-http-js/);
+    await expect(trixieRoot(dir)).rejects.toThrow(
+      /lacks libnginx-mod-http-modsecurity, libnginx-mod-http-js/,
+    );
     await writeFile(join(dir, ".wagate-ready"), `${TRIXIE_PACKAGES.join("\n")}\n`);
     await expect(trixieRoot(dir)).resolves.toBe(dir);
   });
