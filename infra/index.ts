@@ -63,6 +63,7 @@ if (config.provision) {
       acmeServer: config.acmeServer,
       rateLimit: config.rateLimit,
       waf: config.waf,
+      trustedCidrs: config.trustedCidrs,
       gatewayImage: config.gatewayImage,
       backupBucket: bucketName,
       awsRegion: config.awsRegion,

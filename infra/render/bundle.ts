@@ -12,6 +12,7 @@ import {
   acmeServerSchema,
   type RateLimit,
   rateLimitSchema,
+  trustedCidrsSchema,
   type Waf,
   wafSchema,
 } from "./settings.js";
@@ -94,6 +95,8 @@ export interface HostBundleInput {
   acmeServer: AcmeServer;
   rateLimit: RateLimit;
   waf: Waf;
+  /** `wagate:trustedCidrs`: the operator's backends (never banned, no per-IP limits). */
+  trustedCidrs?: readonly string[];
   /** Pinned by digest (`…@sha256:…`); absent = `podman build` on the host from GATEWAY_BUILD_CONTEXT. */
   gatewayImage?: string;
   /** S3 bucket for the daily database backups; "" keeps local copies only (test boxes). */
@@ -131,6 +134,7 @@ const inputSchema = z
     acmeServer: acmeServerSchema,
     rateLimit: rateLimitSchema,
     waf: wafSchema,
+    trustedCidrs: trustedCidrsSchema.default([]),
     gatewayImage: z
       .string()
       .regex(
@@ -160,7 +164,13 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const files: Record<string, string> = {};
 
   for (const [name, content] of Object.entries(
-    renderNginx({ domain: c.domain, rateLimit: c.rateLimit, waf: c.waf, layout }),
+    renderNginx({
+      domain: c.domain,
+      rateLimit: c.rateLimit,
+      waf: c.waf,
+      layout,
+      trustedCidrs: c.trustedCidrs,
+    }),
   )) {
     files[posix.join("nginx", name)] = content;
   }
@@ -185,7 +195,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     files["systemd/certbot.service.d/wagate-acme-ca.conf"] = renderCertbotCaDropIn(ACME_CA_FILE);
   }
 
-  for (const [name, content] of Object.entries(renderFail2ban(layout)))
+  for (const [name, content] of Object.entries(renderFail2ban(layout, { trustedCidrs: c.trustedCidrs })))
     files[posix.join("fail2ban", name)] = content;
 
   files[`systemd/${GATEWAY_UNIT}`] = renderGatewayUnit({

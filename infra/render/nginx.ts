@@ -7,7 +7,7 @@ import { EDGE_ERRORS } from "./nginx-errors.js";
 
 export { EDGE_ERRORS } from "./nginx-errors.js";
 
-import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "./settings.js";
+import { type RateLimit, rateLimitSchema, trustedCidrsSchema, type Waf, wafSchema } from "./settings.js";
 
 // The whole nginx configuration of the edge, as files, from the validated stack config. Contracts:
 //
@@ -53,6 +53,8 @@ export interface NginxInput {
    * 12's 1.22, a developer's host for `npm run local`) only the `listen` parameter exists.
    */
   readonly nginxVersion?: string;
+  /** `wagate:trustedCidrs`: the operator's backends, exempt from the per-IP request limits (not per token). */
+  readonly trustedCidrs?: readonly string[];
 }
 
 /** The nginx the VM runs (Debian 13 "trixie"). */
@@ -182,6 +184,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   const domain = domainSchema.parse(input.domain);
   const rateLimit = rateLimitSchema.parse(input.rateLimit);
   const waf = wafSchema.parse(input.waf);
+  const trustedCidrs = trustedCidrsSchema.parse(input.trustedCidrs ?? []);
   const { layout } = input;
   const version = input.nginxVersion ?? VM_NGINX_VERSION;
   if (!/^\d+\.\d+(\.\d+)?$/.test(version))
@@ -359,8 +362,21 @@ ${indent(logFormat, 2)};
     js_import wagate from ${posix.join(layout.confDir, EDGE_JS_FILE)};
 
     # --- Rate limits (numbers from stack config wagate:rateLimit) -----------------------------------------------
-    limit_req_zone $binary_remote_addr zone=wagate_ip:10m rate=${perIp.rate}r/s;
-    limit_req_zone $binary_remote_addr zone=wagate_otp:10m rate=${otpPerMinute.rate}r/m;
+    # The operator's backends (wagate:trustedCidrs) send for many users from one address: an empty key leaves them
+    # out of the per-IP request zones. Their tokens are still limited, and limit_conn still counts them.
+    geo $wagate_trusted {
+        default 0;
+${indent(
+  trustedCidrs.map((c) => `${c} 1;`),
+  2,
+)}
+    }
+    map $wagate_trusted $wagate_ip_key {
+        1 "";
+        default $binary_remote_addr;
+    }
+    limit_req_zone $wagate_ip_key zone=wagate_ip:10m rate=${perIp.rate}r/s;
+    limit_req_zone $wagate_ip_key zone=wagate_otp:10m rate=${otpPerMinute.rate}r/m;
     limit_req_zone $binary_remote_addr zone=wagate_webhook:1m rate=${webhookPerIp.rate}r/s;
     # Per bearer token: the key is the first 22 characters of the JWT's signature (132 bits of an HMAC), never the
     # token itself, so the shared zone holds neither a usable credential nor the claims, and each key is short.

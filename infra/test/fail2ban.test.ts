@@ -26,6 +26,8 @@ import { rateLimitSchema, wafSchema } from "../render/settings.js";
 
 const execFileAsync = promisify(execFile);
 const DOMAIN = "gateway.test";
+/** wagate:trustedCidrs in these tests: the operator's backends, 127.0.0.49-55. */
+const TRUSTED = "127.0.0.48/29";
 
 let dir: string;
 let upstream: Server;
@@ -94,8 +96,8 @@ beforeAll(async () => {
     upstream: upstreamPort,
   });
   logDir = layout.logDir;
-  // A tight per-IP limit so a short loop of requests is enough to be refused.
-  const rateLimit = rateLimitSchema.parse({ perIp: { rate: 1, burst: 2 } });
+  // Tight per-IP and per-token limits so a short loop of requests is enough to be refused.
+  const rateLimit = rateLimitSchema.parse({ perIp: { rate: 1, burst: 2 }, perToken: { rate: 1, burst: 2 } });
   await writeSelfSignedCertificate(layout, DOMAIN);
   nginx = await startNginx({
     layout,
@@ -106,6 +108,7 @@ beforeAll(async () => {
       layout,
       workerProcesses: 1,
       nginxVersion: await nginxVersion(),
+      trustedCidrs: [TRUSTED],
     }),
   });
 });
@@ -190,6 +193,7 @@ actionunban = echo "unban <ip> <name>" >> ${bansFile}
         banAction: "wagate-test-record",
         ignoreIps: [],
         ignoreSelf: false,
+        trustedCidrs: [TRUSTED],
         rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
         waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
       },
@@ -252,5 +256,27 @@ actionunban = echo "unban <ip> <name>" >> ${bansFile}
     }
     expect(bans).toContain(`ban 127.0.0.41 ${WAF_JAIL}`);
     expect(bans).not.toContain(`ban 127.0.0.41 ${RATE_LIMIT_JAIL}`);
+
+    // A trusted backend that does both: one token past its limit (refused per token: 429s) and three refused
+    // requests. Its lines match both jails, and fail2ban ignores the address instead of banning it.
+    const token =
+      "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiYWNrZW5kIn0.c2lnbmF0dXJlLW9mLXRoZS1iYWNrZW5kLXRva2Vu";
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++)
+      statuses.push(await hit("127.0.0.49", "/v1/messages", { authorization: token }));
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(20);
+    for (const path of probes) expect(await hit("127.0.0.50", path)).toBe(403);
+    const log = join(dir, "fail2ban.log");
+    const ignoreDeadline = Date.now() + 20_000;
+    let ignored = "";
+    while (!(ignored.includes("Ignore 127.0.0.49") && ignored.includes("Ignore 127.0.0.50"))) {
+      if (Date.now() > ignoreDeadline) break;
+      await sleep(200);
+      ignored = await readFile(log, "utf8").catch(() => "");
+    }
+    expect(ignored).toMatch(new RegExp(`\\[${RATE_LIMIT_JAIL}\\] Ignore 127\\.0\\.0\\.49 by ip`));
+    expect(ignored).toMatch(new RegExp(`\\[${WAF_JAIL}\\] Ignore 127\\.0\\.0\\.50 by ip`));
+    bans = await readFile(bansFile, "utf8");
+    expect(bans).not.toMatch(/127\.0\.0\.(49|50)\b/);
   });
 });
