@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { z } from "zod";
-import { EDGE_JS_FILE, renderEdgeJs } from "./edge-js.js";
+import { EDGE_JS_FILE, IDENTITY_KEY_OBJECT, renderEdgeJs } from "./edge-js.js";
 import type { EdgeLayout } from "./layout.js";
 import { renderModsecurity } from "./modsecurity.js";
 import { EDGE_ERRORS } from "./nginx-errors.js";
@@ -55,6 +55,13 @@ export interface NginxInput {
   readonly nginxVersion?: string;
   /** `wagate:trustedCidrs`: the operator's backends, exempt from the per-IP request limits (not per token). */
   readonly trustedCidrs?: readonly string[];
+  /**
+   * Identity first: the edge verifies the bearer token of every /v1/ request (infra/render/edge-js.ts) after the
+   * per-IP limits; a missing or bad one gets the JSON 401 there, the per-token limit keys on the verified token
+   * (its jti), and verified requests meet the WAF without CRS reading their body (modsecurity.ts). `keyFile`: the
+   * JSON of renderIdentityKey, read by nginx's master at configuration load. Absent: no check at the edge.
+   */
+  readonly identity?: { readonly keyFile: string };
 }
 
 /** The nginx the VM runs (Debian 13 "trixie"). */
@@ -178,6 +185,8 @@ interface Route {
   readonly limits: string[];
   readonly bodyLimit: string;
   readonly bodyBuffer: string;
+  /** /v1/: the bearer token is verified at the edge (when input.identity is set). */
+  readonly verified?: boolean;
 }
 
 export function renderNginx(input: NginxInput): Record<string, string> {
@@ -191,9 +200,10 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     throw new Error(`nginxVersion must look like 1.26.3, not ${version}`);
   const http2Directive = hasHttp2Directive(version);
   const files: Record<string, string> = {};
+  const { identity } = input;
   let rulesFile: string | undefined;
   if (waf.enabled) {
-    const modsecurity = renderModsecurity(waf, layout);
+    const modsecurity = renderModsecurity(waf, layout, { verified: identity !== undefined });
     Object.assign(files, modsecurity.files);
     rulesFile = modsecurity.rulesFile;
   }
@@ -211,6 +221,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "/v1/",
       name: "@wagate_api",
+      verified: true,
       limits: [ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.api,
       bodyBuffer: BODY_LIMITS.api,
@@ -218,6 +229,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "/v1/otp",
       name: "@wagate_otp",
+      verified: true,
       limits: [limitReq("wagate_otp", otpPerMinute.burst), ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.otp,
       bodyBuffer: BODY_LIMITS.otp,
@@ -225,6 +237,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "= /v1/broadcasts",
       name: "@wagate_broadcasts",
+      verified: true,
       limits: [ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.broadcasts,
       bodyBuffer: "2m",
@@ -251,30 +264,46 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     ([s, e]) => `error_page ${s}${e.as ? ` =${e.as}` : ""} ${ERROR_PAGE_PREFIX}${s};`,
   );
   const wafErrorPageDirectives = errorPageDirectives.filter((l) => !l.startsWith("error_page 403 "));
-  const routeBlocks = routes.flatMap((r) => [
-    `location ${r.match} {`,
-    ...r.limits.map((l) => `    ${l}`),
-    `    client_max_body_size ${r.bodyLimit};`,
-    `    client_body_buffer_size ${r.bodyBuffer};`,
-    "    # try_files runs after limit_req: the hand-over that keeps refused requests away from the WAF.",
-    `    try_files /.wagate-edge-handover ${r.name};`,
-    "}",
-    `location ${r.name} {`,
-    `    client_max_body_size ${r.bodyLimit};`,
-    `    client_body_buffer_size ${r.bodyBuffer};`,
-    ...(waf.enabled
-      ? [
-          "    modsecurity on;",
-          "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
-          ...wafErrorPageDirectives.map((l) => `    ${l}`),
-          "    js_header_filter wagate.wafErrorHeaders;",
-          "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
-        ]
-      : []),
-    "    proxy_pass http://wagate_gateway;",
-    "}",
-    "",
-  ]);
+  const routeBlocks = routes.flatMap((r) => {
+    const checked = identity !== undefined && r.verified === true;
+    return [
+      `location ${r.match} {`,
+      ...r.limits.map((l) => `    ${l}`),
+      `    client_max_body_size ${r.bodyLimit};`,
+      `    client_body_buffer_size ${r.bodyBuffer};`,
+      "    # try_files runs after limit_req: the hand-over that keeps refused requests away from the WAF.",
+      `    try_files /.wagate-edge-handover ${checked ? `${r.name}_identity` : r.name};`,
+      "}",
+      ...(checked
+        ? [
+            // The per-token limit above only counted verified tokens ($wagate_identity is "" otherwise).
+            `location ${r.name}_identity {`,
+            `    client_max_body_size ${r.bodyLimit};`,
+            `    client_body_buffer_size ${r.bodyBuffer};`,
+            '    if ($wagate_identity = "") {',
+            "        return 401;",
+            "    }",
+            `    try_files /.wagate-edge-handover ${r.name};`,
+            "}",
+          ]
+        : []),
+      `location ${r.name} {`,
+      `    client_max_body_size ${r.bodyLimit};`,
+      `    client_body_buffer_size ${r.bodyBuffer};`,
+      ...(waf.enabled
+        ? [
+            "    modsecurity on;",
+              "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
+            ...wafErrorPageDirectives.map((l) => `    ${l}`),
+            "    js_header_filter wagate.wafErrorHeaders;",
+            "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
+          ]
+        : []),
+      "    proxy_pass http://wagate_gateway;",
+      "}",
+      "",
+    ];
+  });
 
   // Internal URI locations, not named ones: nginx cannot redirect a request whose URI it could not read (414, a
   // bad request line) to a named location.
@@ -381,11 +410,19 @@ ${indent(
     # Per bearer token: the key is the first 22 characters of the JWT's signature (132 bits of an HMAC), never the
     # token itself, so the shared zone holds neither a usable credential nor the claims, and each key is short.
     # Requests without a bearer token have an empty key and are not counted here (the per-IP zone still is).
-    map $http_authorization $wagate_token_key {
+${
+  identity
+    ? `    # With the edge's token check: the verified token's jti ("" for a missing or bad token: not counted here,
+    # answered 401 next). The key file is read by the master at configuration load.
+    js_preload_object ${IDENTITY_KEY_OBJECT} from ${identity.keyFile};
+    js_set $wagate_identity wagate.identity;
+    limit_req_zone $wagate_identity zone=wagate_token:10m rate=${perToken.rate}r/s;`
+    : `    map $http_authorization $wagate_token_key {
         "~^Bearer [A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.(?<wagate_token_sig>[A-Za-z0-9_-]{22})" $wagate_token_sig;
         default "";
     }
-    limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;
+    limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;`
+}
     limit_conn_zone $binary_remote_addr zone=wagate_conn:10m;
     limit_req_status 429;
     limit_conn_status 429;
