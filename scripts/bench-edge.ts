@@ -6,6 +6,7 @@ import { Agent, request } from "node:https";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { type EdgeLayout, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, wafSchema } from "../infra/render/settings.js";
@@ -167,13 +168,18 @@ async function wrk(
   };
 }
 
-async function writeLua(dir: string, name: string, headers: Record<string, string>): Promise<string> {
+async function writeLua(
+  dir: string,
+  name: string,
+  headers: Record<string, string>,
+  body = MESSAGE,
+): Promise<string> {
   const path = join(dir, name);
   const lines = [
     'wrk.method = "POST"',
     // A real client names the API's host; a numeric Host is itself a CRS finding (920350) and gets audited.
     `wrk.headers["Host"] = "${DOMAIN}"`,
-    `wrk.body = ${JSON.stringify(MESSAGE)}`,
+    `wrk.body = ${JSON.stringify(body)}`,
     ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
   ];
   await writeFile(path, `${lines.join("\n")}\n`, { mode: 0o600 });
@@ -206,6 +212,7 @@ async function startEdge(
   rateLimit: RateLimit,
   unlimited = false,
   engineOnly = false,
+  identity?: IdentityKey,
 ) {
   const layout = localLayout(join(work.inside, name), {
     http: await freePort(),
@@ -218,7 +225,9 @@ async function startEdge(
     waf: wafSchema.parse({ enabled: wafEnabled }),
     layout,
     nginxVersion: work.version,
+    identity: identity ? { keyFile: join(layout.confDir, "identity-key.json") } : undefined,
   });
+  if (identity) files["identity-key.json"] = renderIdentityKey(identity);
   if (unlimited) {
     // Stack config caps rates at 10,000 r/s, which the WAF-off run exceeds on loopback: lift the per-IP and
     // per-token rates in the rendered text so runs 1-3 measure the WAF and the upstream, never a 429.
@@ -380,12 +389,14 @@ async function main(): Promise<void> {
   const work: Workdir = { root, host: dir, inside, version: await nginxVersion(root) };
   const processes: Started[] = [];
   const upstream = trivialUpstream();
+  let edgeRatios = "";
   try {
     const upstreamPort = await freePort();
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     const open = rateLimitSchema.parse({
       perIp: { rate: 10_000, burst: 10_000 },
       perToken: { rate: 10_000, burst: 10_000 },
+      webhookPerIp: { rate: 10_000, burst: 10_000 },
     });
     const plain = await startEdge(work, "waf-off", upstreamPort, false, open, true);
     processes.push(plain);
@@ -428,6 +439,66 @@ async function main(): Promise<void> {
     console.log(
       `   CPU-bound ratios (total CPU per request; far less sensitive to other load than req/s): WAF on / off = ${(totalCpuUs(off) / totalCpuUs(on)).toFixed(2)}, no rules / off = ${(totalCpuUs(off) / totalCpuUs(bare)).toFixed(2)}`,
     );
+
+    // The edge's three ratios (issue 14), medians of interleaved rounds, each against WAF off with the same request:
+    // authenticated = the small JSON API request with a valid token through identity first (the token verified in
+    // njs, the body left to the gateway's schemas, CRS on URI, query and headers); anonymous = a small JSON POST to
+    // Meta's webhook route without a signature, through full CRS; no-rules = ModSecurity on without any rule.
+    const key: IdentityKey = {
+      secret: randomBytes(32).toString("hex"),
+      issuer: "wagate",
+      audience: "wagate",
+      toleranceSeconds: 30,
+    };
+    const verifying = await startEdge(work, "identity", upstreamPort, true, open, true, false, key);
+    processes.push(verifying);
+    const engineEdge = await startEdge(work, "engine-ratios", upstreamPort, true, open, true, true);
+    processes.push(engineEdge);
+    const authLua = await writeLua(dir, "post-verified.lua", {
+      "Content-Type": "application/json",
+      Authorization: `Bearer ${mintToken(key.secret, "messages:send")}`,
+    });
+    const webhookLua = await writeLua(
+      dir,
+      "post-webhook.lua",
+      { "Content-Type": "application/json" },
+      JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "1", changes: [] }] }),
+    );
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+    const seconds = Math.max(2, Math.round(DURATION_S / 2));
+    const ratios: Record<"authenticated" | "anonymous" | "noRules", number[]> = {
+      authenticated: [],
+      anonymous: [],
+      noRules: [],
+    };
+    for (const [edge, path, script] of [
+      [verifying, "/v1/messages", authLua],
+      [plain, "/v1/messages", authLua],
+      [guarded, "/webhooks/whatsapp", webhookLua],
+      [plain, "/webhooks/whatsapp", webhookLua],
+      [engineEdge, "/v1/messages", lua],
+    ] as const) {
+      const warm = await wrk(url(edge.layout, path), script, 1);
+      if (warm.non2xx)
+        throw new Error(`warm-up to ${path} answered ${warm.non2xx} non-2xx of ${warm.requests}`);
+    }
+    for (let round = 0; round < rounds; round++) {
+      const offAuth = await wrk(url(plain.layout, "/v1/messages"), authLua, seconds);
+      const auth = await wrk(url(verifying.layout, "/v1/messages"), authLua, seconds);
+      const offHook = await wrk(url(plain.layout, "/webhooks/whatsapp"), webhookLua, seconds);
+      const hook = await wrk(url(guarded.layout, "/webhooks/whatsapp"), webhookLua, seconds);
+      const offPlain = await wrk(url(plain.layout, "/v1/messages"), lua, seconds);
+      const none = await wrk(url(engineEdge.layout, "/v1/messages"), lua, seconds);
+      ratios.authenticated.push(auth.requestsPerSecond / offAuth.requestsPerSecond);
+      ratios.anonymous.push(hook.requestsPerSecond / offHook.requestsPerSecond);
+      ratios.noRules.push(none.requestsPerSecond / offPlain.requestsPerSecond);
+      console.log(
+        `   round ${round + 1}: authenticated ${auth.requestsPerSecond.toFixed(0)}/${offAuth.requestsPerSecond.toFixed(0)}, anonymous ${hook.requestsPerSecond.toFixed(0)}/${offHook.requestsPerSecond.toFixed(0)}, no rules ${none.requestsPerSecond.toFixed(0)}/${offPlain.requestsPerSecond.toFixed(0)} req/s${auth.non2xx || hook.non2xx ? ` (non-2xx: ${auth.non2xx} authenticated, ${hook.non2xx} anonymous)` : ""}`,
+      );
+    }
+    await stopAll([verifying, engineEdge]);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+    edgeRatios = `edge ratios: authenticated=${median(ratios.authenticated).toFixed(2)} anonymous=${median(ratios.anonymous).toFixed(2)} no-rules=${median(ratios.noRules).toFixed(2)}`;
 
     if (process.env.BENCH_SKIP_GATEWAY !== "1") {
       const started = await startGateway(dir);
@@ -486,6 +557,8 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
     await rm(dir, { recursive: true, force: true });
   }
+  // The last line: the figures issue 14 asks for.
+  console.log(edgeRatios);
 }
 
 await main();
