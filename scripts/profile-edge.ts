@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { Agent, request } from "node:https";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
@@ -21,6 +23,8 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //   engine-only  ModSecurity on with wagate's engine settings but no rule at all (the engine's own floor);
 //   own-rules    engine + wagate's rules, no CRS file;
 //   waf-on       the rendered edge as the VM runs it;
+//   identity-only  the token verified at the edge (njs), no WAF;
+//   verified     identity first with the WAF: CRS reads method, URI, query and headers of a verified request;
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family;
 //   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
@@ -46,10 +50,22 @@ const MESSAGE = JSON.stringify({
   to: "+15551234567",
   text: { body: "Your order 1234 has shipped. Track it in the app!" },
 });
-// A bearer token shaped like the gateway's (the header rules and the per-token limit key read it).
-const AUTHORIZATION = `Bearer ${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString("base64url")}.${Buffer.from(
-  '{"sub":"bench","scope":"messages:send","iss":"wagate","aud":"wagate","exp":4102444800}',
-).toString("base64url")}.${"A".repeat(43)}`;
+// A bearer token like the gateway's, signed with PROFILE_KEY (the identity variants verify it; the others only
+// read it as a header).
+const PROFILE_KEY: IdentityKey = {
+  secret: "profile-edge-key-profile-edge-key-profile-edge-key-0000",
+  issuer: "wagate",
+  audience: "wagate",
+  toleranceSeconds: 30,
+};
+const AUTHORIZATION = (() => {
+  const head = Buffer.from('{"alg":"HS256","typ":"JWT"}').toString("base64url");
+  const body = Buffer.from(
+    '{"sub":"bench","scope":"messages:send","iss":"wagate","aud":"wagate","exp":4102444800,"jti":"profile-1"}',
+  ).toString("base64url");
+  const sig = createHmac("sha256", PROFILE_KEY.secret).update(`${head}.${body}`).digest("base64url");
+  return `Bearer ${head}.${body}.${sig}`;
+})();
 
 // PROFILE_HEADERS=bench sends what bench:edge's wrk script sends (Host, Content-Type; Node adds Connection), so the
 // counts price exactly the request whose req/s ratio the benchmark reports; by default, an API client's request.
@@ -80,6 +96,8 @@ type Files = Record<string, string>;
 
 interface Variant {
   readonly waf: boolean;
+  /** Identity first: the edge verifies the token (njs) and leaves a verified /v1/ body to the gateway. */
+  readonly identity?: boolean;
   /** Changes the rendered ModSecurity rules file. */
   readonly rules?: (text: string) => string;
 }
@@ -97,6 +115,9 @@ const VARIANTS: Record<string, Variant> = {
   "engine-only": { waf: true, rules: engineOnly },
   "own-rules": { waf: true, rules: withoutCrs },
   "waf-on": { waf: true },
+  // Identity first: the token verified in njs; with the WAF, CRS on method, URI, query and headers only.
+  "identity-only": { waf: false, identity: true },
+  verified: { waf: true, identity: true },
   // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
   // (ModSecurity 3.0.9 checks every removal entry for every rule on every request).
   "pl-skips": {
@@ -202,7 +223,9 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
     layout,
     workerProcesses: 1,
     nginxVersion: work.version,
+    identity: variant.identity ? { keyFile: join(layout.confDir, "identity-key.json") } : undefined,
   });
+  if (variant.identity) files["identity-key.json"] = renderIdentityKey(PROFILE_KEY);
   const host = hostLayout(layout, work.root);
   for (const [file, text] of Object.entries(files))
     if (file.endsWith(".conf") && file !== "nginx.conf" && variant.rules)
@@ -222,12 +245,19 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
   }
   await writeSelfSignedCertificate(host, DOMAIN);
   const out = join(work.inside, `${slug}.callgrind`);
-  const inRoot = (command: string, args: string[]) =>
-    run("chroot", [work.root, command, ...args], { maxBuffer: 64 << 20 });
+  // valgrind needs /proc: nginx runs in a mount namespace of its own with /proc mounted in the root (gone with
+  // the process, nothing to unmount), and callgrind_control joins that namespace.
   const nginx = startProcess(
     "nginx",
-    "chroot",
+    "unshare",
     [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"',
       work.root,
       "valgrind",
       "--tool=callgrind",
@@ -258,7 +288,11 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
     ]);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
     await send(agent, layout.httpsPort, WARMUP);
-    // chroot execs valgrind: the child's pid is valgrind's, and callgrind_control talks to it inside the root.
+    // sh and chroot exec valgrind: the child's pid is valgrind's; callgrind_control talks to it inside the root.
+    const inRoot = (command: string, args: string[]) =>
+      run("nsenter", ["-t", String(nginx.pid), "-m", "--", "chroot", work.root, command, ...args], {
+        maxBuffer: 64 << 20,
+      });
     await inRoot("callgrind_control", ["-z", String(nginx.pid)]);
     await inRoot("callgrind_control", ["-i", "on", String(nginx.pid)]);
     await send(agent, layout.httpsPort, REQUESTS);
