@@ -6,7 +6,7 @@ import { Agent, request } from "node:https";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
+import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { type EdgeLayout, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, wafSchema } from "../infra/render/settings.js";
@@ -225,9 +225,9 @@ async function startEdge(
     waf: wafSchema.parse({ enabled: wafEnabled }),
     layout,
     nginxVersion: work.version,
-    identity: identity ? { keyFile: join(layout.confDir, "identity-key.json") } : undefined,
+    identity: identity ? { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) } : undefined,
   });
-  if (identity) files["identity-key.json"] = renderIdentityKey(identity);
+  if (identity) files[IDENTITY_KEY_FILE] = renderIdentityKey(identity);
   if (unlimited) {
     // Stack config caps rates at 10,000 r/s, which the WAF-off run exceeds on loopback: lift the per-IP and
     // per-token rates in the rendered text so runs 1-3 measure the WAF and the upstream, never a 429.

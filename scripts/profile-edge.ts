@@ -6,7 +6,7 @@ import { Agent, request } from "node:https";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
+import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
@@ -223,9 +223,9 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
     layout,
     workerProcesses: 1,
     nginxVersion: work.version,
-    identity: variant.identity ? { keyFile: join(layout.confDir, "identity-key.json") } : undefined,
+    identity: variant.identity ? { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) } : undefined,
   });
-  if (variant.identity) files["identity-key.json"] = renderIdentityKey(PROFILE_KEY);
+  if (variant.identity) files[IDENTITY_KEY_FILE] = renderIdentityKey(PROFILE_KEY);
   const host = hostLayout(layout, work.root);
   for (const [file, text] of Object.entries(files))
     if (file.endsWith(".conf") && file !== "nginx.conf" && variant.rules)

@@ -17,6 +17,8 @@ import { EDGE_ERRORS } from "./nginx-errors.js";
 
 /** File name of the module, relative to layout.confDir. */
 export const EDGE_JS_FILE = "njs/wagate.js";
+/** Where callers put the key file, relative to the config dir; scripts/lib/nginx.ts writes it 0600. */
+export const IDENTITY_KEY_FILE = "identity-key.json";
 /** The global the verification key is preloaded as (js_preload_object). */
 export const IDENTITY_KEY_OBJECT = "wagate_identity_key";
 

@@ -293,7 +293,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       ...(waf.enabled
         ? [
             "    modsecurity on;",
-              "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
+            "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
             ...wafErrorPageDirectives.map((l) => `    ${l}`),
             "    js_header_filter wagate.wafErrorHeaders;",
             "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",

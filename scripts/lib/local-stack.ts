@@ -18,6 +18,7 @@ import { promisify } from "node:util";
 import { SCOPES } from "../../gateway/src/auth/index.js";
 import { mintToken } from "../../gateway/src/auth/tokens.js";
 import type { CertbotDirs } from "../../infra/render/certbot.js";
+import { IDENTITY_KEY_FILE, renderIdentityKey } from "../../infra/render/edge-js.js";
 import { CERT_NAME, type EdgeLayout, localLayout } from "../../infra/render/layout.js";
 import { renderNginx } from "../../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "../../infra/render/settings.js";
@@ -37,6 +38,7 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 export const LOCAL_DOMAIN = "gateway.test";
 const JWT_ISSUER = "wagate";
 const JWT_AUDIENCE = "wagate";
+
 const DEMO_TOKEN_TTL_SECONDS = 24 * 3600;
 
 /** Debian packages the local stack runs (binary or file that proves each is installed). */
@@ -221,6 +223,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       layout,
       // The host's own nginx (Debian 12's 1.22 or 13's 1.26): the local stack needs no root and no Debian 13 root.
       nginxVersion: await nginxVersion(),
+      // Identity first: the edge verifies tokens with the gateway's key (a 0600 file, like .local/api-secret).
+      identity: { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) },
+    });
+    files[IDENTITY_KEY_FILE] = renderIdentityKey({
+      secret: apiSecret,
+      issuer: JWT_ISSUER,
+      audience: JWT_AUDIENCE,
+      toleranceSeconds: 30,
     });
     await writeSelfSignedCertificate(layout, domain);
     const nginx = await startNginx({ layout, files });

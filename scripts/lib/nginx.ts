@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
 import { access, chmod, mkdir, readFile, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { IDENTITY_KEY_FILE } from "../../infra/render/edge-js.js";
 import { type EdgeLayout, layoutDirectories } from "../../infra/render/layout.js";
 import { ERROR_LOG_FILE } from "../../infra/render/nginx.js";
 import { requireBinary, type Started, startProcess, waitForPort } from "./processes.js";
@@ -97,7 +98,10 @@ async function writeFiles(layout: EdgeLayout, files: Readonly<Record<string, str
   for (const [name, contents] of Object.entries(files)) {
     const path = join(layout.confDir, name);
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, contents);
+    // The token key is a secret: readable by nginx's master (root, or the user running it) only.
+    const secret = basename(name) === IDENTITY_KEY_FILE;
+    await writeFile(path, contents, secret ? { mode: 0o600 } : {});
+    if (secret) await chmod(path, 0o600);
   }
   // Workers run as an unprivileged user when the master is root: they must reach the webroot and temp dirs.
   if (process.getuid?.() === 0) {
