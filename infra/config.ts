@@ -114,43 +114,52 @@ function hostBitsSet(cidr: Cidr): boolean {
  */
 export const MIN_ADMIN_PREFIX = 8;
 
-const adminCidrSchema = z.string().superRefine((text, ctx) => {
-  if (text === "0.0.0.0/0" || text === "::/0") {
-    ctx.addIssue({
-      code: "custom",
-      message: `${text} is the whole internet; SSH must be limited to your own ranges`,
-    });
-    return;
-  }
-  const cidr = parseCidr(text);
-  if (!cidr) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${JSON.stringify(text)} is not a CIDR block such as 203.0.113.0/24`,
-    });
-    return;
-  }
-  if (cidr.family === 6) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${text}: the VPC is IPv4-only, so an IPv6 range can never reach SSH`,
-    });
-    return;
-  }
-  if (cidr.prefix < MIN_ADMIN_PREFIX) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${text} is too wide (prefix shorter than /${MIN_ADMIN_PREFIX})`,
-    });
-    return;
-  }
-  if (hostBitsSet(cidr)) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${text} has host bits set; write the network address of the block`,
-    });
-  }
-});
+/**
+ * A CIDR block of the stack config: IPv4 (the VPC is IPv4-only), the network address, no wider than
+ * /MIN_ADMIN_PREFIX. `reach` names what the range is for, in the messages.
+ */
+const cidrSchema = (reach: string, wholeInternet: string) =>
+  z.string().superRefine((text, ctx) => {
+    if (text === "0.0.0.0/0" || text === "::/0") {
+      ctx.addIssue({ code: "custom", message: `${text} is the whole internet; ${wholeInternet}` });
+      return;
+    }
+    const cidr = parseCidr(text);
+    if (!cidr) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(text)} is not a CIDR block such as 203.0.113.0/24`,
+      });
+      return;
+    }
+    if (cidr.family === 6) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${text}: the VPC is IPv4-only, so an IPv6 range can never reach ${reach}`,
+      });
+      return;
+    }
+    if (cidr.prefix < MIN_ADMIN_PREFIX) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${text} is too wide (prefix shorter than /${MIN_ADMIN_PREFIX})`,
+      });
+      return;
+    }
+    if (hostBitsSet(cidr)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${text} has host bits set; write the network address of the block`,
+      });
+    }
+  });
+
+const adminCidrSchema = cidrSchema("SSH", "SSH must be limited to your own ranges");
+/** The operator's backends: never banned by fail2ban, no per-IP limits; per-token limits still apply. */
+const trustedCidrSchema = cidrSchema(
+  "the edge",
+  "trusting it would exempt every client from bans and per-IP limits",
+);
 
 /** A secret value that will end up in an env file line: printable, no whitespace, never echoed. */
 const secretText = (what: string, min: number) =>
@@ -181,6 +190,11 @@ const settingsSchema = z.object({
       .array(adminCidrSchema, { error: 'must be a list of CIDR blocks, e.g. ["203.0.113.0/24"]' })
       .min(1, { error: "must list at least one CIDR block allowed to reach SSH" }),
   ),
+  trustedCidrs: json(
+    z.array(trustedCidrSchema, {
+      error: 'must be a list of CIDR blocks of your backends, e.g. ["198.51.100.0/28"]',
+    }),
+  ).prefault("[]"),
   instanceType: z
     .string({ error: "is required (e.g. t4g.small)" })
     .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, { error: "must be an EC2 instance type such as t4g.small" }),
@@ -259,6 +273,8 @@ export interface WagateConfig {
   acmeEmail: string;
   acmeServer: AcmeServer;
   adminCidrs: string[];
+  /** The operator's backends: never banned by fail2ban, exempt from per-IP limits, still limited per token. */
+  trustedCidrs: string[];
   instanceType: string;
   amiId: string;
   rateLimit: RateLimit;
@@ -385,6 +401,7 @@ export function parseConfig(
     acmeEmail: s.acmeEmail,
     acmeServer: s.acmeServer,
     adminCidrs: s.adminCidrs,
+    trustedCidrs: s.trustedCidrs,
     instanceType: s.instanceType,
     amiId: s.amiId,
     rateLimit: s.rateLimit,

@@ -84,6 +84,7 @@ if (config.provision) {
         rateLimit: config.rateLimit,
         waf: config.waf,
         adminCidrs: config.adminCidrs,
+        trustedCidrs: config.trustedCidrs,
         gatewayImage: config.gatewayImage,
         backupBucket: bucketName,
         awsRegion: config.awsRegion,

@@ -1,16 +1,22 @@
 import { execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { type EdgeLayout, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, wafSchema } from "../infra/render/settings.js";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "./lib/nginx.js";
+import {
+  hostLayout,
+  nginxVersion,
+  type RunningNginx,
+  startNginx,
+  writeSelfSignedCertificate,
+} from "./lib/nginx.js";
 import {
   freePort,
   requireBinary,
@@ -19,6 +25,7 @@ import {
   stopAll,
   waitForPort,
 } from "./lib/processes.js";
+import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 
 // `npm run bench:edge`: the edge's cost, measured side by side in one run through nginx TLS on loopback with wrk.
 //   1. POST /v1/messages (small JSON) to a trivial upstream, WAF off;
@@ -30,6 +37,9 @@ import {
 //   4. a flood: one IP at 20x its limit while 50 other clients, each at 80 % of its limit, keep sending.
 // Runs 1-3 use rate limits high enough that nothing is refused: they measure the WAF and the upstream, not the
 // limiter. Run 4 uses the default limits, as on the VM.
+// nginx, ModSecurity and CRS are the VM's (Debian 13), from the cached trixie root (scripts/lib/trixie-root.ts),
+// run under chroot; wrk, the upstream and the gateway run on the host. The working directory is 0755 (dirInRoot):
+// a 0700 mkdtemp directory made nginx's workers (`nobody`) log a `[crit] stat()` error on every request.
 
 const run = promisify(execFile);
 const DOMAIN = "gateway.test";
@@ -158,13 +168,18 @@ async function wrk(
   };
 }
 
-async function writeLua(dir: string, name: string, headers: Record<string, string>): Promise<string> {
+async function writeLua(
+  dir: string,
+  name: string,
+  headers: Record<string, string>,
+  body = MESSAGE,
+): Promise<string> {
   const path = join(dir, name);
   const lines = [
     'wrk.method = "POST"',
     // A real client names the API's host; a numeric Host is itself a CRS finding (920350) and gets audited.
     `wrk.headers["Host"] = "${DOMAIN}"`,
-    `wrk.body = ${JSON.stringify(MESSAGE)}`,
+    `wrk.body = ${JSON.stringify(body)}`,
     ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
   ];
   await writeFile(path, `${lines.join("\n")}\n`, { mode: 0o600 });
@@ -181,15 +196,25 @@ function trivialUpstream(): Server {
   });
 }
 
+/** The trixie root and the run's working directory in it, as the host and as nginx see it. */
+interface Workdir {
+  readonly root: string;
+  readonly host: string;
+  readonly inside: string;
+  readonly version: string;
+}
+
 async function startEdge(
-  root: string,
+  work: Workdir,
+  name: string,
   upstreamPort: number,
   wafEnabled: boolean,
   rateLimit: RateLimit,
   unlimited = false,
   engineOnly = false,
+  identity?: IdentityKey,
 ) {
-  const layout = localLayout(root, {
+  const layout = localLayout(join(work.inside, name), {
     http: await freePort(),
     https: await freePort(),
     upstream: upstreamPort,
@@ -199,7 +224,10 @@ async function startEdge(
     rateLimit,
     waf: wafSchema.parse({ enabled: wafEnabled }),
     layout,
+    nginxVersion: work.version,
+    identity: identity ? { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) } : undefined,
   });
+  if (identity) files[IDENTITY_KEY_FILE] = renderIdentityKey(identity);
   if (unlimited) {
     // Stack config caps rates at 10,000 r/s, which the WAF-off run exceeds on loopback: lift the per-IP and
     // per-token rates in the rendered text so runs 1-3 measure the WAF and the upstream, never a 429.
@@ -214,8 +242,8 @@ async function startEdge(
       if (name.startsWith("modsecurity.d/"))
         files[name] = text.slice(0, text.indexOf("# JSON bodies go through"));
   }
-  await writeSelfSignedCertificate(layout, DOMAIN);
-  return startNginx({ layout, files });
+  await writeSelfSignedCertificate(hostLayout(layout, work.root), DOMAIN);
+  return startNginx({ layout, files, root: work.root });
 }
 
 const url = (layout: EdgeLayout, path: string) => `https://127.0.0.1:${layout.httpsPort}${path}`;
@@ -356,25 +384,28 @@ const cpuRow = (label: string, r: WrkResult) =>
 
 async function main(): Promise<void> {
   await requireBinary("wrk", "wrk");
-  await requireBinary("nginx", "nginx");
-  const dir = await mkdtemp(join(tmpdir(), "wagate-bench-edge-"));
+  const root = await trixieRoot();
+  const [dir, inside] = await dirInRoot(root, "wagate-bench-edge-");
+  const work: Workdir = { root, host: dir, inside, version: await nginxVersion(root) };
   const processes: Started[] = [];
   const upstream = trivialUpstream();
+  let edgeRatios = "";
   try {
     const upstreamPort = await freePort();
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     const open = rateLimitSchema.parse({
       perIp: { rate: 10_000, burst: 10_000 },
       perToken: { rate: 10_000, burst: 10_000 },
+      webhookPerIp: { rate: 10_000, burst: 10_000 },
     });
-    const plain = await startEdge(join(dir, "waf-off"), upstreamPort, false, open, true);
+    const plain = await startEdge(work, "waf-off", upstreamPort, false, open, true);
     processes.push(plain);
-    const guarded = await startEdge(join(dir, "waf-on"), upstreamPort, true, open, true);
+    const guarded = await startEdge(work, "waf-on", upstreamPort, true, open, true);
     processes.push(guarded);
     const lua = await writeLua(dir, "post.lua", { "Content-Type": "application/json" });
 
     console.log(
-      `edge benchmark: wrk -t2 -c${CONNECTIONS} ${DURATION_S}s per run, TLS on loopback, ${DOMAIN}`,
+      `edge benchmark: nginx ${work.version} (Debian 13 root), wrk -t2 -c${CONNECTIONS} ${DURATION_S}s per run, TLS on loopback, ${DOMAIN}`,
     );
     // Warm both (TLS session cache, upstream keepalive, CRS regex JIT) before measuring.
     await wrk(url(plain.layout, "/v1/messages"), lua, 2);
@@ -389,7 +420,7 @@ async function main(): Promise<void> {
     );
     // The floor: ModSecurity switched on with no rule at all. Whatever rules are chosen, WAF on / WAF off cannot
     // exceed this run's ratio.
-    const engine = await startEdge(join(dir, "engine"), upstreamPort, true, open, true, true);
+    const engine = await startEdge(work, "engine", upstreamPort, true, open, true, true);
     processes.push(engine);
     await wrk(url(engine.layout, "/v1/messages"), lua, 2);
     const bare = await wrkEdge(engine, "/v1/messages", lua, ownCpu);
@@ -409,13 +440,73 @@ async function main(): Promise<void> {
       `   CPU-bound ratios (total CPU per request; far less sensitive to other load than req/s): WAF on / off = ${(totalCpuUs(off) / totalCpuUs(on)).toFixed(2)}, no rules / off = ${(totalCpuUs(off) / totalCpuUs(bare)).toFixed(2)}`,
     );
 
+    // The edge's three ratios (issue 14), medians of interleaved rounds, each against WAF off with the same request:
+    // authenticated = the small JSON API request with a valid token through identity first (the token verified in
+    // njs, the body left to the gateway's schemas, CRS on URI, query and headers); anonymous = a small JSON POST to
+    // Meta's webhook route without a signature, through full CRS; no-rules = ModSecurity on without any rule.
+    const key: IdentityKey = {
+      secret: randomBytes(32).toString("hex"),
+      issuer: "wagate",
+      audience: "wagate",
+      toleranceSeconds: 30,
+    };
+    const verifying = await startEdge(work, "identity", upstreamPort, true, open, true, false, key);
+    processes.push(verifying);
+    const engineEdge = await startEdge(work, "engine-ratios", upstreamPort, true, open, true, true);
+    processes.push(engineEdge);
+    const authLua = await writeLua(dir, "post-verified.lua", {
+      "Content-Type": "application/json",
+      Authorization: `Bearer ${mintToken(key.secret, "messages:send")}`,
+    });
+    const webhookLua = await writeLua(
+      dir,
+      "post-webhook.lua",
+      { "Content-Type": "application/json" },
+      JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "1", changes: [] }] }),
+    );
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+    const seconds = Math.max(2, Math.round(DURATION_S / 2));
+    const ratios: Record<"authenticated" | "anonymous" | "noRules", number[]> = {
+      authenticated: [],
+      anonymous: [],
+      noRules: [],
+    };
+    for (const [edge, path, script] of [
+      [verifying, "/v1/messages", authLua],
+      [plain, "/v1/messages", authLua],
+      [guarded, "/webhooks/whatsapp", webhookLua],
+      [plain, "/webhooks/whatsapp", webhookLua],
+      [engineEdge, "/v1/messages", lua],
+    ] as const) {
+      const warm = await wrk(url(edge.layout, path), script, 1);
+      if (warm.non2xx)
+        throw new Error(`warm-up to ${path} answered ${warm.non2xx} non-2xx of ${warm.requests}`);
+    }
+    for (let round = 0; round < rounds; round++) {
+      const offAuth = await wrk(url(plain.layout, "/v1/messages"), authLua, seconds);
+      const auth = await wrk(url(verifying.layout, "/v1/messages"), authLua, seconds);
+      const offHook = await wrk(url(plain.layout, "/webhooks/whatsapp"), webhookLua, seconds);
+      const hook = await wrk(url(guarded.layout, "/webhooks/whatsapp"), webhookLua, seconds);
+      const offPlain = await wrk(url(plain.layout, "/v1/messages"), lua, seconds);
+      const none = await wrk(url(engineEdge.layout, "/v1/messages"), lua, seconds);
+      ratios.authenticated.push(auth.requestsPerSecond / offAuth.requestsPerSecond);
+      ratios.anonymous.push(hook.requestsPerSecond / offHook.requestsPerSecond);
+      ratios.noRules.push(none.requestsPerSecond / offPlain.requestsPerSecond);
+      console.log(
+        `   round ${round + 1}: authenticated ${auth.requestsPerSecond.toFixed(0)}/${offAuth.requestsPerSecond.toFixed(0)}, anonymous ${hook.requestsPerSecond.toFixed(0)}/${offHook.requestsPerSecond.toFixed(0)}, no rules ${none.requestsPerSecond.toFixed(0)}/${offPlain.requestsPerSecond.toFixed(0)} req/s${auth.non2xx || hook.non2xx ? ` (non-2xx: ${auth.non2xx} authenticated, ${hook.non2xx} anonymous)` : ""}`,
+      );
+    }
+    await stopAll([verifying, engineEdge]);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+    edgeRatios = `edge ratios: authenticated=${median(ratios.authenticated).toFixed(2)} anonymous=${median(ratios.anonymous).toFixed(2)} no-rules=${median(ratios.noRules).toFixed(2)}`;
+
     if (process.env.BENCH_SKIP_GATEWAY !== "1") {
       const started = await startGateway(dir);
       if (typeof started === "string") {
         console.log(`3. real gateway: not measured: ${started}`);
       } else {
         processes.push(started.gateway);
-        const edge = await startEdge(join(dir, "gateway"), started.port, true, open, true);
+        const edge = await startEdge(work, "gateway", started.port, true, open, true);
         processes.push(edge);
         const authLua = await writeLua(dir, "post-auth.lua", {
           "Content-Type": "application/json",
@@ -437,7 +528,7 @@ async function main(): Promise<void> {
 
     if (process.env.BENCH_SKIP_FLOOD !== "1") {
       const limits = rateLimitSchema.parse({});
-      const edge = await startEdge(join(dir, "flood"), upstreamPort, true, limits);
+      const edge = await startEdge(work, "flood", upstreamPort, true, limits);
       processes.push(edge);
       const clients = 50;
       const pace = Math.floor(limits.perIp.rate * 0.8);
@@ -466,7 +557,8 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
     await rm(dir, { recursive: true, force: true });
   }
+  // The last line: the figures issue 14 asks for.
+  console.log(edgeRatios);
 }
 
-await mkdir(tmpdir(), { recursive: true });
 await main();

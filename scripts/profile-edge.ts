@@ -1,17 +1,19 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createHmac } from "node:crypto";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { Agent, request } from "node:https";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
-import { writeSelfSignedCertificate } from "./lib/nginx.js";
+import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
 import { freePort, requireBinary, startProcess, waitForPort } from "./lib/processes.js";
+import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 
 // `npm run profile:edge`: CPU instructions nginx executes per request, counted by valgrind's callgrind on a
 // single nginx process (`master_process off`), for a fixed number of identical requests over one keep-alive TLS
@@ -21,6 +23,8 @@ import { freePort, requireBinary, startProcess, waitForPort } from "./lib/proces
 //   engine-only  ModSecurity on with wagate's engine settings but no rule at all (the engine's own floor);
 //   own-rules    engine + wagate's rules, no CRS file;
 //   waf-on       the rendered edge as the VM runs it;
+//   identity-only  the token verified at the edge (njs), no WAF;
+//   verified     identity first with the WAF: CRS reads method, URI, query and headers of a verified request;
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family;
 //   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
@@ -33,6 +37,8 @@ import { freePort, requireBinary, startProcess, waitForPort } from "./lib/proces
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
 // PROFILE_TOP=n prints the n most expensive functions (inclusive) of each variant; PROFILE_KEEP=1 keeps the
 // callgrind files for callgrind_annotate.
+// nginx, ModSecurity, CRS and valgrind are the VM's (Debian 13), from the cached trixie root
+// (scripts/lib/trixie-root.ts), run under chroot; the client and upstream run on the host.
 
 const run = promisify(execFile);
 const DOMAIN = "gateway.test";
@@ -44,10 +50,22 @@ const MESSAGE = JSON.stringify({
   to: "+15551234567",
   text: { body: "Your order 1234 has shipped. Track it in the app!" },
 });
-// A bearer token shaped like the gateway's (the header rules and the per-token limit key read it).
-const AUTHORIZATION = `Bearer ${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString("base64url")}.${Buffer.from(
-  '{"sub":"bench","scope":"messages:send","iss":"wagate","aud":"wagate","exp":4102444800}',
-).toString("base64url")}.${"A".repeat(43)}`;
+// A bearer token like the gateway's, signed with PROFILE_KEY (the identity variants verify it; the others only
+// read it as a header).
+const PROFILE_KEY: IdentityKey = {
+  secret: "profile-edge-key-profile-edge-key-profile-edge-key-0000",
+  issuer: "wagate",
+  audience: "wagate",
+  toleranceSeconds: 30,
+};
+const AUTHORIZATION = (() => {
+  const head = Buffer.from('{"alg":"HS256","typ":"JWT"}').toString("base64url");
+  const body = Buffer.from(
+    '{"sub":"bench","scope":"messages:send","iss":"wagate","aud":"wagate","exp":4102444800,"jti":"profile-1"}',
+  ).toString("base64url");
+  const sig = createHmac("sha256", PROFILE_KEY.secret).update(`${head}.${body}`).digest("base64url");
+  return `Bearer ${head}.${body}.${sig}`;
+})();
 
 // PROFILE_HEADERS=bench sends what bench:edge's wrk script sends (Host, Content-Type; Node adds Connection), so the
 // counts price exactly the request whose req/s ratio the benchmark reports; by default, an API client's request.
@@ -78,6 +96,8 @@ type Files = Record<string, string>;
 
 interface Variant {
   readonly waf: boolean;
+  /** Identity first: the edge verifies the token (njs) and leaves a verified /v1/ body to the gateway. */
+  readonly identity?: boolean;
   /** Changes the rendered ModSecurity rules file. */
   readonly rules?: (text: string) => string;
 }
@@ -95,6 +115,9 @@ const VARIANTS: Record<string, Variant> = {
   "engine-only": { waf: true, rules: engineOnly },
   "own-rules": { waf: true, rules: withoutCrs },
   "waf-on": { waf: true },
+  // Identity first: the token verified in njs; with the WAF, CRS on method, URI, query and headers only.
+  "identity-only": { waf: false, identity: true },
+  verified: { waf: true, identity: true },
   // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
   // (ModSecurity 3.0.9 checks every removal entry for every rule on every request).
   "pl-skips": {
@@ -174,8 +197,17 @@ function variantNamed(name: string): Variant | undefined {
   };
 }
 
-async function profile(name: string, variant: Variant, root: string, upstreamPort: number) {
-  const layout = localLayout(join(root, name.replace(/[^a-z0-9-]/gi, "_")), {
+/** Where the trixie root is, and the run's working directory inside it (as the host and as nginx see it). */
+interface Workdir {
+  readonly root: string;
+  readonly host: string;
+  readonly inside: string;
+  readonly version: string;
+}
+
+async function profile(name: string, variant: Variant, work: Workdir, upstreamPort: number) {
+  const slug = name.replace(/[^a-z0-9-]/gi, "_");
+  const layout = localLayout(join(work.inside, slug), {
     http: await freePort(),
     https: await freePort(),
     upstream: upstreamPort,
@@ -190,7 +222,11 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     waf: wafSchema.parse({ enabled: variant.waf }),
     layout,
     workerProcesses: 1,
+    nginxVersion: work.version,
+    identity: variant.identity ? { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) } : undefined,
   });
+  if (variant.identity) files[IDENTITY_KEY_FILE] = renderIdentityKey(PROFILE_KEY);
+  const host = hostLayout(layout, work.root);
   for (const [file, text] of Object.entries(files))
     if (file.endsWith(".conf") && file !== "nginx.conf" && variant.rules)
       files[file] = variant
@@ -201,19 +237,29 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     for (const file of Object.keys(files))
       if (file.endsWith(".conf") && file !== "nginx.conf") files[file] += `\n${extra}\n`;
   }
-  for (const dir of layoutDirectories(layout)) await mkdir(dir, { recursive: true });
+  for (const dir of layoutDirectories(host)) await mkdir(dir, { recursive: true, mode: 0o755 });
   for (const [file, text] of Object.entries(files)) {
-    const path = join(layout.confDir, file);
+    const path = join(host.confDir, file);
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, text);
   }
-  await writeSelfSignedCertificate(layout, DOMAIN);
-  const slug = name.replace(/[^a-z0-9-]/gi, "_");
-  const out = join(root, `${slug}.callgrind`);
+  await writeSelfSignedCertificate(host, DOMAIN);
+  const out = join(work.inside, `${slug}.callgrind`);
+  // valgrind needs /proc: nginx runs in a mount namespace of its own with /proc mounted in the root (gone with
+  // the process, nothing to unmount), and callgrind_control joins that namespace.
   const nginx = startProcess(
     "nginx",
-    "valgrind",
+    "unshare",
     [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"',
+      work.root,
+      "valgrind",
       "--tool=callgrind",
       "--instr-atstart=no",
       `--callgrind-out-file=${out}`,
@@ -227,14 +273,14 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
       "-g",
       "daemon off; master_process off;",
     ],
-    { logFile: join(root, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
+    { logFile: join(work.host, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
   );
   try {
     // nginx that fails to start (a rules error, a port taken meanwhile) must fail the run now, not after 3 minutes.
     await Promise.race([
       waitForPort(layout.httpsPort, "127.0.0.1", 180_000),
       nginx.exited.then(async (code) => {
-        const log = await readFile(join(root, `${slug}.valgrind.log`), "utf8").catch(() => "");
+        const log = await readFile(join(work.host, `${slug}.valgrind.log`), "utf8").catch(() => "");
         throw new Error(
           `nginx (${name}) exited with ${code} before listening:\n${log.split("\n").slice(-8).join("\n")}`,
         );
@@ -242,15 +288,20 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
     ]);
     const agent = new Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
     await send(agent, layout.httpsPort, WARMUP);
-    await run("callgrind_control", ["-z", String(nginx.pid)]);
-    await run("callgrind_control", ["-i", "on", String(nginx.pid)]);
+    // sh and chroot exec valgrind: the child's pid is valgrind's; callgrind_control talks to it inside the root.
+    const inRoot = (command: string, args: string[]) =>
+      run("nsenter", ["-t", String(nginx.pid), "-m", "--", "chroot", work.root, command, ...args], {
+        maxBuffer: 64 << 20,
+      });
+    await inRoot("callgrind_control", ["-z", String(nginx.pid)]);
+    await inRoot("callgrind_control", ["-i", "on", String(nginx.pid)]);
     await send(agent, layout.httpsPort, REQUESTS);
-    await run("callgrind_control", ["-d", String(nginx.pid)]);
+    await inRoot("callgrind_control", ["-d", String(nginx.pid)]);
     agent.destroy();
     let dump = "";
     for (let i = 0; i < 50 && !dump; i++) {
-      const found = (await readdir(root)).find((f) => f.startsWith(`${slug}.callgrind.`));
-      if (found) dump = join(root, found);
+      const found = (await readdir(work.host)).find((f) => f.startsWith(`${slug}.callgrind.`));
+      if (found) dump = join(work.host, found);
       else await sleep(100);
     }
     if (!dump) throw new Error(`callgrind wrote no dump for ${name}`);
@@ -262,11 +313,11 @@ async function profile(name: string, variant: Variant, root: string, upstreamPor
 }
 
 async function main(): Promise<void> {
-  await requireBinary("valgrind", "valgrind");
-  await requireBinary("callgrind_control", "valgrind");
-  await requireBinary("nginx", "nginx");
+  const trixie = await trixieRoot();
+  if (TOP > 0) await requireBinary("callgrind_annotate", "valgrind");
   const names = (process.env.PROFILE_VARIANTS ?? "waf-off,engine-only,own-rules,waf-on").split(",");
-  const root = await mkdtemp(join(tmpdir(), "wagate-profile-edge-"));
+  const [hostDir, inside] = await dirInRoot(trixie, "wagate-profile-edge-");
+  const work: Workdir = { root: trixie, host: hostDir, inside, version: await nginxVersion(trixie) };
   const upstream = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
@@ -278,13 +329,13 @@ async function main(): Promise<void> {
     const upstreamPort = await freePort();
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     console.log(
-      `edge profile: ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
+      `edge profile (nginx ${work.version}, Debian 13 root): ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
     );
     const results: Record<string, number> = {};
     for (const name of names) {
       const variant = variantNamed(name);
       if (!variant) throw new Error(`PROFILE_VARIANTS: unknown variant ${name}`);
-      const { ir, top } = await profile(name, variant, root, upstreamPort);
+      const { ir, top } = await profile(name, variant, work, upstreamPort);
       results[name] = ir / REQUESTS;
       const base = results["waf-off"];
       const vsBase = base
@@ -307,8 +358,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
-    if (process.env.PROFILE_KEEP === "1") console.log(`callgrind files kept in ${root}`);
-    else await rm(root, { recursive: true, force: true });
+    if (process.env.PROFILE_KEEP === "1") console.log(`callgrind files kept in ${hostDir}`);
+    else await rm(hostDir, { recursive: true, force: true });
   }
 }
 

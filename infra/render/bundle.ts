@@ -20,6 +20,7 @@ import {
   acmeServerSchema,
   type RateLimit,
   rateLimitSchema,
+  trustedCidrsSchema,
   type Waf,
   wafSchema,
 } from "./settings.js";
@@ -76,6 +77,8 @@ export const ACME_CA_FILE = "/etc/wagate/acme-ca.pem";
 export const HOST_PACKAGES = [
   "nginx",
   "libnginx-mod-http-modsecurity",
+  // njs: the edge's JSON answers to WAF denials and its token check (infra/render/edge-js.ts).
+  "libnginx-mod-http-js",
   "modsecurity-crs",
   "certbot",
   "fail2ban",
@@ -104,6 +107,8 @@ export interface HostBundleInput {
   waf: Waf;
   /** `wagate:adminCidrs`: the only clients the edge lets reach the routes that link WhatsApp Web numbers. */
   adminCidrs?: string[];
+  /** `wagate:trustedCidrs`: the operator's backends (never banned, no per-IP limits). */
+  trustedCidrs?: readonly string[];
   /** Pinned by digest (`…@sha256:…`); absent = `podman build` on the host from GATEWAY_BUILD_CONTEXT. */
   gatewayImage?: string;
   /** S3 bucket for the daily database backups; "" keeps local copies only (test boxes). */
@@ -148,6 +153,7 @@ const inputSchema = z
     rateLimit: rateLimitSchema,
     waf: wafSchema,
     adminCidrs: z.array(z.string()).optional(),
+    trustedCidrs: trustedCidrsSchema.default([]),
     gatewayImage: z
       .string()
       .regex(
@@ -184,6 +190,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
       waf: c.waf,
       layout,
       ...(c.adminCidrs ? { adminCidrs: c.adminCidrs } : {}),
+      trustedCidrs: c.trustedCidrs,
     }),
   )) {
     files[posix.join("nginx", name)] = content;
@@ -215,7 +222,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     files["systemd/certbot.service.d/wagate-data.conf"] = renderRequiresDataDropIn(paths);
   }
 
-  for (const [name, content] of Object.entries(renderFail2ban(layout)))
+  for (const [name, content] of Object.entries(renderFail2ban(layout, { trustedCidrs: c.trustedCidrs })))
     files[posix.join("fail2ban", name)] = content;
 
   files[`systemd/${GATEWAY_UNIT}`] = renderGatewayUnit({

@@ -2,6 +2,7 @@ import { posix } from "node:path";
 import { z } from "zod";
 import type { EdgeLayout } from "./layout.js";
 import { ACCESS_LOG_FIELDS, ACCESS_LOG_FILE, ERROR_LOG_FILE } from "./nginx.js";
+import { trustedCidrsSchema } from "./settings.js";
 
 // fail2ban for the edge: IPs that keep hitting the rate limits or keep being refused by the WAF are banned at
 // the firewall (nftables), so they stop costing nginx anything. Two filters of our own (Debian ships none for
@@ -41,6 +42,8 @@ export const fail2banInputSchema = z
       .default("nftables-multiport"),
     /** Never banned: loopback by default. Admin addresses can be added here. */
     ignoreIps: z.array(z.string().regex(/^[0-9a-fA-F.:/]+$/)).default(["127.0.0.1/8", "::1"]),
+    /** The operator's backends (`wagate:trustedCidrs`): never banned, on top of ignoreIps. */
+    trustedCidrs: trustedCidrsSchema.default([]),
     /** Never ban the host's own addresses (off only for tests that ban a loopback client). */
     ignoreSelf: z.boolean().default(true),
   })
@@ -115,7 +118,8 @@ export function renderFail2ban(
 [DEFAULT]
 banaction = ${c.banAction}
 banaction_allports = ${c.banAction === "nftables-multiport" ? "nftables-allports" : c.banAction}
-ignoreip = ${c.ignoreIps.join(" ")}
+# Loopback, and the operator's backends (wagate:trustedCidrs): their own server must never lose the API.
+ignoreip = ${[...c.ignoreIps, ...c.trustedCidrs].join(" ")}
 ignoreself = ${c.ignoreSelf}
 # Repeat offenders: each new ban doubles, capped at a week.
 bantime.increment = true

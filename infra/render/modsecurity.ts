@@ -290,7 +290,35 @@ export interface ModsecurityFiles {
   readonly rulesFile: string;
 }
 
-export function renderModsecurity(waf: Waf, layout: EdgeLayout): ModsecurityFiles {
+/**
+ * CRS rules (PL1, loaded files) that read the raw REQUEST_BODY: for verified requests they skip it like the JSON
+ * values (a unit test checks the list against the installed CRS).
+ */
+export const RAW_BODY_RULES = ["920260", "921110", "931110"] as const;
+
+/** Where every request reaching the WAF carries a bearer token the edge verified (when identity is on). */
+export const VERIFIED_PREFIX = "/v1/";
+
+export function renderModsecurity(
+  waf: Waf,
+  layout: EdgeLayout,
+  options: { verified?: boolean } = {},
+): ModsecurityFiles {
+  // Identity first (nginx.ts): every request under VERIFIED_PREFIX that reaches ModSecurity carries a token the
+  // edge verified. Its body is the gateway's strict schemas' to judge (a positive model: unknown fields and query
+  // parameters refused with 400, values typed and bounded), not CRS's: the JSON body processor is not switched on
+  // there (its values never become ARGS) and the rules that read the raw body skip it. CRS still reads the method,
+  // request line, URI, query string and headers. A business's message that talks about SQL, shells or HTML is
+  // therefore never refused; anonymous routes keep the whole of CRS.
+  const jsonCondition = options.verified
+    ? `SecRule REQUEST_FILENAME "!@beginsWith ${VERIFIED_PREFIX}" \\
+    "id:10000,phase:1,t:none,pass,nolog,chain"
+    SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
+        "t:none,t:lowercase,ctl:requestBodyProcessor=JSON"
+SecRule REQUEST_FILENAME "@beginsWith ${VERIFIED_PREFIX}" \\
+    "id:10002,phase:1,t:none,pass,nolog,${RAW_BODY_RULES.map((id) => `ctl:ruleRemoveTargetById=${id};REQUEST_BODY`).join(",")}"`
+    : `SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
+    "id:10000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"`;
   const rulesFile = posix.join(layout.modsecurityDir, "wagate.conf");
   const relative = posix.relative(layout.confDir, rulesFile);
   if (relative.startsWith("..")) throw new Error("layout.modsecurityDir must lie inside layout.confDir");
@@ -341,8 +369,7 @@ SecAuditLogFormat JSON
 SecAuditLog ${posix.join(layout.logDir, AUDIT_LOG_FILE)}
 
 # JSON bodies go through the JSON processor, so each value is inspected as one ARGS entry.
-SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
-    "id:10000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
+${jsonCondition}
 # A body the processor could not parse, or with more values than SecArgumentsLimit (the parser stops there and
 # flags an error), is refused: what the WAF could not read, it cannot vouch for.
 SecRule REQBODY_ERROR "!@eq 0" \\
@@ -481,7 +508,7 @@ SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
 # of them (nginx's per-route client_max_body_size and SecArgumentsLimit bound requests instead), as CRS's own
 # default does; removed instead of evaluated on every request (~45k instructions).
 SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}
-SecRuleRemoveById 901001 901100-901168 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
+SecRuleRemoveById 901001 901100-901170 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
 # Paranoia level ${waf.paranoiaLevel} is fixed when rendering: the rules above it and every paranoia-level "skip" rule go,
 # instead of being stepped over one evaluation at a time on every request (CRS 3.3.4's ids; a unit test checks
 # them against the installed CRS).

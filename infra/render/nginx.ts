@@ -1,8 +1,13 @@
 import { posix } from "node:path";
 import { z } from "zod";
+import { EDGE_JS_FILE, IDENTITY_KEY_OBJECT, renderEdgeJs } from "./edge-js.js";
 import type { EdgeLayout } from "./layout.js";
 import { renderModsecurity } from "./modsecurity.js";
-import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "./settings.js";
+import { EDGE_ERRORS } from "./nginx-errors.js";
+
+export { EDGE_ERRORS } from "./nginx-errors.js";
+
+import { type RateLimit, rateLimitSchema, trustedCidrsSchema, type Waf, wafSchema } from "./settings.js";
 
 // The whole nginx configuration of the edge, as files, from the validated stack config. Contracts:
 //
@@ -48,6 +53,30 @@ export interface NginxInput {
    * an admin token; without any CIDR nobody reaches them through the edge.
    */
   readonly adminCidrs?: readonly string[];
+  /**
+   * The nginx version that will load the config (default: the VM's, Debian 13's 1.26). HTTP/2 is switched on with
+   * `http2 on;` from 1.25.1 (1.26 warns about `listen ... http2`, which later versions drop); before that (Debian
+   * 12's 1.22, a developer's host for `npm run local`) only the `listen` parameter exists.
+   */
+  readonly nginxVersion?: string;
+  /** `wagate:trustedCidrs`: the operator's backends, exempt from the per-IP request limits (not per token). */
+  readonly trustedCidrs?: readonly string[];
+  /**
+   * Identity first: the edge verifies the bearer token of every /v1/ request (infra/render/edge-js.ts) after the
+   * per-IP limits; a missing or bad one gets the JSON 401 there, the per-token limit keys on the verified token
+   * (its jti), and verified requests meet the WAF without CRS reading their body (modsecurity.ts). `keyFile`: the
+   * JSON of renderIdentityKey, read by nginx's master at configuration load. Absent: no check at the edge.
+   */
+  readonly identity?: { readonly keyFile: string };
+}
+
+/** The nginx the VM runs (Debian 13 "trixie"). */
+export const VM_NGINX_VERSION = "1.26.3";
+
+/** Whether `http2 on;` exists in this nginx version (1.25.1 and later). */
+export function hasHttp2Directive(version: string): boolean {
+  const [major = 0, minor = 0, patch = 0] = version.split(".").map(Number);
+  return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));
 }
 
 const cidrSchema = z.string().regex(/^[0-9a-fA-F:.]+\/[0-9]{1,3}$/, "a CIDR block such as 203.0.113.0/24");
@@ -67,7 +96,7 @@ export const ERROR_LOG_FILE = "error.log";
 export const ACCESS_LOG_FIELDS = {
   time: "ISO 8601 local time the request ended",
   remote_addr: "client IP (the TCP peer: nothing in front of nginx on the VM)",
-  edge: 'why the edge itself answered: "waf" (403 by ModSecurity), "rate" (429 by limit_req), "conn" (429 by limit_conn), "size" (413), "invalid" (400), "" when the request reached the gateway or a plain 404',
+  edge: 'why the edge itself answered: "waf" (403 by ModSecurity), "rate" (429 by limit_req), "conn" (429 by limit_conn), "size" (413), "auth" (401), "invalid" (400, 405, 414, 431), "" when the request reached the gateway or a plain 404',
   status: "HTTP status sent (number)",
   request: 'method, path without query, protocol: "POST /v1/messages HTTP/2.0"',
   request_id:
@@ -80,25 +109,6 @@ export const ACCESS_LOG_FIELDS = {
   user_agent: "User-Agent header",
   tls: "TLS protocol version",
 } as const;
-
-/**
- * The error bodies the edge answers itself, in the gateway's error format. Not 403: it only ever comes from
- * ModSecurity, and an error_page redirect after its denial stops it from writing the audit log (measured with
- * ModSecurity-nginx 1.0.3), so a WAF denial keeps nginx's own small 403 page.
- */
-const EDGE_ERRORS: Record<number, { code: string; message: string; edge: string }> = {
-  400: { code: "bad_request", message: "The request could not be read", edge: "invalid" },
-  404: { code: "not_found", message: "Not found", edge: "" },
-  405: { code: "method_not_allowed", message: "Method not allowed", edge: "" },
-  408: { code: "request_timeout", message: "The request took too long to arrive", edge: "" },
-  413: { code: "payload_too_large", message: "The request body is too large for this route", edge: "size" },
-  414: { code: "uri_too_long", message: "The URI is too long", edge: "invalid" },
-  429: { code: "rate_limited", message: "Too many requests; slow down and retry later", edge: "rate" },
-  500: { code: "internal", message: "Internal error at the edge", edge: "" },
-  502: { code: "unavailable", message: "The gateway is not answering", edge: "" },
-  503: { code: "unavailable", message: "The gateway is not available", edge: "" },
-  504: { code: "timeout", message: "The gateway did not answer in time", edge: "" },
-};
 
 /** Security headers of every answer on 443 (OWASP Secure Headers for an API that only serves JSON). */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -165,8 +175,17 @@ function jsonString(value: string): string {
   return value;
 }
 
+/** The internal locations that answer the edge's errors. */
+const ERROR_PAGE_PREFIX = "/.wagate-error/";
+
+/** The gateway's error shape with nginx's request id, as an nginx single-quoted string's contents. */
+function errorBody(code: string, message: string): string {
+  return `{"error":{"code":"${code}","message":"${jsonString(message)}","request_id":"$request_id"}}\\n`;
+}
+
 function limitReq(zone: string, burst: number): string {
-  return `limit_req zone=${zone} burst=${burst} nodelay;`;
+  // nginx refuses `burst=0`; without the parameter the burst is 0 (stack config allows 0).
+  return burst > 0 ? `limit_req zone=${zone} burst=${burst} nodelay;` : `limit_req zone=${zone};`;
 }
 
 interface Route {
@@ -177,21 +196,30 @@ interface Route {
   readonly limits: string[];
   readonly bodyLimit: string;
   readonly bodyBuffer: string;
+  /** /v1/: the bearer token is verified at the edge (when input.identity is set). */
+  readonly verified?: boolean;
 }
 
 export function renderNginx(input: NginxInput): Record<string, string> {
   const domain = domainSchema.parse(input.domain);
   const rateLimit = rateLimitSchema.parse(input.rateLimit);
   const waf = wafSchema.parse(input.waf);
+  const trustedCidrs = trustedCidrsSchema.parse(input.trustedCidrs ?? []);
   const { layout } = input;
   const adminCidrs = z.array(cidrSchema).parse(input.adminCidrs ?? []);
+  const version = input.nginxVersion ?? VM_NGINX_VERSION;
+  if (!/^\d+\.\d+(\.\d+)?$/.test(version))
+    throw new Error(`nginxVersion must look like 1.26.3, not ${version}`);
+  const http2Directive = hasHttp2Directive(version);
   const files: Record<string, string> = {};
+  const { identity } = input;
   let rulesFile: string | undefined;
   if (waf.enabled) {
-    const modsecurity = renderModsecurity(waf, layout);
+    const modsecurity = renderModsecurity(waf, layout, { verified: identity !== undefined });
     Object.assign(files, modsecurity.files);
     rulesFile = modsecurity.rulesFile;
   }
+  files[EDGE_JS_FILE] = renderEdgeJs();
   const dhparam = posix.join(layout.confDir, "ffdhe2048.pem");
   files[posix.relative(layout.confDir, dhparam)] = FFDHE2048;
 
@@ -205,6 +233,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "/v1/",
       name: "@wagate_api",
+      verified: true,
       limits: [ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.api,
       bodyBuffer: BODY_LIMITS.api,
@@ -212,6 +241,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "/v1/otp",
       name: "@wagate_otp",
+      verified: true,
       limits: [limitReq("wagate_otp", otpPerMinute.burst), ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.otp,
       bodyBuffer: BODY_LIMITS.otp,
@@ -219,6 +249,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     {
       match: "= /v1/broadcasts",
       name: "@wagate_broadcasts",
+      verified: true,
       limits: [ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.broadcasts,
       bodyBuffer: "2m",
@@ -245,13 +276,13 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     `location ${LINK_ROUTE_MATCH} {`,
     "    if ($wagate_admin_client = 0) {",
     "        set $wagate_denial admin;",
-    `        return 403 '{"error":{"code":"forbidden","message":"Linking is only allowed from the admin networks"}}\\n';`,
+    `        return 403 '${errorBody("forbidden", "Linking is only allowed from the admin networks")}';`,
     "    }",
     `    ${ipLimit}`,
     `    ${tokenLimit}`,
     `    client_max_body_size ${BODY_LIMITS.api};`,
     `    client_body_buffer_size ${BODY_LIMITS.api};`,
-    "    try_files /.wagate-edge-handover @wagate_api;",
+    `    try_files /.wagate-edge-handover ${identity !== undefined ? "@wagate_api_identity" : "@wagate_api"};`,
     "}",
     "",
   ];
@@ -263,27 +294,60 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     "}",
   ];
 
-  const routeBlocks = routes.flatMap((r) => [
-    `location ${r.match} {`,
-    ...r.limits.map((l) => `    ${l}`),
-    `    client_max_body_size ${r.bodyLimit};`,
-    `    client_body_buffer_size ${r.bodyBuffer};`,
-    "    # try_files runs after limit_req: the hand-over that keeps refused requests away from the WAF.",
-    `    try_files /.wagate-edge-handover ${r.name};`,
-    "}",
-    `location ${r.name} {`,
-    `    client_max_body_size ${r.bodyLimit};`,
-    `    client_body_buffer_size ${r.bodyBuffer};`,
-    ...(waf.enabled ? ["    modsecurity on;"] : []),
-    "    proxy_pass http://wagate_gateway;",
-    "}",
-    "",
-  ]);
+  const notFound = errorBody("not_found", "Not found");
+  // `=<status>` where the answer's status differs: nginx answers its internal codes (494, 497) with 400 otherwise.
+  const errorPageDirectives = Object.entries(EDGE_ERRORS).map(
+    ([s, e]) => `error_page ${s}${e.as ? ` =${e.as}` : ""} ${ERROR_PAGE_PREFIX}${s};`,
+  );
+  const wafErrorPageDirectives = errorPageDirectives.filter((l) => !l.startsWith("error_page 403 "));
+  const routeBlocks = routes.flatMap((r) => {
+    const checked = identity !== undefined && r.verified === true;
+    return [
+      `location ${r.match} {`,
+      ...r.limits.map((l) => `    ${l}`),
+      `    client_max_body_size ${r.bodyLimit};`,
+      `    client_body_buffer_size ${r.bodyBuffer};`,
+      "    # try_files runs after limit_req: the hand-over that keeps refused requests away from the WAF.",
+      `    try_files /.wagate-edge-handover ${checked ? `${r.name}_identity` : r.name};`,
+      "}",
+      ...(checked
+        ? [
+            // The per-token limit above only counted verified tokens ($wagate_identity is "" otherwise).
+            `location ${r.name}_identity {`,
+            `    client_max_body_size ${r.bodyLimit};`,
+            `    client_body_buffer_size ${r.bodyBuffer};`,
+            '    if ($wagate_identity = "") {',
+            "        return 401;",
+            "    }",
+            `    try_files /.wagate-edge-handover ${r.name};`,
+            "}",
+          ]
+        : []),
+      `location ${r.name} {`,
+      `    client_max_body_size ${r.bodyLimit};`,
+      `    client_body_buffer_size ${r.bodyBuffer};`,
+      ...(waf.enabled
+        ? [
+            "    modsecurity on;",
+            "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
+            ...wafErrorPageDirectives.map((l) => `    ${l}`),
+            "    js_header_filter wagate.wafErrorHeaders;",
+            "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
+          ]
+        : []),
+      "    proxy_pass http://wagate_gateway;",
+      "}",
+      "",
+    ];
+  });
 
+  // Internal URI locations, not named ones: nginx cannot redirect a request whose URI it could not read (414, a
+  // bad request line) to a named location.
   const errorPages = Object.entries(EDGE_ERRORS).flatMap(([status, e]) => [
-    `location @wagate_error_${status} {`,
+    `location = ${ERROR_PAGE_PREFIX}${status} {`,
+    "    internal;",
     ...(e.edge ? [`    set $wagate_denial ${status === "429" ? "$wagate_limit_kind" : e.edge};`] : []),
-    `    return ${status} '{"error":{"code":"${e.code}","message":"${jsonString(e.message)}"}}\\n';`,
+    `    return ${e.as ?? status} '${errorBody(e.code, e.message)}';`,
     "}",
   ]);
 
@@ -318,6 +382,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   ];
 
   const conf = `# Rendered by wagate (infra/render/nginx.ts) for ${domain}. Do not edit on the host: re-render.
+load_module ${posix.join(layout.modulesDir, "ngx_http_js_module.so")};
 ${waf.enabled ? `load_module ${posix.join(layout.modulesDir, "ngx_http_modsecurity_module.so")};\n` : ""}${layout.user ? `user ${layout.user};\n` : ""}worker_processes ${input.workerProcesses ?? "auto"};
 worker_rlimit_nofile 16384;
 pid ${layout.pidFile};
@@ -358,18 +423,42 @@ http {
 ${indent(logFormat, 2)};
     access_log ${log(ACCESS_LOG_FILE)} wagate_json;
 
+    # The edge's njs module (infra/render/edge-js.ts).
+    js_import wagate from ${posix.join(layout.confDir, EDGE_JS_FILE)};
+
     # --- Rate limits (numbers from stack config wagate:rateLimit) -----------------------------------------------
-    limit_req_zone $binary_remote_addr zone=wagate_ip:10m rate=${perIp.rate}r/s;
-    limit_req_zone $binary_remote_addr zone=wagate_otp:10m rate=${otpPerMinute.rate}r/m;
+    # The operator's backends (wagate:trustedCidrs) send for many users from one address: an empty key leaves them
+    # out of the per-IP request zones. Their tokens are still limited, and limit_conn still counts them.
+    geo $wagate_trusted {
+        default 0;
+${indent(
+  trustedCidrs.map((c) => `${c} 1;`),
+  2,
+)}
+    }
+    map $wagate_trusted $wagate_ip_key {
+        1 "";
+        default $binary_remote_addr;
+    }
+    limit_req_zone $wagate_ip_key zone=wagate_ip:10m rate=${perIp.rate}r/s;
+    limit_req_zone $wagate_ip_key zone=wagate_otp:10m rate=${otpPerMinute.rate}r/m;
     limit_req_zone $binary_remote_addr zone=wagate_webhook:1m rate=${webhookPerIp.rate}r/s;
     # Per bearer token: the key is the first 22 characters of the JWT's signature (132 bits of an HMAC), never the
     # token itself, so the shared zone holds neither a usable credential nor the claims, and each key is short.
     # Requests without a bearer token have an empty key and are not counted here (the per-IP zone still is).
-    map $http_authorization $wagate_token_key {
+${
+  identity
+    ? `    # With the edge's token check: the verified token's jti ("" for a missing or bad token: not counted here,
+    # answered 401 next). The key file is read by the master at configuration load.
+    js_preload_object ${IDENTITY_KEY_OBJECT} from ${identity.keyFile};
+    js_set $wagate_identity wagate.identity;
+    limit_req_zone $wagate_identity zone=wagate_token:10m rate=${perToken.rate}r/s;`
+    : `    map $http_authorization $wagate_token_key {
         "~^Bearer [A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.(?<wagate_token_sig>[A-Za-z0-9_-]{22})" $wagate_token_sig;
         default "";
     }
-    limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;
+    limit_req_zone $wagate_token_key zone=wagate_token:10m rate=${perToken.rate}r/s;`
+}
     limit_conn_zone $binary_remote_addr zone=wagate_conn:10m;
 ${indent(adminGeo, 1)}
     limit_req_status 429;
@@ -438,6 +527,8 @@ ${indent(hiddenUpstreamHeaders, 1)}
 ${indent(listen(layout, layout.httpPort, " default_server"), 2)}
         server_name _;
         set $wagate_denial "";
+        add_header X-Request-Id $request_id always;
+${indent(errorPageDirectives, 2)}
         location ^~ /.well-known/acme-challenge/ {
             root ${layout.acmeWebroot};
             default_type text/plain;
@@ -446,12 +537,13 @@ ${indent(listen(layout, layout.httpPort, " default_server"), 2)}
         location / {
             return 301 https://${domain}${portSuffix}$request_uri;
         }
+${indent(errorPages, 2)}
     }
 
     # --- Port ${layout.httpsPort}: the API ----------------------------------------------------------------------------
     server {
-${indent(listen(layout, layout.httpsPort, " ssl http2 default_server"), 2)}
-        server_name ${domain};
+${indent(listen(layout, layout.httpsPort, http2Directive ? " ssl default_server" : " ssl http2 default_server"), 2)}
+${http2Directive ? "        http2 on;\n" : ""}        server_name ${domain};
         ssl_certificate ${layout.certificate};
         ssl_certificate_key ${layout.certificateKey};
         root ${posix.join(layout.tempDir, "empty")};
@@ -462,21 +554,18 @@ ${indent(securityHeaders, 2)}
 
         set $wagate_denial "";
         limit_conn wagate_conn ${connectionsPerIp};
-${indent(
-  Object.keys(EDGE_ERRORS).map((s) => `error_page ${s} @wagate_error_${s};`),
-  2,
-)}
+${indent(errorPageDirectives, 2)}
 
         # Not for the internet: Prometheus scrapes and readiness probes use the gateway's loopback port.
         location = /metrics {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
         location = /readyz {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
         # Anything outside the API's paths is answered here, without a WAF transaction or a gateway round trip.
         location / {
-            return 404 '{"error":{"code":"not_found","message":"Not found"}}\\n';
+            return 404 '${notFound}';
         }
 
 ${indent(linkRoute, 2)}

@@ -30,6 +30,15 @@ export const rateLimitSchema = z
   .strict();
 export type RateLimit = z.infer<typeof rateLimitSchema>;
 
+/**
+ * The operator's backends (stack config `wagate:trustedCidrs`, validated in infra/config.ts): never banned by
+ * fail2ban and exempt from the per-IP request limits (one backend sends for many users); the per-token limits
+ * still apply. IPv4 CIDR blocks only, as nginx `geo` and fail2ban `ignoreip` read them.
+ */
+export const trustedCidrsSchema = z
+  .array(z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "an IPv4 CIDR block such as 198.51.100.0/28"))
+  .max(100);
+
 export const wafSchema = z
   .object({
     enabled: z.boolean().default(true),

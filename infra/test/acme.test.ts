@@ -6,7 +6,12 @@ import { join } from "node:path";
 import { connect } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "../../scripts/lib/nginx.js";
+import {
+  nginxVersion,
+  type RunningNginx,
+  startNginx,
+  writeSelfSignedCertificate,
+} from "../../scripts/lib/nginx.js";
 import { type Pebble, startPebble } from "../../scripts/lib/pebble.js";
 import { freePort, requireBinary } from "../../scripts/lib/processes.js";
 import {
@@ -82,6 +87,7 @@ beforeAll(async () => {
       waf: wafSchema.parse({}),
       layout,
       workerProcesses: 1,
+      nginxVersion: await nginxVersion(),
     }),
   });
   pebble = await startPebble({ dir: join(dir, "pebble"), httpPort: layout.httpPort });

@@ -31,6 +31,8 @@ describe("the three stack files", () => {
     const config = parse(stack);
     expect(config.stack).toBe(stack);
     expect(config.adminCidrs.length).toBeGreaterThan(0);
+    // No backend is trusted unless the operator lists it.
+    expect(config.trustedCidrs).toEqual([]);
     expect(config.amiId).toMatch(/^ami-/);
     expect(config.acmeServer).toBe(stack === "prod" ? "production" : "staging");
     expect(config.rateLimit.perIp.rate).toBeGreaterThan(0);
@@ -77,6 +79,24 @@ const invalid: [string, (c: { values: Record<string, string>; secretKeys: string
   ],
   ["host bits set", (c) => (c.values["wagate:adminCidrs"] = '["203.0.113.7/24"]'), "wagate:adminCidrs:"],
   ["adminCidrs not JSON", (c) => (c.values["wagate:adminCidrs"] = "203.0.113.0/24"), "wagate:adminCidrs:"],
+  [
+    "trustedCidrs not a list",
+    (c) => (c.values["wagate:trustedCidrs"] = '"198.51.100.0/28"'),
+    "wagate:trustedCidrs:",
+  ],
+  [
+    "trusted bad CIDR",
+    (c) => (c.values["wagate:trustedCidrs"] = '["198.51.100.0/33"]'),
+    "wagate:trustedCidrs:",
+  ],
+  ["trusted 0.0.0.0/0", (c) => (c.values["wagate:trustedCidrs"] = '["0.0.0.0/0"]'), "wagate:trustedCidrs:"],
+  ["trusted IPv6", (c) => (c.values["wagate:trustedCidrs"] = '["2001:db8::/48"]'), "wagate:trustedCidrs:"],
+  ["trusted too wide", (c) => (c.values["wagate:trustedCidrs"] = '["10.0.0.0/7"]'), "wagate:trustedCidrs:"],
+  [
+    "trusted host bits",
+    (c) => (c.values["wagate:trustedCidrs"] = '["198.51.100.5/28"]'),
+    "wagate:trustedCidrs:",
+  ],
   ["missing instanceType", (c) => delete c.values["wagate:instanceType"], "wagate:instanceType:"],
   ["missing amiId", (c) => delete c.values["wagate:amiId"], "wagate:amiId:"],
   ["AMI name instead of id", (c) => (c.values["wagate:amiId"] = "debian-12-arm64-20250101"), "wagate:amiId:"],

@@ -7,7 +7,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "../../scripts/lib/nginx.js";
+import {
+  nginxVersion,
+  type RunningNginx,
+  startNginx,
+  writeSelfSignedCertificate,
+} from "../../scripts/lib/nginx.js";
 import { freePort, requireBinary, type Started, startProcess } from "../../scripts/lib/processes.js";
 import { RATE_LIMIT_JAIL, renderFail2ban, WAF_JAIL } from "../render/fail2ban.js";
 import { localLayout } from "../render/layout.js";
@@ -21,6 +26,8 @@ import { rateLimitSchema, wafSchema } from "../render/settings.js";
 
 const execFileAsync = promisify(execFile);
 const DOMAIN = "gateway.test";
+/** wagate:trustedCidrs in these tests: the operator's backends, 127.0.0.49-55. */
+const TRUSTED = "127.0.0.48/29";
 /** Where the test upstream answers 429 itself, as the gateway does for its own limits. */
 const GATEWAY_429_PATH = "/v1/otp";
 
@@ -98,11 +105,19 @@ beforeAll(async () => {
   });
   logDir = layout.logDir;
   // A tight per-IP limit so a short loop of requests is enough to be refused.
-  const rateLimit = rateLimitSchema.parse({ perIp: { rate: 1, burst: 2 } });
+  const rateLimit = rateLimitSchema.parse({ perIp: { rate: 1, burst: 2 }, perToken: { rate: 1, burst: 2 } });
   await writeSelfSignedCertificate(layout, DOMAIN);
   nginx = await startNginx({
     layout,
-    files: renderNginx({ domain: DOMAIN, rateLimit, waf: wafSchema.parse({}), layout, workerProcesses: 1 }),
+    files: renderNginx({
+      domain: DOMAIN,
+      rateLimit,
+      waf: wafSchema.parse({}),
+      layout,
+      workerProcesses: 1,
+      nginxVersion: await nginxVersion(),
+      trustedCidrs: [TRUSTED],
+    }),
   });
 });
 
@@ -269,6 +284,7 @@ describe("fail2ban-server with the rendered jails", () => {
       banAction: "wagate-test-record",
       ignoreIps: [],
       ignoreSelf: false,
+      trustedCidrs: [TRUSTED],
       rateLimit: { maxRetry: 5, findTimeSeconds: 60, banTimeSeconds: 600 },
       waf: { maxRetry: 3, findTimeSeconds: 600, banTimeSeconds: 600 },
     });
@@ -295,6 +311,24 @@ describe("fail2ban-server with the rendered jails", () => {
     bans = await waitForText(f2b.bansFile, (t) => t.includes(`ban 127.0.0.41 ${WAF_JAIL}`));
     expect(bans).toContain(`ban 127.0.0.41 ${WAF_JAIL}`);
     expect(bans).not.toContain(`ban 127.0.0.41 ${RATE_LIMIT_JAIL}`);
+
+    // A trusted backend that does both: one token past its limit (refused per token: 429s) and three refused
+    // requests. Its lines match both jails, and fail2ban ignores the address instead of banning it.
+    const token =
+      "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiYWNrZW5kIn0.c2lnbmF0dXJlLW9mLXRoZS1iYWNrZW5kLXRva2Vu";
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++)
+      statuses.push(await hit("127.0.0.49", "/v1/messages", { authorization: token }));
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(20);
+    for (const path of probes) expect(await hit("127.0.0.50", path)).toBe(403);
+    const ignored = await waitForText(
+      f2b.logFile,
+      (t) => t.includes("Ignore 127.0.0.49") && t.includes("Ignore 127.0.0.50"),
+    );
+    expect(ignored).toMatch(new RegExp(`\\[${RATE_LIMIT_JAIL}\\] Ignore 127\\.0\\.0\\.49 by ip`));
+    expect(ignored).toMatch(new RegExp(`\\[${WAF_JAIL}\\] Ignore 127\\.0\\.0\\.50 by ip`));
+    bans = await readFile(f2b.bansFile, "utf8");
+    expect(bans).not.toMatch(/127\.0\.0\.(49|50)\b/);
   });
 
   it("with the default ignore list, loopback is never banned, however hard it floods", async () => {

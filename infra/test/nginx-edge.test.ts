@@ -152,7 +152,9 @@ describe("port 443", () => {
     const res = await edge.send({ path: "/nowhere" });
     expect(res.status).toBe(404);
     expect(res.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(res.body)).toEqual({ error: { code: "not_found", message: "Not found" } });
+    expect(JSON.parse(res.body)).toEqual({
+      error: { code: "not_found", message: "Not found", request_id: res.headers["x-request-id"] },
+    });
     expect(securityHeaderProblems(res)).toEqual([]);
     // The WAF's refusals too.
     const refused = await edge.send({ path: "/v1/messages/x?id=1%27%20OR%20%271%27%3D%271" });

@@ -11,6 +11,9 @@ const PER_IP_BURST = 10;
 const OTP_BURST = 2;
 const TOKEN_BURST = 3;
 
+/** wagate:trustedCidrs of this edge: the operator's backends. */
+const TRUSTED = "127.0.0.80/29";
+
 let edge: TestEdge;
 
 beforeAll(async () => {
@@ -21,6 +24,7 @@ beforeAll(async () => {
       perToken: { rate: 1, burst: TOKEN_BURST },
       connectionsPerIp: 2,
     },
+    trustedCidrs: [TRUSTED],
   });
 });
 afterAll(async () => {
@@ -61,7 +65,11 @@ describe("per client IP", () => {
 
     const refused = results.find((r) => r.status === 429);
     expect(JSON.parse(refused?.body ?? "{}")).toEqual({
-      error: { code: "rate_limited", message: "Too many requests; slow down and retry later" },
+      error: {
+        code: "rate_limited",
+        message: "Too many requests; slow down and retry later",
+        request_id: refused?.headers["x-request-id"],
+      },
     });
     expect(refused?.headers["retry-after"]).toBe("1");
     expect(refused?.headers["strict-transport-security"]).toBe("max-age=63072000");
@@ -142,5 +150,33 @@ describe("concurrent connections per IP", () => {
       edge: "conn",
       status: 429,
     });
+  });
+});
+
+describe("trusted backends (wagate:trustedCidrs)", () => {
+  it("are not limited per IP, but their tokens are", async () => {
+    // Three times the per-IP burst from one trusted address, each request with its own token: none refused.
+    const many = await sequence(
+      Array.from({ length: PER_IP_BURST * 3 }, (_, i) =>
+        message("127.0.0.81", { authorization: bearer(8100 + i) }),
+      ),
+    );
+    expect(many.map((r) => r.status)).toEqual(Array(PER_IP_BURST * 3).fill(200));
+    // The same from an untrusted neighbour is refused past its burst (the control).
+    const neighbour = await sequence(
+      Array.from({ length: PER_IP_BURST * 3 }, (_, i) =>
+        message("127.0.0.88", { authorization: bearer(8200 + i) }),
+      ),
+    );
+    expect(neighbour.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+    // One token from the trusted address: refused past the token's burst.
+    const token = bearer(8300);
+    const statuses = (
+      await sequence(
+        Array.from({ length: TOKEN_BURST + 5 }, () => message("127.0.0.82", { authorization: token })),
+      )
+    ).map((r) => r.status);
+    expect(statuses.slice(0, TOKEN_BURST + 1)).toEqual(Array(TOKEN_BURST + 1).fill(200));
+    expect(statuses).toContain(429);
   });
 });

@@ -18,11 +18,12 @@ import { promisify } from "node:util";
 import { SCOPES } from "../../gateway/src/auth/index.js";
 import { mintToken } from "../../gateway/src/auth/tokens.js";
 import type { CertbotDirs } from "../../infra/render/certbot.js";
+import { IDENTITY_KEY_FILE, renderIdentityKey } from "../../infra/render/edge-js.js";
 import { CERT_NAME, type EdgeLayout, localLayout } from "../../infra/render/layout.js";
 import { renderNginx } from "../../infra/render/nginx.js";
 import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "../../infra/render/settings.js";
 import { installDeployHook, type LocalCertbot, obtainCertificate, renewCertificate } from "./certbot.js";
-import { type RunningNginx, startNginx, writeSelfSignedCertificate } from "./nginx.js";
+import { nginxVersion, type RunningNginx, startNginx, writeSelfSignedCertificate } from "./nginx.js";
 import { type Pebble, startPebble } from "./pebble.js";
 import { freePort, type Started, startProcess, stopAll, waitForPort } from "./processes.js";
 
@@ -37,12 +38,14 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 export const LOCAL_DOMAIN = "gateway.test";
 const JWT_ISSUER = "wagate";
 const JWT_AUDIENCE = "wagate";
+
 const DEMO_TOKEN_TTL_SECONDS = 24 * 3600;
 
 /** Debian packages the local stack runs (binary or file that proves each is installed). */
 export const LOCAL_PACKAGES: ReadonlyArray<{ pkg: string; path: string }> = [
   { pkg: "nginx", path: "/usr/sbin/nginx" },
   { pkg: "libnginx-mod-http-modsecurity", path: "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so" },
+  { pkg: "libnginx-mod-http-js", path: "/usr/lib/nginx/modules/ngx_http_js_module.so" },
   { pkg: "modsecurity-crs", path: "/usr/share/modsecurity-crs/rules" },
   { pkg: "certbot", path: "/usr/bin/certbot" },
   { pkg: "pebble", path: "/usr/bin/pebble" },
@@ -237,6 +240,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       layout,
       // The operator of a local stack sits on this machine: linking a web number is allowed from loopback.
       adminCidrs: ["127.0.0.0/8"],
+      // The host's own nginx (Debian 12's 1.22 or 13's 1.26): the local stack needs no root and no Debian 13 root.
+      nginxVersion: await nginxVersion(),
+      // Identity first: the edge verifies tokens with the gateway's key (a 0600 file, like .local/api-secret).
+      identity: { keyFile: join(layout.confDir, IDENTITY_KEY_FILE) },
+    });
+    files[IDENTITY_KEY_FILE] = renderIdentityKey({
+      secret: apiSecret,
+      issuer: JWT_ISSUER,
+      audience: JWT_AUDIENCE,
+      toleranceSeconds: 30,
     });
     await writeSelfSignedCertificate(layout, domain);
     const nginx = await startNginx({ layout, files });

@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
 import { access, chmod, mkdir, readFile, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { IDENTITY_KEY_FILE } from "../../infra/render/edge-js.js";
 import { type EdgeLayout, layoutDirectories } from "../../infra/render/layout.js";
 import { ERROR_LOG_FILE } from "../../infra/render/nginx.js";
 import { requireBinary, type Started, startProcess, waitForPort } from "./processes.js";
@@ -16,6 +17,11 @@ import { requireBinary, type Started, startProcess, waitForPort } from "./proces
 //
 // The files are written under layout.confDir, `nginx -t` must pass, then nginx runs in the foreground
 // (`daemon off`) under startProcess, so it is stopped by pid like every other process.
+//
+// `root`: run the nginx of another root filesystem under chroot (the cached Debian 13 root of
+// scripts/lib/trixie-root.ts, so checks and figures use the VM's packages on a Debian 12 host). `layout` is then
+// what nginx sees inside the root; the host reads and writes the same files at `<root><path>`
+// (`hostLayout(layout, root)`); RunningNginx.layout is that host view.
 
 const run = promisify(execFile);
 
@@ -23,15 +29,57 @@ export interface StartNginxOptions {
   readonly layout: EdgeLayout;
   /** renderNginx's output: paths relative to layout.confDir → contents. */
   readonly files: Readonly<Record<string, string>>;
-  /** Where nginx's own stdout/stderr go (default `<logDir>/nginx.out`). */
+  /** Where nginx's own stdout/stderr go (default `<logDir>/nginx.out`, host path). */
   readonly logFile?: string;
+  /** Root filesystem to run nginx in (chroot); undefined: the host's nginx. */
+  readonly root?: string;
 }
 
 export interface RunningNginx extends Started {
+  /** The layout as the host sees it (paths under the root when nginx runs in one). */
   readonly layout: EdgeLayout;
+  /** The root filesystem nginx runs in, if any. */
+  readonly root: string | undefined;
   readonly errorLog: string;
   /** Re-writes `files` if given, checks them with `nginx -t`, sends SIGHUP and waits until new workers serve. */
   reload(files?: Readonly<Record<string, string>>): Promise<void>;
+}
+
+const PATH_FIELDS = [
+  "prefix",
+  "confDir",
+  "pidFile",
+  "tempDir",
+  "logDir",
+  "letsencryptDir",
+  "certificate",
+  "certificateKey",
+  "acmeWebroot",
+  "modsecurityDir",
+  "crsDir",
+  "modulesDir",
+] as const satisfies readonly (keyof EdgeLayout)[];
+
+/** The layout nginx sees inside `root`, as paths on the host (unchanged without a root). */
+export function hostLayout(layout: EdgeLayout, root: string | undefined): EdgeLayout {
+  if (!root) return layout;
+  const mapped: Record<string, unknown> = { ...layout };
+  for (const field of PATH_FIELDS) mapped[field] = join(root, layout[field]);
+  return mapped as unknown as EdgeLayout;
+}
+
+/** The command line that runs nginx (inside `root` under chroot when given). */
+export function nginxCommand(root: string | undefined, args: string[]): [string, string[]] {
+  return root ? ["chroot", [root, "nginx", ...args]] : ["nginx", args];
+}
+
+/** The version of the nginx that would run (`nginx -v`), e.g. "1.26.3". */
+export async function nginxVersion(root?: string): Promise<string> {
+  const [command, args] = nginxCommand(root, ["-v"]);
+  const { stderr, stdout } = await run(command, args);
+  const version = `${stderr}${stdout}`.match(/nginx\/(\d+\.\d+\.\d+)/)?.[1];
+  if (!version) throw new Error(`could not read nginx's version from: ${stderr.trim()}`);
+  return version;
 }
 
 function nginxArgs(layout: EdgeLayout): string[] {
@@ -50,7 +98,10 @@ async function writeFiles(layout: EdgeLayout, files: Readonly<Record<string, str
   for (const [name, contents] of Object.entries(files)) {
     const path = join(layout.confDir, name);
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, contents);
+    // The token key is a secret: readable by nginx's master (root, or the user running it) only.
+    const secret = basename(name) === IDENTITY_KEY_FILE;
+    await writeFile(path, contents, secret ? { mode: 0o600 } : {});
+    if (secret) await chmod(path, 0o600);
   }
   // Workers run as an unprivileged user when the master is root: they must reach the webroot and temp dirs.
   if (process.getuid?.() === 0) {
@@ -59,9 +110,10 @@ async function writeFiles(layout: EdgeLayout, files: Readonly<Record<string, str
   }
 }
 
-async function checkConfig(layout: EdgeLayout): Promise<void> {
+async function checkConfig(layout: EdgeLayout, root: string | undefined): Promise<void> {
   try {
-    await run("nginx", ["-t", "-q", ...nginxArgs(layout)]);
+    const [command, args] = nginxCommand(root, ["-t", "-q", ...nginxArgs(layout)]);
+    await run(command, args);
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr ?? String(error);
     throw new Error(`nginx -t refused the rendered configuration:\n${stderr.trim()}`);
@@ -81,22 +133,33 @@ async function workerPids(masterPid: number): Promise<Set<number>> {
 }
 
 export async function startNginx(options: StartNginxOptions): Promise<RunningNginx> {
-  const { layout, files } = options;
-  await requireBinary("nginx", "nginx");
+  const { layout, files, root } = options;
+  const host = hostLayout(layout, root);
+  const where = root ? ` in ${root}` : "";
+  if (root) await requireBinary("chroot", "coreutils");
+  else await requireBinary("nginx", "nginx");
+  await access(join(root ?? "/", "usr/sbin/nginx")).catch(() => {
+    throw new Error(`nginx is not installed${where}: apt-get install nginx`);
+  });
   if (Object.keys(files).some((f) => f.includes("modsecurity"))) {
-    await access(join(layout.modulesDir, "ngx_http_modsecurity_module.so")).catch(() => {
+    await access(join(host.modulesDir, "ngx_http_modsecurity_module.so")).catch(() => {
       throw new Error(
-        "the ModSecurity module is not installed: apt-get install libnginx-mod-http-modsecurity",
+        `the ModSecurity module is not installed${where}: apt-get install libnginx-mod-http-modsecurity`,
       );
     });
-    await access(join(layout.crsDir, "rules")).catch(() => {
-      throw new Error("the OWASP CRS is not installed: apt-get install modsecurity-crs");
+    await access(join(host.crsDir, "rules")).catch(() => {
+      throw new Error(`the OWASP CRS is not installed${where}: apt-get install modsecurity-crs`);
     });
   }
-  await writeFiles(layout, files);
-  await checkConfig(layout);
-  const started = startProcess("nginx", "nginx", [...nginxArgs(layout), "-g", "daemon off;"], {
-    logFile: options.logFile ?? join(layout.logDir, "nginx.out"),
+  if (Object.values(files).some((text) => text.includes("ngx_http_js_module.so")))
+    await access(join(host.modulesDir, "ngx_http_js_module.so")).catch(() => {
+      throw new Error(`the njs module is not installed${where}: apt-get install libnginx-mod-http-js`);
+    });
+  await writeFiles(host, files);
+  await checkConfig(layout, root);
+  const [command, args] = nginxCommand(root, [...nginxArgs(layout), "-g", "daemon off;"]);
+  const started = startProcess("nginx", command, args, {
+    logFile: options.logFile ?? join(host.logDir, "nginx.out"),
   });
   try {
     await Promise.race([
@@ -105,9 +168,7 @@ export async function startNginx(options: StartNginxOptions): Promise<RunningNgi
         waitForPort(layout.httpsPort, layout.listenHost),
       ]),
       started.exited.then((code) => {
-        throw new Error(
-          `nginx exited (${code}) before listening; see ${join(layout.logDir, ERROR_LOG_FILE)}`,
-        );
+        throw new Error(`nginx exited (${code}) before listening; see ${join(host.logDir, ERROR_LOG_FILE)}`);
       }),
     ]);
   } catch (error) {
@@ -115,8 +176,8 @@ export async function startNginx(options: StartNginxOptions): Promise<RunningNgi
     throw error;
   }
   const reload = async (newFiles?: Readonly<Record<string, string>>): Promise<void> => {
-    if (newFiles) await writeFiles(layout, newFiles);
-    await checkConfig(layout);
+    if (newFiles) await writeFiles(host, newFiles);
+    await checkConfig(layout, root);
     const before = await workerPids(started.pid);
     started.child.kill("SIGHUP");
     const deadline = Date.now() + 15_000;
@@ -130,7 +191,7 @@ export async function startNginx(options: StartNginxOptions): Promise<RunningNgi
       await sleep(50);
     }
   };
-  return { ...started, layout, errorLog: join(layout.logDir, ERROR_LOG_FILE), reload };
+  return { ...started, layout: host, root, errorLog: join(host.logDir, ERROR_LOG_FILE), reload };
 }
 
 /**

@@ -7,7 +7,7 @@ import { mintToken } from "../../gateway/src/auth/index.js";
 import { localLayout } from "../../infra/render/layout.js";
 import { ACCESS_LOG_FILE, renderNginx } from "../../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../../infra/render/settings.js";
-import { type RunningNginx, startNginx } from "../lib/nginx.js";
+import { nginxVersion, type RunningNginx, startNginx } from "../lib/nginx.js";
 import { freePort, type Started, startProcess, stopAll, waitForPort } from "../lib/processes.js";
 import { ROOT, runScript } from "./helpers/run-script.js";
 import { makeTestCertificates, type TestCertificates } from "./helpers/test-ca.js";
@@ -39,6 +39,7 @@ async function startEdge(name: string, weaken: (conf: string) => string, wafEnab
     rateLimit: rateLimitSchema.parse({}),
     waf: wafSchema.parse({ enabled: wafEnabled }),
     layout,
+    nginxVersion: await nginxVersion(),
   });
   files["nginx.conf"] = weaken(files["nginx.conf"] as string);
   for (const [from, to] of [
