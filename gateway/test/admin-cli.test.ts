@@ -170,7 +170,14 @@ describe("wagate status / backup", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^wagate status: .*--colour/);
     const help = await admin(["--help"], {});
-    expect(help.stdout).toMatch(/token .*\n.*revoke .*\n.*status .*\n.*backup /);
+    expect(help.stdout).toMatch(/token .*\n.*revoke .*\n.*status .*\n.*backup .*\n.*link /);
+    // `wagate link` is the same command as `npm run link` (cli/link.ts), reached through the VM's `sudo wagate`.
+    const link = await admin(["link"], {});
+    expect(link.code).toBe(2);
+    expect(link.stderr).toMatch(/^link: name exactly one number/);
+    const secretless = await admin(["link", "sales"], {});
+    expect(secretless.code).toBe(2);
+    expect(secretless.stderr).toMatch(/API_SECRET is not set/);
   });
 });
 

@@ -23,7 +23,7 @@ afterAll(async () => {
 describe("inbound crash safety", () => {
   it("processes every committed inbound message exactly once across a SIGKILL between commit and processing", async () => {
     const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
+    let base = `http://127.0.0.1:${port}`;
     fake = await startFakeGraph({ accessToken: gateways.accessToken });
     const database = "inbound.db";
     const path = join(gateways.dir, database);
@@ -59,7 +59,8 @@ describe("inbound crash safety", () => {
       });
     const delivery = deliver().catch(() => undefined);
 
-    // The moment the batch is committed and its processing has not finished: kill.
+    // The moment the batch is committed and its handling has not finished — the messages not yet processed, or
+    // their automated-reply matches still pending (they are settled after Meta's answer): kill.
     const reader = new Database(path, { readonly: true });
     try {
       await eventually(
@@ -70,17 +71,22 @@ describe("inbound crash safety", () => {
             )
             .raw()
             .get() as [number, number];
-          return stored === COUNT && unprocessed === COUNT ? true : undefined;
+          const pending = reader
+            .prepare("SELECT COUNT(*) FROM auto_reply_matches WHERE outcome = 'pending'")
+            .pluck()
+            .get() as number;
+          return stored === COUNT && (unprocessed > 0 || pending > 0) ? true : undefined;
         },
         20_000,
-        "the committed, unprocessed batch",
+        "the committed batch with work left",
       );
     } finally {
       reader.close();
     }
     first.child.kill("SIGKILL");
     expect(await first.exited).toBe("SIGKILL");
-    expect((await delivery)?.status).toBeUndefined();
+    // Killed before the answer (Meta re-delivers) or after it, while the matches were still pending.
+    expect([undefined, 200]).toContain((await delivery)?.status);
 
     const check = new Database(path, { readonly: true });
     const repliedAtKill = check.prepare("SELECT COUNT(*) FROM auto_reply_inbound").pluck().get() as number;
@@ -88,8 +94,11 @@ describe("inbound crash safety", () => {
     // Killed mid-way: some (or none) were answered, not all.
     expect(repliedAtKill).toBeLessThan(COUNT);
 
-    const second = gateways.start({ port, graphBaseUrl: fake.baseUrl, database });
-    await waitForPort(port, "127.0.0.1", 30_000);
+    // A fresh port: the killed gateway's may have been taken by another test's process meanwhile.
+    const secondPort = await freePort();
+    base = `http://127.0.0.1:${secondPort}`;
+    const second = gateways.start({ port: secondPort, graphBaseUrl: fake.baseUrl, database });
+    await waitForPort(secondPort, "127.0.0.1", 30_000);
     // The restart alone (no re-delivery yet) processes what the kill left: every message answered.
     await eventually(
       async () => {

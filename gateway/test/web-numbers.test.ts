@@ -202,7 +202,13 @@ describe("a linked web number", () => {
       const m = (await gw.request("GET", `/v1/messages/${sent.json.id}`, { token: sender })).json;
       return m.status === "read" ? m : undefined;
     });
-    const events = published.filter((e) => e.type === "message.status" && e.data.message_id === sent.json.id);
+    // The events are published once each status is committed: the status may be seen a moment before them.
+    const events = await eventually(async () => {
+      const found = published.filter(
+        (e) => e.type === "message.status" && e.data.message_id === sent.json.id,
+      );
+      return found.length >= 2 ? found : undefined;
+    });
     expect(events.map((e) => e.data.status)).toEqual(["delivered", "read"]);
     expect(events.every((e) => e.data.number_id === sales.id)).toBe(true);
   });

@@ -9,8 +9,8 @@ import {
 } from "./systemd.js";
 
 // `sudo wagate <command>` on the VM: the gateway's operator CLI (gateway/src/admin: token, revoke, status,
-// backup), run inside the gateway's own container — `podman exec` while it runs, so the command has the gateway's
-// environment (API_SECRET, JWT_*, settings) and its database — or, while it is stopped, a one-off container of
+// backup, link), run inside the gateway's own container — `podman exec` while it runs, so the command has the
+// gateway's environment (API_SECRET, JWT_*, settings) and its database — or, while it is stopped, a one-off container of
 // the same image with the same env file, user, data volume and read-only root, and no network. The VM has no Node
 // and no checkout; this script is all it needs. Two commands stay on the host: `backup` runs the backup unit
 // (it uploads to S3 with the instance role, which the container never gets) and `logs` reads the journal.
@@ -58,7 +58,7 @@ export function renderAdminCli(input: AdminCliInput): string {
     .join(" \\\n    ");
   return `#!/bin/bash
 # Rendered by wagate (infra/render/admin-cli.ts); installed as ${ADMIN_CLI_PATH}. Do not edit on the host.
-# sudo wagate <token|revoke|status|backup|logs|help> [options]: the gateway's operator CLI inside its container,
+# sudo wagate <token|revoke|status|backup|link|logs|help> [options]: the gateway's operator CLI inside its container,
 # with the gateway's environment and database. Secrets never pass through this script's arguments or output.
 set -euo pipefail
 
@@ -91,6 +91,10 @@ esac
 
 if [[ "$("\${podman[@]}" container inspect --format '{{.State.Running}}' ${GATEWAY_CONTAINER} 2>/dev/null)" == true ]]; then
   exec "\${podman[@]}" exec --interactive ${GATEWAY_CONTAINER} wagate "$@"
+fi
+if [[ "\${1:-}" == link ]]; then
+  echo "wagate link: the gateway is not running (${GATEWAY_UNIT}); linking needs it" >&2
+  exit 1
 fi
 # The gateway is stopped: a one-off container of its image, same env file, user, volume and read-only root.
 echo "wagate: the gateway is not running; running the command in a one-off container" >&2

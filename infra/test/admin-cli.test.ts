@@ -91,6 +91,18 @@ describe("the VM's wagate command", () => {
     );
   });
 
+  it("link runs in the running gateway's container (it asks that gateway) and is refused while it is stopped", () => {
+    const running = runCli(script, ["link", "sales", "--code", "+14155550123"], fakeTools(true));
+    expect(running.status).toBe(0);
+    expect(running.calls.at(-1)).toBe(
+      "podman exec --interactive wagate-gateway wagate link sales --code +14155550123",
+    );
+    const stopped = runCli(script, ["link", "sales"], fakeTools(false));
+    expect(stopped.status).toBe(1);
+    expect(stopped.stderr).toContain("wagate link: the gateway is not running");
+    expect(stopped.calls.filter((c) => c.startsWith("podman run"))).toEqual([]);
+  });
+
   it("runs a one-off container with the gateway's env file, user, volume and read-only root when it is stopped", () => {
     const tools = fakeTools(false);
     const run = runCli(script, ["revoke", "abc", "--offline"], tools);

@@ -31,7 +31,11 @@ describe("link routes at the edge", () => {
     const refused = await link("127.0.0.3");
     expect(refused.status).toBe(403);
     expect(JSON.parse(refused.body)).toEqual({
-      error: { code: "forbidden", message: "Linking is only allowed from the admin networks" },
+      error: {
+        code: "forbidden",
+        message: "Linking is only allowed from the admin networks",
+        request_id: refused.headers["x-request-id"],
+      },
     });
     expect(edge.upstream.received.length).toBe(before);
     const entry = (await edge.accessLog()).at(-1);

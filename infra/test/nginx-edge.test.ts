@@ -211,7 +211,12 @@ describe("port 443", () => {
     await edge.send({
       path: "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-secret-123&hub.challenge=42",
     });
-    const lines = await edge.accessLog();
+    // nginx writes the line after it answered: wait for it.
+    let lines = await edge.accessLog();
+    for (let i = 0; i < 100 && !String(lines.at(-1)?.request).startsWith("GET /webhooks/"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      lines = await edge.accessLog();
+    }
     const last = lines.at(-1);
     expect(Object.keys(last ?? {})).toEqual(Object.keys(ACCESS_LOG_FIELDS));
     expect(last).toMatchObject({

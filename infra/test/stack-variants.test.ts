@@ -256,7 +256,7 @@ describe("a new amiId or instanceType replaces the instance only: nothing that h
     }
     // What a new instance id does replace: the volume's attachment and the address's association (each removed
     // before its successor is made, as a volume and an address belong to one instance at a time), and the
-    // provisioning, which runs again on the new host.
+    // provisioning, which runs again on the new host, after the new host's key is read from its console.
     const aws = reached.filter((k) => k.startsWith("aws:"));
     expect(aws.sort()).toEqual([
       "aws:ec2/eipAssociation:EipAssociation::wagate-ip",
@@ -267,8 +267,9 @@ describe("a new amiId or instanceType replaces the instance only: nothing that h
       expect(r.options.deleteBeforeReplace, k).toBe(true);
     }
     expect(reached.filter((k) => k.startsWith("command:")).length).toBe(
-      [...ofType(after, COMMAND), ...ofType(after, COPY)].length,
+      [...ofType(after, COMMAND), ...ofType(after, COPY), ...ofType(after, "command:local:Command")].length,
     );
+    expect(reached).toContain(keyOf(only(after, "command:local:Command")));
     const volume = only(after, "aws:ebs/volume:Volume");
     expect(volume.options).toMatchObject({ protect: true, retainOnDelete: true });
   });

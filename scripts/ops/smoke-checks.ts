@@ -218,14 +218,21 @@ const checks: Record<(typeof CHECK_NAMES)[number], Check> = {
     );
   },
   async "waf-blocks-sqli"(ctx) {
-    const res = await probe(
-      "https",
-      ctx.target,
-      `/v1/messages/${randomId()}?id=1%27%20OR%20%271%27%3D%271%27--`,
-    );
-    return res.status === 403
-      ? pass("an SQL injection probe answered 403")
-      : fail(`an SQL injection probe answered ${res.status}`);
+    // Anonymous API requests meet the edge's token check first (401) where identity-first is on, so the
+    // anonymous probe goes to Meta's webhook route, which keeps the full CRS; with a token, the API route too
+    // (a verified request's URI and query are still read by CRS).
+    const injection = "id=1%27%20OR%20%271%27%3D%271%27--";
+    const anonymous = await probe("https", ctx.target, `/webhooks/whatsapp?${injection}`);
+    if (anonymous.status !== 403)
+      return fail(`an SQL injection probe on /webhooks/whatsapp answered ${anonymous.status}`);
+    const token = ctx.options.token;
+    if (!token) return pass("an SQL injection probe answered 403 (anonymous; no --token for the API route)");
+    const verified = await probe("https", ctx.target, `/v1/messages/${randomId()}?${injection}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return verified.status === 403
+      ? pass("SQL injection probes answered 403, anonymous and with the token")
+      : fail(`an SQL injection probe with the token answered ${verified.status}`);
   },
   async "rate-limit"(ctx) {
     const max = ctx.options.burstMax ?? 300;

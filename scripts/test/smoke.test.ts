@@ -221,9 +221,10 @@ describe("smoke against the edge as rendered for the VM", () => {
     expect(out.ips).toHaveLength(1);
     const client = out.ips[0];
     expect(client?.ip).toBe("127.0.0.1");
-    // One SQL injection probe per smoke run that did not skip it: four runs above.
-    expect(client?.waf).toBe(4);
-    expect(client?.status403).toBe(4 + 1);
+    // One anonymous SQL injection probe per smoke run that did not skip it (four runs above), and one more with
+    // the token in the three runs whose token the edge accepted.
+    expect(client?.waf).toBe(4 + 3);
+    expect(client?.status403).toBe(4 + 3 + 1);
     expect(client?.status429).toBeGreaterThanOrEqual(1);
     expect(client?.status429).toBeLessThanOrEqual(10);
   });

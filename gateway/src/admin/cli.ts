@@ -1,3 +1,4 @@
+import { linkCommand } from "../cli/link.js";
 import { backupCommand } from "./backup.js";
 import { type AdminCommand, type AdminIo, UsageError } from "./command.js";
 import { revokeCommand } from "./revoke.js";
@@ -8,11 +9,20 @@ import { tokenCommand } from "./token.js";
 // on the VM `sudo wagate <command>` runs it inside the gateway's container, with the gateway's environment and
 // database (infra/render/admin-cli.ts). `npm run token` and `npm run revoke` run the same commands from a checkout.
 
+/** `wagate link <number>`: the QR code (or pairing code) in the terminal of the gateway's host (cli/link.ts). */
+const linkAdminCommand: AdminCommand = {
+  name: "link",
+  summary: "link a WhatsApp Web number: prints its QR code (or a pairing code) and waits for the phone",
+  usage: "link <number id or name> [--code <E.164 phone>]",
+  run: (args, io) => linkCommand(args, io.env, io),
+};
+
 export const ADMIN_COMMANDS: readonly AdminCommand[] = [
   tokenCommand,
   revokeCommand,
   statusCommand,
   backupCommand,
+  linkAdminCommand,
 ];
 
 export function adminUsage(): string {
