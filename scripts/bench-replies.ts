@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
+import { inboundNotification } from "../gateway/test/support/fake-graph.js";
 import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 
 // npm run bench:replies — what costly automated-reply rules do to the gateway's answers. Starts a gateway (a
@@ -59,32 +60,7 @@ function probeHealth(base: string, intervalMs = 5): { stop(): Promise<number[]> 
 }
 
 function notification(id: string, from: string, text: string): string {
-  return JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "102290129340398",
-        changes: [
-          {
-            field: "messages",
-            value: {
-              messaging_product: "whatsapp",
-              metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
-              messages: [
-                {
-                  from,
-                  id,
-                  timestamp: String(Math.floor(Date.now() / 1000)),
-                  type: "text",
-                  text: { body: text },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  });
+  return JSON.stringify(inboundNotification([{ id, from, text }]));
 }
 
 async function deliver(base: string, body: string): Promise<number> {

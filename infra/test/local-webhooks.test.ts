@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inboundNotification } from "../../gateway/test/support/fake-graph.js";
 import { type LocalStack, startLocalStack } from "../../scripts/lib/local-stack.js";
 import { freePort } from "../../scripts/lib/processes.js";
 
@@ -123,32 +124,9 @@ describe("webhooks on the local stack", () => {
     );
     expect(created.status, created.body).toBe(201);
 
-    const delivery = JSON.stringify({
-      object: "whatsapp_business_account",
-      entry: [
-        {
-          id: "102290129340398",
-          changes: [
-            {
-              field: "messages",
-              value: {
-                messaging_product: "whatsapp",
-                metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
-                messages: [
-                  {
-                    from: "14155550123",
-                    id: "wamid.local-recipe-1",
-                    timestamp: String(Math.floor(Date.now() / 1000)),
-                    type: "text",
-                    text: { body: "hello from a phone" },
-                  },
-                ],
-              },
-            },
-          ],
-        },
-      ],
-    });
+    const delivery = JSON.stringify(
+      inboundNotification([{ id: "wamid.local-recipe-1", from: "14155550123", text: "hello from a phone" }]),
+    );
     const signature = `sha256=${createHmac("sha256", stack.appSecret).update(delivery).digest("hex")}`;
     const meta = await call("POST", "/webhooks/whatsapp", delivery, {
       "content-type": "application/json",
