@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import { OtherCommitsWatch } from "./other-commits.js";
 
 /**
  * The revoked token ids, held in memory so that authenticating a request reads no table: a SELECT outside a
@@ -11,14 +12,12 @@ import type BetterSqlite3 from "better-sqlite3";
  */
 export class RevocationList {
   private readonly revoked = new Set<string>();
-  private readonly dataVersion: BetterSqlite3.Statement;
+  private readonly otherCommits: OtherCommitsWatch;
   private readonly rowsAfter: BetterSqlite3.Statement;
   private lastRowid = 0;
-  private seenVersion: number | undefined;
-  private checkedThisTurn = false;
 
   constructor(db: BetterSqlite3.Database) {
-    this.dataVersion = db.prepare("PRAGMA data_version").pluck();
+    this.otherCommits = new OtherCommitsWatch(db);
     this.rowsAfter = db.prepare("SELECT rowid, jti FROM revoked_tokens WHERE rowid > ? ORDER BY rowid").raw();
   }
 
@@ -33,14 +32,7 @@ export class RevocationList {
   }
 
   private refresh(): void {
-    if (this.checkedThisTurn) return;
-    this.checkedThisTurn = true;
-    setImmediate(() => {
-      this.checkedThisTurn = false;
-    });
-    const version = this.dataVersion.get() as number;
-    if (version === this.seenVersion) return;
-    this.seenVersion = version;
+    if (!this.otherCommits.changed()) return;
     for (const [rowid, jti] of this.rowsAfter.all(this.lastRowid) as Array<[number, string]>) {
       this.revoked.add(jti);
       this.lastRowid = rowid;

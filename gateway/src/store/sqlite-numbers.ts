@@ -8,6 +8,7 @@ import type {
   NumbersStore,
   NumberWriteResult,
 } from "./numbers.js";
+import { OtherCommitsWatch } from "./other-commits.js";
 import type { SendError } from "./store.js";
 
 // The SQLite side of the numbers registry (tables of migration 6). The main store composes it, sharing its
@@ -54,15 +55,13 @@ class NumberCache {
   private byId = new Map<string, NumberRecord>();
   private byPhoneNumberId = new Map<string, NumberRecord>();
   private stale = true;
-  private seenVersion: number | undefined;
   private seenGeneration: number | undefined;
-  private checkedThisTurn = false;
-  private readonly dataVersion: BetterSqlite3.Statement;
+  private readonly otherCommits: OtherCommitsWatch;
   private readonly generation: BetterSqlite3.Statement;
   private readonly all: BetterSqlite3.Statement;
 
   constructor(db: BetterSqlite3.Database) {
-    this.dataVersion = db.prepare("PRAGMA data_version").pluck();
+    this.otherCommits = new OtherCommitsWatch(db);
     this.generation = db.prepare("SELECT value FROM numbers_generation WHERE id = 1").pluck();
     this.all = db.prepare("SELECT * FROM numbers ORDER BY created_at, id");
   }
@@ -83,21 +82,14 @@ class NumberCache {
 
   private refresh(): void {
     if (!this.stale) {
-      if (this.checkedThisTurn) return;
-      this.checkedThisTurn = true;
-      setImmediate(() => {
-        this.checkedThisTurn = false;
-      });
-      const version = this.dataVersion.get() as number;
-      if (version === this.seenVersion) return;
-      this.seenVersion = version;
+      if (!this.otherCommits.changed()) return;
       if (this.generation.get() === this.seenGeneration) return;
     }
     this.reload();
   }
 
   private reload(): void {
-    this.seenVersion = this.dataVersion.get() as number;
+    this.otherCommits.markSeen();
     this.seenGeneration = this.generation.get() as number;
     const byId = new Map<string, NumberRecord>();
     const byPhoneNumberId = new Map<string, NumberRecord>();
