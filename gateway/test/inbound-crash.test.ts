@@ -10,8 +10,19 @@ import { gatewayProcesses } from "./support/gateway-process.js";
 // Inbound messages are committed before they are processed (events, automated replies). The gateway as a real
 // process is SIGKILLed after the commit and before the processing finished; restarted on the same database it
 // processes what was left, and every message is answered exactly once — also when Meta re-delivers the batch.
+//
+// A reply may be in flight at the kill: claimed (`sending`), and Meta either got it or not. Like Meta, the fake posts
+// a signed status for every reply it accepted, to whichever gateway runs now; the restarted gateway settles the
+// replies Meta got from those statuses within the in-doubt grace and sends the others again when their lease ends.
 
 const COUNT = 400;
+const SEND_TIMEOUT_MS = 2_000;
+/** Longer than a restart takes on a loaded machine: a reply Meta got must be settled by its status, not re-sent. */
+const IN_DOUBT_GRACE_SECONDS = 40;
+const graceEnv = {
+  OUTBOX_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
+  OUTBOX_IN_DOUBT_GRACE_SECONDS: String(IN_DOUBT_GRACE_SECONDS),
+};
 const gateways = gatewayProcesses("inbound-crash");
 let fake: FakeGraph | undefined;
 
@@ -24,10 +35,17 @@ describe("inbound crash safety", () => {
   it("processes every committed inbound message exactly once across a SIGKILL between commit and processing", async () => {
     const port = await freePort();
     let base = `http://127.0.0.1:${port}`;
-    fake = await startFakeGraph({ accessToken: gateways.accessToken });
+    // Read at each post: pointed at the restarted gateway after the kill.
+    const statusWebhook = {
+      url: `${base}/webhooks/whatsapp`,
+      appSecret: gateways.appSecret,
+      retryEveryMs: 100,
+      giveUpAfterMs: 150_000,
+    };
+    fake = await startFakeGraph({ accessToken: gateways.accessToken, statusWebhook });
     const database = "inbound.db";
     const path = join(gateways.dir, database);
-    const first = gateways.start({ port, graphBaseUrl: fake.baseUrl, database });
+    const first = gateways.start({ port, graphBaseUrl: fake.baseUrl, database, env: graceEnv });
     await waitForPort(port, "127.0.0.1", 30_000);
     const { token } = await mintToken({
       secret: gateways.apiSecret,
@@ -97,9 +115,11 @@ describe("inbound crash safety", () => {
     // A fresh port: the killed gateway's may have been taken by another test's process meanwhile.
     const secondPort = await freePort();
     base = `http://127.0.0.1:${secondPort}`;
-    const second = gateways.start({ port: secondPort, graphBaseUrl: fake.baseUrl, database });
+    statusWebhook.url = `${base}/webhooks/whatsapp`;
+    const second = gateways.start({ port: secondPort, graphBaseUrl: fake.baseUrl, database, env: graceEnv });
     await waitForPort(secondPort, "127.0.0.1", 30_000);
-    // The restart alone (no re-delivery yet) processes what the kill left: every message answered.
+    // The restart alone (no re-delivery yet) processes what the kill left: every message answered — those a kill
+    // caught in flight at the latest when their lease ends.
     await eventually(
       async () => {
         const replies = fake
@@ -107,7 +127,7 @@ describe("inbound crash safety", () => {
           .filter((r) => (r.text as { body?: string } | undefined)?.body === "all good");
         return replies && replies.length >= COUNT ? replies : undefined;
       },
-      60_000,
+      SEND_TIMEOUT_MS + IN_DOUBT_GRACE_SECONDS * 1000 + 60_000,
       "every reply",
     );
     // Meta then re-delivers what was never acknowledged: nothing may be answered twice.
@@ -131,5 +151,5 @@ describe("inbound crash safety", () => {
       after.close();
     }
     await second.stop();
-  }, 120_000);
+  }, 240_000);
 });
