@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import BetterSqlite3 from "better-sqlite3";
-import { type AdminCommand, AdminError, UsageError } from "./command.js";
+import { type AdminCommand, AdminError, parseCommandArgs, UsageError } from "./command.js";
 import { gatewayDatabase } from "./database-file.js";
 
 // `wagate backup [<file>] [--database <file>]`: an online copy with SQLite's backup API (consistent while the
@@ -17,12 +16,10 @@ export const backupCommand: AdminCommand = {
   summary: "online copy of the database, integrity-checked (usable with the same API_SECRET)",
   usage,
   async run(args, io) {
-    let parsed: ReturnType<typeof parse>;
-    try {
-      parsed = parse(args);
-    } catch (error) {
-      throw new UsageError((error as Error).message.split("\n")[0]);
-    }
+    const parsed = parseCommandArgs(args, {
+      options: { database: { type: "string" } },
+      allowPositionals: true,
+    });
     if (parsed.positionals.length > 1) throw new UsageError("give at most one destination file");
     const database = gatewayDatabase(parsed.values.database, io.env);
     const stamp = new Date()
@@ -53,12 +50,3 @@ export const backupCommand: AdminCommand = {
     return 0;
   },
 };
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    options: { database: { type: "string" } },
-    allowPositionals: true,
-    strict: true,
-  });
-}

@@ -1,6 +1,5 @@
-import { parseArgs } from "node:util";
 import { openSqliteStore } from "../store/sqlite.js";
-import { type AdminCommand, AdminError, UsageError } from "./command.js";
+import { type AdminCommand, AdminError, parseCommandArgs, UsageError } from "./command.js";
 import { gatewayDatabase } from "./database-file.js";
 
 // `wagate revoke <jti> [--reason <text>] [--database <file>] [--offline]`: adds a token id to the revoked list
@@ -14,12 +13,14 @@ export const revokeCommand: AdminCommand = {
   summary: "add a token id (jti) to the revoked list; refused from the gateway's next request",
   usage,
   async run(args, io) {
-    let parsed: ReturnType<typeof parse>;
-    try {
-      parsed = parse(args);
-    } catch (error) {
-      throw new UsageError((error as Error).message.split("\n")[0]);
-    }
+    const parsed = parseCommandArgs(args, {
+      options: {
+        reason: { type: "string" },
+        database: { type: "string" },
+        offline: { type: "boolean", default: false },
+      },
+      allowPositionals: true,
+    });
     const jti = parsed.positionals[0];
     if (!jti || parsed.positionals.length !== 1 || jti.length > 200)
       throw new UsageError("give exactly one token id (jti)");
@@ -45,16 +46,3 @@ export const revokeCommand: AdminCommand = {
     return 0;
   },
 };
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    options: {
-      reason: { type: "string" },
-      database: { type: "string" },
-      offline: { type: "boolean", default: false },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-}

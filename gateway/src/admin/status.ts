@@ -1,6 +1,5 @@
-import { parseArgs } from "node:util";
 import BetterSqlite3 from "better-sqlite3";
-import { type AdminCommand, UsageError } from "./command.js";
+import { type AdminCommand, parseCommandArgs } from "./command.js";
 import { gatewayDatabase } from "./database-file.js";
 
 // `wagate status [--json] [--database <file>]`: is the gateway answering, and what its database holds — the
@@ -57,16 +56,9 @@ export const statusCommand: AdminCommand = {
   summary: "is the gateway ready; the outbox, broadcasts, webhook deliveries and revocations in its database",
   usage,
   async run(args, io) {
-    let values: { json: boolean; database?: string | undefined };
-    try {
-      ({ values } = parseArgs({
-        args,
-        options: { json: { type: "boolean", default: false }, database: { type: "string" } },
-        strict: true,
-      }));
-    } catch (error) {
-      throw new UsageError((error as Error).message.split("\n")[0]);
-    }
+    const { values } = parseCommandArgs(args, {
+      options: { json: { type: "boolean", default: false }, database: { type: "string" } },
+    });
     const database = gatewayDatabase(values.database, io.env);
     const host = io.env.HOST === undefined || io.env.HOST === "0.0.0.0" ? "127.0.0.1" : io.env.HOST;
     const url = `http://${host.includes(":") ? `[${host}]` : host}:${io.env.PORT ?? "8080"}/readyz`;

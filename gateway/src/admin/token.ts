@@ -1,8 +1,7 @@
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { isScope, mintToken, SCOPES } from "../auth/index.js";
 import { ConfigError, loadConfig } from "../config.js";
-import { type AdminCommand, AdminError, UsageError } from "./command.js";
+import { type AdminCommand, AdminError, parseCommandArgs, UsageError } from "./command.js";
 
 // `wagate token --sub <who> --scope "<scopes>" [--ttl <seconds>] [--jti <id>]`: mints an API token with the
 // gateway's own API_SECRET, JWT_ISSUER and JWT_AUDIENCE (read from the environment, like the gateway). The token
@@ -27,21 +26,14 @@ export const tokenCommand: AdminCommand = {
   summary: "mint an API token (stdout) with the gateway's API_SECRET; its jti and expiry on stderr",
   usage,
   async run(args, io) {
-    let values: Record<string, unknown>;
-    try {
-      ({ values } = parseArgs({
-        args,
-        options: {
-          sub: { type: "string" },
-          scope: { type: "string", multiple: true },
-          ttl: { type: "string", default: "3600" },
-          jti: { type: "string" },
-        },
-        strict: true,
-      }));
-    } catch (error) {
-      throw new UsageError((error as Error).message.split("\n")[0]);
-    }
+    const { values } = parseCommandArgs(args, {
+      options: {
+        sub: { type: "string" },
+        scope: { type: "string", multiple: true },
+        ttl: { type: "string", default: "3600" },
+        jti: { type: "string" },
+      },
+    });
     const parsed = argsSchema.safeParse(values);
     if (!parsed.success)
       throw new UsageError(
