@@ -107,9 +107,11 @@ describe("linking a web number (scope admin)", () => {
     const view = (await gw.request("GET", `/v1/numbers/${id}`, { token: admin })).json;
     expect(view.phone).toBe("+14155550999");
     expect(view.last_connected_at).not.toBeNull();
-    expect(published.find((e) => e.type === "number.linked" && e.data.number_id === id)?.data.phone).toBe(
-      "+14155550999",
+    // The event follows the status's commit: it may land a moment after the status reads "connected".
+    const linked = await eventually(async () =>
+      published.find((e) => e.type === "number.linked" && e.data.number_id === id),
     );
+    expect(linked.data.phone).toBe("+14155550999");
     expect(gw.logs()).toContain("audit: number linked");
     sales = { id, socket: resumed };
 
@@ -352,9 +354,10 @@ describe("a linked web number", () => {
       query<{ n: number }>("SELECT COUNT(*) AS n FROM number_session_keys WHERE number_id = ?", sales.id)[0]
         ?.n,
     ).toBe(0);
-    expect(
-      published.find((e) => e.type === "number.unlinked" && e.data.number_id === sales.id)?.data.reason,
-    ).toBe("logged_out");
+    const unlinkedEvent = await eventually(async () =>
+      published.find((e) => e.type === "number.unlinked" && e.data.number_id === sales.id),
+    );
+    expect(unlinkedEvent.data.reason).toBe("logged_out");
     const failed = await eventually(async () => {
       const m = (await gw.request("GET", `/v1/messages/${queued.json.id}`, { token: sender })).json;
       return m.status === "failed" ? m : undefined;

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BOX_CACHE_DIR, DEBIAN_MIRROR, DEBIAN_SUITE, ROOT_VERSION, SSH_USER } from "./constants.js";
 import { run } from "./run.js";
@@ -65,12 +65,50 @@ export async function configureBoxRoot(dir: string): Promise<void> {
   await chroot("systemctl", "mask", "console-getty.service", "getty@tty1.service");
 }
 
+/** A build lock older than this was left by a killed run: builds take minutes, not this long. */
+const STALE_LOCK_MS = 20 * 60_000;
+
+/**
+ * Runs `build` unless `done()`, one run at a time across processes (a box test and `npm run box` started together
+ * would otherwise debootstrap into the same `.build` directory): a lock directory in the cache.
+ */
+async function buildOnce(done: () => boolean, build: () => Promise<void>): Promise<void> {
+  if (done()) return;
+  await mkdir(BOX_CACHE_DIR, { recursive: true });
+  const lock = join(BOX_CACHE_DIR, ".build.lock");
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch {
+      if (done()) return;
+      const since = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
+      if (since > STALE_LOCK_MS) await rm(lock, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 2_000));
+    }
+  }
+  try {
+    if (!done()) await build();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
 /** The box's root, made once (debootstrap) and reused. */
 export async function ensureBoxRoot(): Promise<string> {
   const dir = boxRootDir();
-  if (existsSync(join(dir, ".wagate-complete"))) return dir;
+  await buildOnce(
+    () => existsSync(join(dir, ".wagate-complete")),
+    () => buildBoxRoot(dir),
+  );
+  return dir;
+}
+
+async function buildBoxRoot(dir: string): Promise<void> {
   log(`building the cached Debian ${DEBIAN_SUITE} root at ${dir} (debootstrap, about a minute)`);
-  await mkdir(BOX_CACHE_DIR, { recursive: true });
   const tmp = `${dir}.build`;
   await debootstrap(tmp, [
     "systemd",
@@ -85,14 +123,19 @@ export async function ensureBoxRoot(): Promise<string> {
   await writeFile(join(tmp, ".wagate-complete"), new Date().toISOString());
   await removeRoot(dir);
   await rename(tmp, dir);
-  return dir;
 }
 
 /** Debian minbase plus this machine's Node (binary, npm, headers for native modules) as a root tarball. */
 export async function ensureNodeBaseTar(): Promise<string> {
   const tar = nodeBaseTar();
-  if (existsSync(tar)) return tar;
-  await mkdir(BOX_CACHE_DIR, { recursive: true });
+  await buildOnce(
+    () => existsSync(tar),
+    () => buildNodeBaseTar(tar),
+  );
+  return tar;
+}
+
+async function buildNodeBaseTar(tar: string): Promise<void> {
   const minbase = minbaseDir();
   if (!existsSync(join(minbase, ".wagate-complete"))) {
     log(`building the cached Debian minbase root at ${minbase} (debootstrap, about a minute)`);
@@ -112,7 +155,6 @@ export async function ensureNodeBaseTar(): Promise<string> {
   });
   await rename(`${tar}.tmp`, tar);
   await removeRoot(dir);
-  return tar;
 }
 
 /** Node at /usr/local as the official images have it (the Dockerfile's npm_config_nodedir=/usr/local). */
