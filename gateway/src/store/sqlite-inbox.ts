@@ -17,13 +17,15 @@ import type {
 // after `limit` rows (EXPLAIN QUERY PLAN shows no temporary B-tree; test/inbox-store.test.ts checks it):
 //   inbound, no filter      inbound_messages_received (received_at)           [+ rowid, implicit]
 //   inbound, contact        inbound_messages_sender (sender, received_at)     number, if given, filters rows
+//                           (a contact rarely writes to more than one number)
 //   inbound, number         inbound_messages_number (number_id, received_at)
 //   outbound                the table itself by rowid, newest first, keeping the subject's rows; with a contact,
 //                           messages_recipient (recipient) whose rows are in rowid order. No index is added to
 //                           `messages` (it is the send path's hot table): a subject with few messages among very
 //                           many of others' reads past those others' rows.
-//   conversations           inbound_conversations_recent / _number; unread counts: inbound_messages_unread
-//                           (partial, unread rows only).
+//   conversations           inbound_conversations_recent / _number; with a contact, its primary key (a few
+//                           rows, one per number, sorted); unread counts: inbound_messages_unread (partial,
+//                           unread rows only).
 // The statements are built from fixed fragments only (never from input) and prepared once per filter combination.
 
 interface InboundRow {
@@ -129,7 +131,10 @@ export function inboundListSql(flags: string): string {
     flags.includes("n") ? "number_id IS @numberId" : undefined,
     flags.includes("b") ? "(received_at, rowid) < (@receivedAt, @rowid)" : undefined,
   ].filter(Boolean);
-  return `SELECT ${INBOUND_COLUMNS} FROM inbound_messages ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+  // With a contact, its own index: left to itself the planner may prefer the number's, and read all of the
+  // number's messages to find one contact's.
+  const index = flags.includes("c") ? "INDEXED BY inbound_messages_sender" : "";
+  return `SELECT ${INBOUND_COLUMNS} FROM inbound_messages ${index} ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
     ORDER BY received_at DESC, rowid DESC LIMIT @limit`;
 }
 
@@ -156,27 +161,27 @@ export function conversationListSql(flags: string): string {
     ORDER BY last_received_at DESC, contact DESC, number_key DESC LIMIT @limit`;
 }
 
+/** The inbox's other statements (exported for their query plans' test). */
+export const INBOX_SQL = {
+  unread: "SELECT COUNT(*) FROM inbound_messages WHERE sender = ? AND number_id IS ? AND read_at IS NULL",
+  lastOutbound: `SELECT ${OUTBOUND_COLUMNS} FROM messages WHERE recipient = @contact AND number_id IS @numberId
+    AND subject = @subject ORDER BY rowid DESC LIMIT 1`,
+  // WhatsApp marks every earlier message of the conversation read with the one named (Meta's read receipt does).
+  // The unread rows of one conversation only (left to itself the planner may read all of the number's messages).
+  markRead: `UPDATE inbound_messages INDEXED BY inbound_messages_unread SET read_at = @now
+    WHERE sender = @sender AND number_id IS @numberId AND read_at IS NULL
+      AND (received_at, rowid) <= (@receivedAt, @rowid)`,
+} as const;
+
 export function createSqliteInboxStore(db: BetterSqlite3.Database, batcher: CommitBatcher): InboxStore {
   const inboundList = statementCache(db, inboundListSql);
   const outboundList = statementCache(db, outboundListSql);
   const conversationList = statementCache(db, conversationListSql);
   const s = {
     inbound: db.prepare(`SELECT ${INBOUND_COLUMNS} FROM inbound_messages WHERE id = ?`),
-    unread: db
-      .prepare(
-        "SELECT COUNT(*) FROM inbound_messages WHERE sender = ? AND number_id IS ? AND read_at IS NULL",
-      )
-      .pluck(),
-    lastOutbound: db.prepare(
-      `SELECT ${OUTBOUND_COLUMNS} FROM messages WHERE recipient = @contact AND number_id IS @numberId
-       AND subject = @subject ORDER BY rowid DESC LIMIT 1`,
-    ),
-    // WhatsApp marks every earlier message of the conversation read with the one named (Meta's read receipt does).
-    markRead: db.prepare(
-      `UPDATE inbound_messages SET read_at = @now
-       WHERE sender = @sender AND number_id IS @numberId AND read_at IS NULL
-         AND (received_at, rowid) <= (@receivedAt, @rowid)`,
-    ),
+    unread: db.prepare(INBOX_SQL.unread).pluck(),
+    lastOutbound: db.prepare(INBOX_SQL.lastOutbound),
+    markRead: db.prepare(INBOX_SQL.markRead),
   };
 
   return {
