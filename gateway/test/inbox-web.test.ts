@@ -1,10 +1,13 @@
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inboundMessagesNotification, signWebhook } from "./support/fake-graph.js";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
 
 // A WhatsApp Web number's inbound messages of every type, as Baileys decodes them (`messages.upsert` from a fake
 // socket with Baileys' shapes), listed by the inbox in the same shape as Meta's; read receipts through the socket.
 
+const APP_SECRET = "app-secret-of-the-sandbox-inbox";
 let fake: FakeSockets;
 let gw: TestGateway;
 let admin: string;
@@ -15,7 +18,7 @@ let socket: FakeWaSocket;
 beforeAll(async () => {
   fake = fakeSockets();
   gw = await startTestGateway(
-    { WEB_RECONNECT_BASE_MS: "20", WEB_RECONNECT_MAX_MS: "100" },
+    { WEB_RECONNECT_BASE_MS: "20", WEB_RECONNECT_MAX_MS: "100", WHATSAPP_APP_SECRET: APP_SECRET },
     { webSocketFactory: fake.factory },
   );
   admin = await gw.token(["admin"]);
@@ -295,5 +298,29 @@ describe("a web number's inbound messages in the inbox", () => {
     expect(failed.status).toBe(503);
     expect(failed.json.error.code).toBe("read_receipt_unavailable");
     socket.failReads = undefined;
+  });
+});
+
+describe("the sandbox (the local stack's default number)", () => {
+  it("records the read receipt in the sandbox outbox instead of sending it", async () => {
+    const body = JSON.stringify(
+      inboundMessagesNotification([
+        { from: "14155550950", id: "wamid.sandbox-1", type: "text", text: { body: "hi" } },
+      ]),
+    );
+    const delivered = await gw.request("POST", "/webhooks/whatsapp", {
+      body,
+      headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },
+    });
+    expect(delivered.status).toBe(200);
+    const res = await gw.request("POST", "/v1/messages/wamid.sandbox-1/read", { token: inbox });
+    expect(res.status).toBe(200);
+    const lines = readFileSync(gw.config.SANDBOX_OUTBOX_PATH, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+    expect(lines.filter((l) => l.status === "read")).toEqual([
+      { status: "read", message_id: "wamid.sandbox-1", at: expect.any(String) },
+    ]);
   });
 });
