@@ -293,6 +293,36 @@ describe("a web number's inbound messages in the inbox", () => {
       EVERY_TYPE.length + 1 - EVERY_TYPE.findIndex((t) => t.id === "W-TEMPLATE-BUTTON") - 1,
     );
 
+    // A contact WhatsApp addresses by LID: the receipt names the chat as the message came in.
+    socket.emit("messages.upsert", {
+      type: "notify",
+      messages: [
+        {
+          key: {
+            remoteJid: "201928374650123@lid",
+            remoteJidAlt: "14155550902@s.whatsapp.net",
+            fromMe: false,
+            id: "W-LID",
+          } as never,
+          messageTimestamp: Math.floor(Date.now() / 1000),
+          message: { conversation: "via lid" },
+        },
+      ],
+    });
+    await eventually(async () =>
+      (await gw.request("POST", "/v1/messages/W-LID/read", { token: inbox })).status === 200
+        ? true
+        : undefined,
+    );
+    expect(socket.readReceipts.at(-1)).toEqual({
+      remoteJid: "201928374650123@lid",
+      id: "W-LID",
+      fromMe: false,
+    });
+    const [lid] = (await gw.request("GET", "/v1/messages?contact=%2B14155550902", { token: inbox })).json
+      .messages;
+    expect(lid).toMatchObject({ id: "W-LID", from: "+14155550902", text: { body: "via lid" } });
+
     socket.failReads = new Error("socket closed");
     const failed = await gw.request("POST", "/v1/messages/W-POLL/read", { token: inbox });
     expect(failed.status).toBe(503);

@@ -133,7 +133,11 @@ export class WebNumbers implements WebNumbersControl, Transport {
     if (number.status === "unlinked" || number.status === "linking")
       return { kind: "retryable", code: "number_unlinked", message: "the receiving number is not linked" };
     if (!this.sessions.has(number.id) && !this.stopped) this.resume(number);
-    return this.session(number).markRead(receipt.contact, receipt.messageId);
+    // The chat as the message came in (a LID chat is named by its LID); by phone number for older rows.
+    const stored = await this.o.store.inbox.getInbound(receipt.messageId);
+    const chat = (stored?.raw as { chat?: unknown } | undefined)?.chat;
+    const jid = typeof chat === "string" ? chat : `${receipt.contact.replace(/[^0-9]/g, "")}@s.whatsapp.net`;
+    return this.session(number).markRead(jid, receipt.messageId);
   }
 
   async close(): Promise<void> {

@@ -177,8 +177,8 @@ export class WebSession {
     }
   }
 
-  /** Blue ticks on a received message (and, as on the phone, on the chat's earlier ones). */
-  async markRead(contact: string, messageId: string): Promise<SendOutcome> {
+  /** Blue ticks on a received message (and, as on the phone, on the chat's earlier ones), in chat `chatJid`. */
+  async markRead(chatJid: string, messageId: string): Promise<SendOutcome> {
     const socket = this.socket;
     if (!socket || !this.open) {
       return {
@@ -188,9 +188,7 @@ export class WebSession {
       };
     }
     try {
-      await socket.readMessages([
-        { remoteJid: `${digitsOf(contact)}@s.whatsapp.net`, id: messageId, fromMe: false },
-      ]);
+      await socket.readMessages([{ remoteJid: chatJid, id: messageId, fromMe: false }]);
       return { kind: "accepted", providerMessageId: null };
     } catch (error) {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: read receipt failed");
@@ -443,8 +441,15 @@ export class WebSession {
         type: content.type,
         text: content.text,
         sentAt: secondsToMs(m.messageTimestamp, now),
-        // What a receiver needs, not Baileys' whole record (which can carry media keys).
-        raw: { id: key.id, from: digitsOf(jid), push_name: m.pushName ?? null, upsert: upsert.type },
+        // What a receiver needs, not Baileys' whole record (which can carry media keys). `chat`: the chat's own jid
+        // (a LID for some contacts), which a read receipt must name.
+        raw: {
+          id: key.id,
+          from: digitsOf(jid),
+          push_name: m.pushName ?? null,
+          upsert: upsert.type,
+          chat: key.remoteJid ?? jid,
+        },
         numberId: o.numberId,
         content: content.content,
         mediaId: content.mediaId,
