@@ -6,6 +6,7 @@ import { adminRoutes } from "./http/admin.js";
 import { createScopeGuards } from "./http/auth.js";
 import { broadcastRoutes } from "./http/broadcasts.js";
 import { installErrorHandling } from "./http/errors.js";
+import { inboxRoutes, type ReadReceiptSender } from "./http/inbox.js";
 import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
@@ -45,6 +46,8 @@ export interface AppDeps {
   web?: WebNumbersControl;
   /** Regex time per inbound message for automated replies (tests shorten it). */
   replyMatchBudgetMs?: number;
+  /** Sends read receipts through the number that received a message; without it marking read answers 503. */
+  readReceipts?: ReadReceiptSender;
 }
 
 /**
@@ -173,6 +176,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   }
   await app.register(opsRoutes, { store: deps.store, metrics });
   await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
+  await app.register(inboxRoutes, {
+    store: deps.store,
+    guard,
+    readReceipts:
+      deps.readReceipts ??
+      (async () => ({ kind: "retryable", code: "no_transport", message: "no transport is wired" })),
+    readTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS,
+  });
   await app.register(otpRoutes, {
     otp: createOtpService(config, deps.store, deps.now),
     metrics,

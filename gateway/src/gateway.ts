@@ -76,7 +76,13 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     }),
   });
   let web: WebNumbers | undefined;
+  let transport: Transport | undefined;
   const app = await buildApp(config, {
+    // The routes reach the transport once it exists (the web numbers it routes to need the app's logger).
+    readReceipts: async (receipt) =>
+      transport?.markRead
+        ? transport.markRead(receipt)
+        : { kind: "retryable", code: "starting", message: "the gateway is starting" },
     inbound,
     // The routes reach the web numbers once they exist (they need the app's logger).
     web: {
@@ -108,7 +114,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     reconnectMaxMs: config.WEB_RECONNECT_MAX_MS,
   });
   const webNumbers = web;
-  const transport = createTransportRouter({
+  const router = createTransportRouter({
     defaultTransport: overrides.transport ?? createTransport(config, overrides.dnsServers),
     numbers: store.numbers,
     sealer,
@@ -116,6 +122,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     graphBaseUrl: config.GRAPH_API_BASE_URL,
     web: webNumbers,
   });
+  transport = router;
   broadcasts = new BroadcastSender({
     store: store.broadcasts,
     events,
@@ -137,7 +144,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const broadcastSender = broadcasts;
   outbox = new OutboxWorker({
     store,
-    transport,
+    transport: router,
     log: app.log.child({ component: "outbox" }),
     metrics,
     concurrency: config.OUTBOX_CONCURRENCY,
@@ -200,7 +207,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
         await broadcastSender.stop();
         await worker.stop();
         await dispatcher.stop();
-        await transport.close?.();
+        await router.close?.();
         await store.close();
       })();
       return stopped;

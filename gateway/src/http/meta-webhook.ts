@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import type { EventSink } from "../events.js";
+import { parseInboundContent } from "../inbound/content.js";
 import type { InboundPipeline } from "../inbound/pipeline.js";
 import type { Metrics } from "../metrics.js";
 import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
@@ -72,6 +73,12 @@ const inboundItem = z.looseObject({
   text: z.looseObject({ body: z.string().max(65_536) }).optional(),
 });
 
+/** Who wrote: Meta names each sender's WhatsApp profile beside the messages. */
+const senderProfile = z.looseObject({
+  wa_id: z.string().max(64),
+  profile: z.looseObject({ name: z.string().max(256) }),
+});
+
 /** Who the notification was sent to: the gateway's own number, which automated replies never answer. */
 const metadata = z.looseObject({
   display_phone_number: z.string().max(64).optional(),
@@ -90,6 +97,7 @@ const envelope = z.looseObject({
               value: z.looseObject({
                 statuses: z.array(z.unknown()).optional(),
                 messages: z.array(z.unknown()).optional(),
+                contacts: z.array(z.unknown()).optional(),
               }),
             }),
           )
@@ -197,12 +205,19 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
               : {}),
           });
         }
+        const profiles = new Map<string, string>();
+        for (const contact of change.value.contacts ?? []) {
+          const c = senderProfile.safeParse(contact);
+          if (c.success) profiles.set(c.data.wa_id, c.data.profile.name);
+        }
         for (const item of change.value.messages ?? []) {
           const m = inboundItem.safeParse(item);
           if (!m.success) {
             skipped++;
             continue;
           }
+          // A type the inbox does not understand is stored all the same (its raw object is what it lists).
+          const { content, mediaId } = parseInboundContent(m.data.type, m.data);
           inbound.push({
             id: m.data.id,
             from: `+${m.data.from}`,
@@ -210,6 +225,9 @@ export const metaWebhookRoutes: FastifyPluginAsync<MetaWebhookOptions> = async (
             text: m.data.text?.body ?? null,
             sentAt: Number(m.data.timestamp) * 1000,
             raw: item,
+            content,
+            mediaId,
+            profileName: profiles.get(m.data.from) ?? null,
             ...(numberId ? { numberId } : {}),
           });
         }

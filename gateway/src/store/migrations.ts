@@ -381,4 +381,62 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX auto_reply_matches_created ON auto_reply_matches (created_at);
     `,
   },
+  {
+    version: 8,
+    name: "the inbox: inbound messages' type-specific content, read marks, conversations, listing indexes",
+    // Inbound messages keep their content in Meta's shape (`content`, JSON: the type's object and a quoted
+    // `context`), the medium's id where there is one (the media routes look a received medium up by it), the
+    // sender's profile name and when they were marked read. Listing is newest first by arrival (received_at,
+    // then rowid): a row that arrives later is always newer, so a client polling the first page misses nothing.
+    // Each listing filter has an index whose order is the listing's order (no sort, whatever the table's size):
+    // none → inbound_messages_received; contact → inbound_messages_sender (migration 1); number →
+    // inbound_messages_number. Unread counts read the partial index of unread rows only.
+    // `inbound_conversations` holds one row per contact and receiving number (number_key '' is the default
+    // number), kept by a trigger on insert, so the conversations listing reads `limit` rows instead of grouping
+    // every inbound message. Rows from before this version count as unread: nobody marked them read.
+    sql: `
+      ALTER TABLE inbound_messages ADD COLUMN content TEXT;
+      ALTER TABLE inbound_messages ADD COLUMN media_id TEXT;
+      ALTER TABLE inbound_messages ADD COLUMN profile_name TEXT;
+      ALTER TABLE inbound_messages ADD COLUMN read_at INTEGER;
+      CREATE INDEX inbound_messages_received ON inbound_messages (received_at);
+      CREATE INDEX inbound_messages_number ON inbound_messages (number_id, received_at);
+      CREATE INDEX inbound_messages_unread ON inbound_messages (sender, number_id) WHERE read_at IS NULL;
+      CREATE INDEX inbound_messages_media ON inbound_messages (media_id) WHERE media_id IS NOT NULL;
+
+      CREATE TABLE inbound_conversations (
+        contact TEXT NOT NULL,
+        number_key TEXT NOT NULL,
+        last_inbound_id TEXT NOT NULL,
+        last_received_at INTEGER NOT NULL,
+        last_sent_at INTEGER NOT NULL,
+        profile_name TEXT,
+        PRIMARY KEY (contact, number_key)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX inbound_conversations_recent ON inbound_conversations (last_received_at, contact, number_key);
+      CREATE INDEX inbound_conversations_number ON inbound_conversations (number_key, last_received_at, contact);
+
+      INSERT INTO inbound_conversations (contact, number_key, last_inbound_id, last_received_at, last_sent_at)
+      SELECT sender, IFNULL(number_id, ''), id, received_at, max_sent FROM (
+        SELECT sender, number_id, id, received_at,
+          MAX(sent_at) OVER (PARTITION BY sender, IFNULL(number_id, '')) AS max_sent,
+          ROW_NUMBER() OVER (PARTITION BY sender, IFNULL(number_id, '') ORDER BY received_at DESC, rowid DESC) AS n
+        FROM inbound_messages)
+      WHERE n = 1;
+
+      -- The SET expressions all read the row as it was: the newest arrival names the last message, the latest
+      -- sent_at (the customer's clock, as Meta counts the 24-hour window) is kept whatever the arrival order.
+      CREATE TRIGGER inbound_messages_conversation AFTER INSERT ON inbound_messages
+      BEGIN
+        INSERT INTO inbound_conversations (contact, number_key, last_inbound_id, last_received_at, last_sent_at,
+          profile_name)
+        VALUES (NEW.sender, IFNULL(NEW.number_id, ''), NEW.id, NEW.received_at, NEW.sent_at, NEW.profile_name)
+        ON CONFLICT (contact, number_key) DO UPDATE SET
+          last_inbound_id = excluded.last_inbound_id,
+          last_received_at = excluded.last_received_at,
+          last_sent_at = MAX(last_sent_at, excluded.last_sent_at),
+          profile_name = IFNULL(excluded.profile_name, profile_name);
+      END;
+    `,
+  },
 ];

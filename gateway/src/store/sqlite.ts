@@ -8,6 +8,7 @@ import { MIGRATIONS } from "./migrations.js";
 import { RevocationList } from "./revocation-list.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
+import { createSqliteInboxStore } from "./sqlite-inbox.js";
 import { createSqliteNumbersStore } from "./sqlite-numbers.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
@@ -198,8 +199,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE id = @id`,
     ),
     insertInbound: db.prepare(
-      `INSERT OR IGNORE INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw, number_id)
-       VALUES (@id, @from, @type, @text, @sentAt, @now, @raw, @numberId)`,
+      `INSERT OR IGNORE INTO inbound_messages (id, sender, type, text, sent_at, received_at, raw, number_id,
+         content, media_id, profile_name)
+       VALUES (@id, @from, @type, @text, @sentAt, @now, @raw, @numberId, @content, @mediaId, @profileName)`,
     ),
     unprocessedInbound: db.prepare(
       `SELECT id, sender, type, text, sent_at, raw, number_id FROM inbound_messages
@@ -285,6 +287,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   const store: Store = {
     broadcasts: createSqliteBroadcastStore(db, batcher),
     numbers: createSqliteNumbersStore(db, batcher),
+    inbox: createSqliteInboxStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {
@@ -364,6 +367,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
             now,
             raw: JSON.stringify(m.raw),
             numberId: m.numberId ?? null,
+            content: m.content ? JSON.stringify(m.content) : null,
+            mediaId: m.mediaId ?? null,
+            profileName: m.profileName ?? null,
           });
           if (info.changes === 1) result.inboundStored++;
           else result.duplicates++;

@@ -1,5 +1,7 @@
+import type { InboundContent } from "../inbound/content.js";
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
 import type { BroadcastStore } from "./broadcasts.js";
+import type { InboxStore } from "./inbox.js";
 import type { NumbersStore } from "./numbers.js";
 import type { RepliesStore } from "./replies.js";
 import type { WebhooksStore } from "./webhooks.js";
@@ -83,6 +85,12 @@ export interface InboundMessage {
   raw: unknown;
   /** The number that received it (numbers registry); absent for the default number. */
   numberId?: string;
+  /** Its content in Meta's shape (inbound/content.ts); null or absent when the type is not understood. */
+  content?: InboundContent | null;
+  /** The medium's id (image, video, audio, document, sticker). */
+  mediaId?: string | null;
+  /** The name the sender gave WhatsApp (Meta's `contacts[].profile.name`, Baileys' `pushName`). */
+  profileName?: string | null;
 }
 
 export interface WebhookBatchResult {
@@ -139,6 +147,8 @@ export interface Store extends RepliesStore, WebhooksStore {
   readonly broadcasts: BroadcastStore;
   /** The numbers registry and web numbers' sealed sessions (store/numbers.ts). */
   readonly numbers: NumbersStore;
+  /** Listing inbound and outbound messages, conversations, read marks (store/inbox.ts). */
+  readonly inbox: InboxStore;
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;

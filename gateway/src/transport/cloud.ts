@@ -4,7 +4,7 @@ import { createBoundedResolver } from "../dns/bounded-resolver.js";
 import type { OutgoingMessage } from "../messages.js";
 import { toProviderNumber } from "../phone.js";
 import { classifyGraphError, classifyNetworkError, type GraphErrorBody } from "./graph-errors.js";
-import type { SendContext, SendOutcome, Transport } from "./transport.js";
+import type { ReadReceipt, SendContext, SendOutcome, Transport } from "./transport.js";
 
 export interface CloudTransportOptions {
   /** Includes the API version, e.g. https://graph.facebook.com/v21.0 */
@@ -36,6 +36,11 @@ export function graphRequestBody(message: OutgoingMessage, messageId: string): R
     type: "template",
     template: { name, language: { code: language }, ...(components ? { components } : {}) },
   };
+}
+
+/** Meta's read receipt: `status: read` on the inbound message's wamid, to the number's messages endpoint. */
+export function graphReadReceiptBody(messageId: string): Record<string, unknown> {
+  return { messaging_product: "whatsapp", status: "read", message_id: messageId };
 }
 
 /** Graph API answers are a few hundred bytes; anything larger is not read further. */
@@ -89,72 +94,80 @@ export function createCloudTransport(options: CloudTransportOptions): Transport 
     return classifyGraphError(status, body as GraphErrorBody | undefined);
   }
 
+  /** One POST to the number's messages endpoint: a message or a read receipt. */
+  function post(payload: string, signal: AbortSignal): Promise<SendOutcome> {
+    const context = { signal };
+    return new Promise<SendOutcome>((resolve) => {
+      let settled = false;
+      let connectTimer: NodeJS.Timeout | undefined;
+      const settle = (outcome: SendOutcome) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(connectTimer);
+        resolve(outcome);
+      };
+      // The same classification as fetch's errors: an abort is the signal's reason (the send timeout or
+      // shutdown), a socket error is the cause of a failed request.
+      const failed = (error: unknown) =>
+        settle(
+          classifyNetworkError(
+            context.signal.aborted ? context.signal.reason : { cause: error, name: "network" },
+          ),
+        );
+      const req = request(
+        url,
+        {
+          method: "POST",
+          agent,
+          signal: context.signal,
+          headers: {
+            authorization,
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(payload),
+          },
+        },
+        (res: IncomingMessage) => {
+          const status = res.statusCode ?? 0;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size <= MAX_ANSWER_BYTES) chunks.push(chunk);
+          });
+          res.on("end", () =>
+            settle(
+              answer(status, size <= MAX_ANSWER_BYTES ? Buffer.concat(chunks).toString("utf8") : undefined),
+            ),
+          );
+          // The status line arrived: the answer is that status even when its body is cut off (as with fetch,
+          // whose body read failed then): a 2xx means Meta took the message, without telling its wamid.
+          const cutOff = () => settle(answer(status, undefined));
+          res.on("error", cutOff);
+          res.on("close", () => {
+            if (!res.complete) cutOff();
+          });
+        },
+      );
+      req.on("error", failed);
+      req.on("socket", (socket) => {
+        if (!socket.connecting) return;
+        connectTimer = setTimeout(
+          () => req.destroy(Object.assign(new Error("connect timed out"), { code: "CONNECT_TIMEOUT" })),
+          CONNECT_TIMEOUT_MS,
+        );
+        socket.once(secure ? "secureConnect" : "connect", () => clearTimeout(connectTimer));
+      });
+      req.end(payload);
+    });
+  }
+
   return {
     name: "cloud",
     send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
-      const payload = JSON.stringify(graphRequestBody(message, context.messageId));
-      return new Promise<SendOutcome>((resolve) => {
-        let settled = false;
-        let connectTimer: NodeJS.Timeout | undefined;
-        const settle = (outcome: SendOutcome) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(connectTimer);
-          resolve(outcome);
-        };
-        // The same classification as fetch's errors: an abort is the signal's reason (the send timeout or
-        // shutdown), a socket error is the cause of a failed request.
-        const failed = (error: unknown) =>
-          settle(
-            classifyNetworkError(
-              context.signal.aborted ? context.signal.reason : { cause: error, name: "network" },
-            ),
-          );
-        const req = request(
-          url,
-          {
-            method: "POST",
-            agent,
-            signal: context.signal,
-            headers: {
-              authorization,
-              "content-type": "application/json",
-              "content-length": Buffer.byteLength(payload),
-            },
-          },
-          (res: IncomingMessage) => {
-            const status = res.statusCode ?? 0;
-            const chunks: Buffer[] = [];
-            let size = 0;
-            res.on("data", (chunk: Buffer) => {
-              size += chunk.length;
-              if (size <= MAX_ANSWER_BYTES) chunks.push(chunk);
-            });
-            res.on("end", () =>
-              settle(
-                answer(status, size <= MAX_ANSWER_BYTES ? Buffer.concat(chunks).toString("utf8") : undefined),
-              ),
-            );
-            // The status line arrived: the answer is that status even when its body is cut off (as with fetch,
-            // whose body read failed then): a 2xx means Meta took the message, without telling its wamid.
-            const cutOff = () => settle(answer(status, undefined));
-            res.on("error", cutOff);
-            res.on("close", () => {
-              if (!res.complete) cutOff();
-            });
-          },
-        );
-        req.on("error", failed);
-        req.on("socket", (socket) => {
-          if (!socket.connecting) return;
-          connectTimer = setTimeout(
-            () => req.destroy(Object.assign(new Error("connect timed out"), { code: "CONNECT_TIMEOUT" })),
-            CONNECT_TIMEOUT_MS,
-          );
-          socket.once(secure ? "secureConnect" : "connect", () => clearTimeout(connectTimer));
-        });
-        req.end(payload);
-      });
+      return post(JSON.stringify(graphRequestBody(message, context.messageId)), context.signal);
+    },
+    markRead(receipt: ReadReceipt): Promise<SendOutcome> {
+      return post(JSON.stringify(graphReadReceiptBody(receipt.messageId)), receipt.signal);
     },
     async close() {
       agent.destroy();

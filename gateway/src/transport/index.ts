@@ -3,7 +3,7 @@ import { createCloudTransport } from "./cloud.js";
 import { createSandboxTransport } from "./sandbox.js";
 import type { Transport } from "./transport.js";
 
-export type { SendContext, SendOutcome, Transport } from "./transport.js";
+export type { ReadReceipt, SendContext, SendOutcome, Transport } from "./transport.js";
 
 /** `dnsServers`: name servers for the Graph API host instead of the system's (tests). */
 export function createTransport(config: Config, dnsServers?: readonly string[]): Transport {

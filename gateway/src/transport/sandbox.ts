@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { OutgoingMessage } from "../messages.js";
-import type { SendContext, SendOutcome, Transport } from "./transport.js";
+import type { ReadReceipt, SendContext, SendOutcome, Transport } from "./transport.js";
 
 /**
  * Appends every outgoing message as one JSON line, so a person or a test can read what was "sent" (including
@@ -33,6 +33,13 @@ export function createSandboxTransport(outboxPath: string): Transport {
     }
   }
 
+  function append(line: string, providerMessageId: string): Promise<SendOutcome> {
+    return new Promise((resolve) => {
+      pending.push({ line, providerMessageId, resolve });
+      if (pending.length === 1) setImmediate(flush);
+    });
+  }
+
   return {
     name: "sandbox",
     send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome> {
@@ -44,10 +51,16 @@ export function createSandboxTransport(outboxPath: string): Transport {
         ...(context.numberId ? { from: context.numberId } : {}),
         ...message,
       })}\n`;
-      return new Promise((resolve) => {
-        pending.push({ line, providerMessageId, resolve });
-        if (pending.length === 1) setImmediate(flush);
-      });
+      return append(line, providerMessageId);
+    },
+    markRead(receipt: ReadReceipt): Promise<SendOutcome> {
+      const line = `${JSON.stringify({
+        status: "read",
+        message_id: receipt.messageId,
+        at: new Date().toISOString(),
+        ...(receipt.numberId ? { from: receipt.numberId } : {}),
+      })}\n`;
+      return append(line, receipt.messageId);
     },
     async close() {
       if (pending.length > 0) flush();

@@ -17,8 +17,21 @@ export interface SendContext {
   numberId?: string;
 }
 
+/** A read receipt for an inbound message: the blue ticks, on it and every earlier message of its chat. */
+export interface ReadReceipt {
+  /** The inbound message's provider id (Meta's wamid, or the WhatsApp Web key id). */
+  messageId: string;
+  /** Who sent it, E.164 (a web number addresses the chat by it). */
+  contact: string;
+  /** The number that received it; absent for the default number. */
+  numberId?: string;
+  signal: AbortSignal;
+}
+
 export interface Transport {
   readonly name: string;
   send(message: OutgoingMessage, context: SendContext): Promise<SendOutcome>;
+  /** Sends a read receipt through the number that received the message (absent: the transport has none). */
+  markRead?(receipt: ReadReceipt): Promise<SendOutcome>;
   close?(): Promise<void>;
 }

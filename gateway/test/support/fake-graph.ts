@@ -55,8 +55,10 @@ export interface FakeGraph {
   readonly baseUrl: string;
   readonly port: number;
   readonly requests: RecordedRequest[];
-  /** Bodies of the message requests that were accepted. */
+  /** Bodies of the message requests that were accepted (read receipts are not messages: see readReceipts). */
   accepted(): Array<Record<string, unknown>>;
+  /** Read receipts received (`status: read`), with the phone number id whose endpoint they were posted to. */
+  readReceipts(): Array<{ phoneNumberId: string; body: Record<string, unknown> }>;
   /** Answers for the next calls, in order; when exhausted, calls are accepted normally. */
   script(...answers: ScriptedAnswer[]): void;
   /** Drops the scripted answers not used yet: calls are accepted normally again. */
@@ -152,6 +154,47 @@ export function inboundNotification(
   };
 }
 
+/**
+ * Inbound messages of any type in Meta's envelope: each item is a message object as Meta documents it (`from`,
+ * `id`, `timestamp` and `type` are filled in when absent), with the senders' profiles beside them.
+ */
+export function inboundMessagesNotification(
+  messages: Array<Record<string, unknown> & { from: string; type: string }>,
+  options: { phoneNumberId?: string; profileName?: string } = {},
+): Record<string, unknown> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const senders = [...new Set(messages.map((m) => m.from))];
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "102290129340398",
+        changes: [
+          {
+            field: "messages",
+            value: {
+              messaging_product: "whatsapp",
+              metadata: {
+                display_phone_number: "15550783881",
+                phone_number_id: options.phoneNumberId ?? "106540352242922",
+              },
+              contacts: senders.map((from) => ({
+                profile: { name: options.profileName ?? "Test" },
+                wa_id: from,
+              })),
+              messages: messages.map((m, i) => ({
+                id: `wamid.inbound${Date.now()}${i}`,
+                timestamp,
+                ...m,
+              })),
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -227,6 +270,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     }
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     const isMessages = req.method === "POST" && messagesPath.test(path);
+    // Meta answers a read receipt `{"success": true}`: no message id, and no status webhooks follow.
+    const isReadReceipt = isMessages && (body as { status?: unknown } | undefined)?.status === "read";
     let answer: ScriptedAnswer | undefined = isMessages ? scripted.shift() : undefined;
     if (!isMessages) answer = { status: 404, body: { error: { message: "Unknown path", code: 100 } } };
     else if (options.accessToken && req.headers.authorization !== `Bearer ${options.accessToken}`) {
@@ -235,7 +280,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     answer ??= { status: 200 };
     const accepted =
       "hangUp" in answer ? answer.accepted !== false : answer.status >= 200 && answer.status < 300;
-    const wamid = accepted ? `wamid.fake${String(++counter).padStart(8, "0")}` : undefined;
+    const wamid = accepted && !isReadReceipt ? `wamid.fake${String(++counter).padStart(8, "0")}` : undefined;
     requests.push({ at: Date.now(), method: req.method ?? "", path, headers: req.headers, body, wamid });
     for (const waiter of [...waiters]) {
       if (messageRequestCount() >= waiter.count) {
@@ -253,18 +298,20 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     }
     const responseBody =
       answer.body ??
-      (wamid
-        ? {
-            messaging_product: "whatsapp",
-            contacts: [
-              {
-                input: String((body as { to?: unknown })?.to ?? ""),
-                wa_id: String((body as { to?: unknown })?.to ?? ""),
-              },
-            ],
-            messages: [{ id: wamid }],
-          }
-        : {});
+      (isReadReceipt && accepted
+        ? { success: true }
+        : wamid
+          ? {
+              messaging_product: "whatsapp",
+              contacts: [
+                {
+                  input: String((body as { to?: unknown })?.to ?? ""),
+                  wa_id: String((body as { to?: unknown })?.to ?? ""),
+                },
+              ],
+              messages: [{ id: wamid }],
+            }
+          : {});
     const text = JSON.stringify(responseBody);
     res.writeHead(answer.status, {
       "content-type": "application/json",
@@ -287,6 +334,18 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     requests,
     accepted: () =>
       requests.filter((r) => r.wamid !== undefined).map((r) => r.body as Record<string, unknown>),
+    readReceipts: () =>
+      requests
+        .filter(
+          (r) =>
+            r.method === "POST" &&
+            messagesPath.test(r.path) &&
+            (r.body as { status?: unknown } | undefined)?.status === "read",
+        )
+        .map((r) => ({
+          phoneNumberId: messagesPath.exec(r.path)?.[1] ?? "",
+          body: r.body as Record<string, unknown>,
+        })),
     script: (...answers) => void scripted.push(...answers),
     clearScript: () => void scripted.splice(0),
     setLatency: (ms) => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { Boom } from "@hapi/boom";
-import type { AuthenticationState } from "baileys";
+import type { AuthenticationState, proto, WAMessageKey } from "baileys";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "../../src/transport/web/socket.js";
 
 // A stand-in for Baileys' socket (WhatsApp's servers are not reachable here) that emits Baileys' own event shapes:
@@ -27,6 +27,10 @@ export class FakeWaSocket implements WebSocketLike {
   user: { id: string } | undefined;
   readonly sent: Array<{ jid: string; text: string; id: string }> = [];
   readonly pairingRequests: string[] = [];
+  /** The keys of every read receipt the gateway sent. */
+  readonly readReceipts: WAMessageKey[] = [];
+  /** When set, readMessages throws this. */
+  failReads: Error | undefined;
   loggedOut = false;
   ended = false;
   /** When set, sendMessage throws this. */
@@ -82,6 +86,32 @@ export class FakeWaSocket implements WebSocketLike {
         message: { conversation: m.text },
       })),
     });
+  }
+
+  /** Messages of any content, as Baileys decodes them (proto.IMessage: imageMessage, locationMessage, …). */
+  inboundContent(
+    messages: Array<{
+      id: string;
+      from: string;
+      message: proto.IMessage;
+      timestamp?: number;
+      pushName?: string;
+    }>,
+  ): void {
+    this.emit("messages.upsert", {
+      type: "notify",
+      messages: messages.map((m) => ({
+        key: { remoteJid: `${m.from}@s.whatsapp.net`, fromMe: false, id: m.id },
+        messageTimestamp: m.timestamp ?? Math.floor(Date.now() / 1000),
+        pushName: m.pushName ?? "Ana",
+        message: m.message,
+      })),
+    });
+  }
+
+  async readMessages(keys: WAMessageKey[]): Promise<void> {
+    if (this.failReads) throw this.failReads;
+    this.readReceipts.push(...keys);
   }
 
   /** Receipts of our messages: 2 server ack, 3 delivered, 4 read (proto.WebMessageInfo.Status). */

@@ -6,7 +6,7 @@ import type { InboundPipeline } from "../../inbound/pipeline.js";
 import type { OutgoingMessage } from "../../messages.js";
 import type { NumberRecord } from "../../store/numbers.js";
 import type { Store } from "../../store/store.js";
-import type { SendContext, SendOutcome, Transport } from "../transport.js";
+import type { ReadReceipt, SendContext, SendOutcome, Transport } from "../transport.js";
 import { loadBaileys } from "./baileys.js";
 import { baileysSocketFactory } from "./baileys-socket.js";
 import { WebSession } from "./session.js";
@@ -124,6 +124,20 @@ export class WebNumbers implements WebNumbersControl, Transport {
     // Linked, but started by another process after this one: connect it now and retry shortly.
     if (!this.sessions.has(number.id) && !this.stopped) this.resume(number);
     return this.session(number).send(message);
+  }
+
+  async markRead(receipt: ReadReceipt): Promise<SendOutcome> {
+    const number = receipt.numberId ? this.o.store.numbers.cachedNumber(receipt.numberId) : undefined;
+    if (!number)
+      return { kind: "permanent", code: "number_deleted", message: "the receiving number no longer exists" };
+    if (number.status === "unlinked" || number.status === "linking")
+      return { kind: "retryable", code: "number_unlinked", message: "the receiving number is not linked" };
+    if (!this.sessions.has(number.id) && !this.stopped) this.resume(number);
+    // The chat as the message came in (a LID chat is named by its LID); by phone number for older rows.
+    const stored = await this.o.store.inbox.getInbound(receipt.messageId);
+    const chat = (stored?.raw as { chat?: unknown } | undefined)?.chat;
+    const jid = typeof chat === "string" ? chat : `${receipt.contact.replace(/[^0-9]/g, "")}@s.whatsapp.net`;
+    return this.session(number).markRead(jid, receipt.messageId);
   }
 
   async close(): Promise<void> {

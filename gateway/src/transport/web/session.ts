@@ -11,6 +11,7 @@ import type { InboundMessage, StatusUpdate, Store } from "../../store/store.js";
 import type { SendOutcome } from "../transport.js";
 import { sealedAuthState } from "./auth-state.js";
 import type { BaileysModule } from "./baileys.js";
+import { webInboundContent } from "./inbound-content.js";
 import { quietBaileysLogger } from "./logger.js";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "./socket.js";
 
@@ -73,10 +74,6 @@ const digitsOf = (jid: string) =>
 function statusCodeOf(error: unknown): number | undefined {
   const code = (error as { output?: { statusCode?: unknown } } | undefined)?.output?.statusCode;
   return typeof code === "number" ? code : undefined;
-}
-
-function textOf(message: WebSocketEvents["messages.upsert"]["messages"][number]["message"]): string | null {
-  return message?.conversation ?? message?.extendedTextMessage?.text ?? null;
 }
 
 function secondsToMs(value: unknown, fallback: number): number {
@@ -177,6 +174,25 @@ export class WebSession {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");
       // It may have left before the error: not resent until its lease ends.
       return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
+    }
+  }
+
+  /** Blue ticks on a received message (and, as on the phone, on the chat's earlier ones), in chat `chatJid`. */
+  async markRead(chatJid: string, messageId: string): Promise<SendOutcome> {
+    const socket = this.socket;
+    if (!socket || !this.open) {
+      return {
+        kind: "retryable",
+        code: "number_disconnected",
+        message: "the number's connection is being re-established",
+      };
+    }
+    try {
+      await socket.readMessages([{ remoteJid: chatJid, id: messageId, fromMe: false }]);
+      return { kind: "accepted", providerMessageId: null };
+    } catch (error) {
+      this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: read receipt failed");
+      return { kind: "retryable", code: "web_read_failed", message: "the web socket failed while sending" };
     }
   }
 
@@ -416,17 +432,28 @@ export class WebSession {
         (j) => typeof j === "string" && j.endsWith("@s.whatsapp.net"),
       );
       if (!jid) continue;
-      const text = textOf(m.message);
-      const type = text !== null ? "text" : (Object.keys(m.message ?? {})[0] ?? "unknown");
+      // In Meta's shape, as the inbox lists every message; WhatsApp's own signalling is not a message.
+      const content = webInboundContent(m.message, key.id);
+      if (!content) continue;
       inbound.push({
         id: key.id,
         from: `+${digitsOf(jid)}`,
-        type: type.replace(/Message$/, ""),
-        text,
+        type: content.type,
+        text: content.text,
         sentAt: secondsToMs(m.messageTimestamp, now),
-        // What a receiver needs, not Baileys' whole record (which can carry media keys).
-        raw: { id: key.id, from: digitsOf(jid), push_name: m.pushName ?? null, upsert: upsert.type },
+        // What a receiver needs, not Baileys' whole record (which can carry media keys). `chat`: the chat's own jid
+        // (a LID for some contacts), which a read receipt must name.
+        raw: {
+          id: key.id,
+          from: digitsOf(jid),
+          push_name: m.pushName ?? null,
+          upsert: upsert.type,
+          chat: key.remoteJid ?? jid,
+        },
         numberId: o.numberId,
+        content: content.content,
+        mediaId: content.mediaId,
+        profileName: m.pushName ?? null,
       });
     }
     if (inbound.length === 0) return;

@@ -3,6 +3,7 @@ import type {
   AuthenticationState,
   ConnectionState,
   WAMessage,
+  WAMessageKey,
   WAMessageUpdate,
 } from "baileys";
 import type { ILogger } from "./logger.js";
@@ -24,6 +25,8 @@ export interface WebSocketLike {
   /** Set once the connection is open: `<digits>:<device>@s.whatsapp.net`. */
   user?: { id: string } | undefined;
   sendMessage(jid: string, content: { text: string }): Promise<{ key: { id?: string | null } } | undefined>;
+  /** Read receipts (blue ticks) for received messages. */
+  readMessages(keys: WAMessageKey[]): Promise<void>;
   /** An 8-character code the phone enters under Linked devices → Link with phone number. */
   requestPairingCode(phoneDigits: string): Promise<string>;
   logout(): Promise<void>;
