@@ -1,0 +1,57 @@
+import { isOurMessageId, type OutgoingMessage } from "../messages.js";
+import type { Store } from "../store/store.js";
+import type { SendOutcome } from "../transport/transport.js";
+
+// A quoted reply (`context`) or a reaction may name our message id. Meta knows only its own ids, and ours gets
+// one only once it is sent, possibly after the reply was accepted (both queued together, the quoted one still in
+// flight). So the mapping happens here, right before sending: our id becomes the provider's id, and a reference
+// to a message not yet sent waits for it. The route already refused unknown ids, so this costs one look-up for
+// messages that name our id, and nothing for the others.
+
+/** How long a message waits, at least, for the one it refers to to be sent. */
+const REFERENCE_WAIT_MS = 1_000;
+
+export type ResolvedMessage =
+  | { kind: "ready"; message: OutgoingMessage }
+  | { kind: "wait"; outcome: SendOutcome };
+
+type Mapping = { reference: { message_id: string; from_me: true } } | { outcome: SendOutcome };
+
+async function mapOurId(id: string, where: string, store: Pick<Store, "getMessage">): Promise<Mapping> {
+  const record = await store.getMessage(id);
+  if (!record) {
+    return {
+      outcome: { kind: "permanent", code: "reference_unknown", message: `${where}: no such message` },
+    };
+  }
+  if (record.status === "failed") {
+    const message = `${where}: that message failed; it never reached the recipient`;
+    return { outcome: { kind: "permanent", code: "reference_failed", message } };
+  }
+  // Not sent yet, or sent without the provider's id (its answer was cut off; a status webhook may bring it).
+  if (!record.providerMessageId) {
+    const message = `${where}: that message is not sent yet`;
+    return {
+      outcome: { kind: "retryable", code: "reference_not_sent", message, minDelayMs: REFERENCE_WAIT_MS },
+    };
+  }
+  return { reference: { message_id: record.providerMessageId, from_me: true } };
+}
+
+export async function resolveReferences(
+  message: OutgoingMessage,
+  store: Pick<Store, "getMessage">,
+): Promise<ResolvedMessage> {
+  let resolved = message;
+  if (resolved.context && isOurMessageId(resolved.context.message_id)) {
+    const mapping = await mapOurId(resolved.context.message_id, "context.message_id", store);
+    if ("outcome" in mapping) return { kind: "wait", outcome: mapping.outcome };
+    resolved = { ...resolved, context: mapping.reference };
+  }
+  if (resolved.type === "reaction" && isOurMessageId(resolved.reaction.message_id)) {
+    const mapping = await mapOurId(resolved.reaction.message_id, "reaction.message_id", store);
+    if ("outcome" in mapping) return { kind: "wait", outcome: mapping.outcome };
+    resolved = { ...resolved, reaction: { ...resolved.reaction, ...mapping.reference } };
+  }
+  return { kind: "ready", message: resolved };
+}
