@@ -52,6 +52,7 @@ export function refuseTemplateOnWeb(sending: SendingNumber, type: string): void 
  * make the gateway fetch any URL a client names (Baileys downloads it), which the Cloud API does on Meta's side.
  */
 const CLOUD_ONLY: Record<string, { code: string; what: string }> = {
+  template: { code: "template_needs_cloud", what: "templates" },
   interactive: { code: "interactive_needs_cloud", what: "interactive messages" },
   image: { code: "media_needs_cloud", what: "media messages" },
   video: { code: "media_needs_cloud", what: "media messages" },
@@ -60,9 +61,13 @@ const CLOUD_ONLY: Record<string, { code: string; what: string }> = {
   sticker: { code: "media_needs_cloud", what: "media messages" },
 };
 
+/** Why a web number cannot send a message of this type; undefined when it can. */
+export function cloudOnly(type: string): { code: string; what: string } | undefined {
+  return CLOUD_ONLY[type];
+}
+
 export function refuseUnsupportedOnWeb(sending: SendingNumber, type: string): void {
   if (!sending.web) return;
-  refuseTemplateOnWeb(sending, type);
   const refusal = CLOUD_ONLY[type];
   if (refusal) {
     throw new ApiError(
