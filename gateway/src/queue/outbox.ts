@@ -7,7 +7,7 @@ import type { ClaimedMessage, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
 import { backoffDelay } from "./backoff.js";
 import { LeaseWorker } from "./lease-worker.js";
-import { resolveReferences } from "./references.js";
+import { resolveMedia, resolveReferences, type UploadedMediaLookup } from "./references.js";
 
 // The outbox worker. Routes commit a message to the store before answering 202; this worker claims due rows
 // (lowest priority number first), sends them and records the outcome.
@@ -44,6 +44,8 @@ export interface OutboxOptions {
   /** Opens sealed secrets (OTP codes) right before sending. */
   sealer: Sealer;
   limiter?: RateLimiter;
+  /** Maps our ids of uploaded media (POST /v1/media) to Meta's before sending. */
+  uploadedMedia?: UploadedMediaLookup;
   now?: () => number;
 }
 
@@ -113,10 +115,14 @@ export class OutboxWorker {
       const message = record.secret
         ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
         : record.message;
-      const resolved =
+      const referenced =
         message.context || message.type === "reaction"
           ? await resolveReferences(message, o.store)
           : { kind: "ready" as const, message };
+      const resolved =
+        referenced.kind === "ready" && o.uploadedMedia
+          ? await resolveMedia(referenced.message, o.uploadedMedia)
+          : referenced;
       outcome =
         resolved.kind === "ready"
           ? await this.sendWithTimeout(resolved.message, record.id, record.numberId)

@@ -11,6 +11,14 @@ import type { SendOutcome } from "../transport/transport.js";
 /** How long a message waits, at least, for the one it refers to to be sent. */
 const REFERENCE_WAIT_MS = 1_000;
 
+/**
+ * Our ids of uploaded media (POST /v1/media answers UUIDs, stored with Meta's media id) → Meta's media id.
+ * Wired to the media store; without it, media ids go to Meta as given.
+ */
+export interface UploadedMediaLookup {
+  providerMediaId(id: string): Promise<string | undefined>;
+}
+
 export type ResolvedMessage =
   | { kind: "ready"; message: OutgoingMessage }
   | { kind: "wait"; outcome: SendOutcome };
@@ -54,4 +62,72 @@ export async function resolveReferences(
     resolved = { ...resolved, reaction: { ...resolved.reaction, ...mapping.reference } };
   }
   return { kind: "ready", message: resolved };
+}
+
+type WithId = { id?: string | undefined };
+
+/** Every media object of a message that may carry an id: the message's own, an interactive or template header's. */
+function mediaObjects(message: OutgoingMessage): WithId[] {
+  switch (message.type) {
+    case "image":
+      return [message.image];
+    case "video":
+      return [message.video];
+    case "audio":
+      return [message.audio];
+    case "document":
+      return [message.document];
+    case "sticker":
+      return [message.sticker];
+    case "interactive": {
+      const header = message.interactive.header as Record<string, unknown> | undefined;
+      const media = header && header.type !== "text" ? (header[String(header.type)] as WithId) : undefined;
+      return media ? [media] : [];
+    }
+    case "template":
+      return (message.template.components ?? []).flatMap((component) =>
+        component.type === "header"
+          ? component.parameters.flatMap((p) =>
+              p.type === "image"
+                ? [p.image]
+                : p.type === "video"
+                  ? [p.video]
+                  : p.type === "document"
+                    ? [p.document]
+                    : [],
+            )
+          : [],
+      );
+    default:
+      return [];
+  }
+}
+
+/**
+ * Replaces our ids of uploaded media by Meta's, right before sending. A copy is returned: the stored message keeps
+ * our ids. An id of ours the media store does not know fails the message (it cannot be sent as it is).
+ */
+export async function resolveMedia(
+  message: OutgoingMessage,
+  lookup: UploadedMediaLookup | undefined,
+): Promise<ResolvedMessage> {
+  if (!lookup) return { kind: "ready", message };
+  // Our media ids are UUIDs, like our message ids; Meta's are digits.
+  const ours = mediaObjects(message).filter((m) => m.id !== undefined && isOurMessageId(m.id));
+  if (ours.length === 0) return { kind: "ready", message };
+  const copy = structuredClone(message);
+  for (const media of mediaObjects(copy)) {
+    if (media.id === undefined || !isOurMessageId(media.id)) continue;
+    const providerId = await lookup.providerMediaId(media.id);
+    if (!providerId) {
+      const outcome = {
+        kind: "permanent",
+        code: "media_unknown",
+        message: "no uploaded medium with this id",
+      } as const;
+      return { kind: "wait", outcome };
+    }
+    media.id = providerId;
+  }
+  return { kind: "ready", message: copy };
 }
