@@ -88,10 +88,19 @@ function contacts(v: unknown, path: string): void {
 
 function header(v: unknown, path: string, textOnly: boolean): void {
   const h = object(v, path, ["type", "text", "image", "video", "document"]);
-  if (h.type === "text") return text(h.text, `${path}.text`, 60);
+  if (h.type === "text") {
+    text(h.text, `${path}.text`, 60);
+    return;
+  }
   if (textOnly) fail(`${path}.type`, "must be text");
-  if (h.type === "image" || h.type === "video") return media(h[h.type], `${path}.${h.type}`, []);
-  if (h.type === "document") return media(h.document, `${path}.document`, ["filename"]);
+  if (h.type === "image" || h.type === "video") {
+    media(h[h.type], `${path}.${h.type}`, []);
+    return;
+  }
+  if (h.type === "document") {
+    media(h.document, `${path}.document`, ["filename"]);
+    return;
+  }
   fail(`${path}.type`, "is not a header type");
 }
 
@@ -187,9 +196,9 @@ function template(v: unknown, path: string): void {
     const component = object(c, cp, ["type", "sub_type", "index", "parameters"]);
     if (!["header", "body", "button"].includes(String(component.type)))
       fail(`${cp}.type`, "is not a component");
-    array(component.parameters, `${cp}.parameters`, 0, 100).forEach((p, m) =>
-      parameter(p, `${cp}.parameters[${m}]`, String(component.type)),
-    );
+    array(component.parameters, `${cp}.parameters`, 0, 100).forEach((p, m) => {
+      parameter(p, `${cp}.parameters[${m}]`, String(component.type));
+    });
   });
 }
 
@@ -213,7 +222,8 @@ function check(body: unknown): void {
     const r = object(body, "body", ["messaging_product", "status", "message_id", "typing_indicator"]);
     if (r.messaging_product !== "whatsapp") fail("messaging_product", "must be whatsapp");
     if (r.status !== "read") fail("status", "must be read");
-    return text(r.message_id, "message_id", 256);
+    text(r.message_id, "message_id", 256);
+    return;
   }
   const b = object(body, "body", [
     "messaging_product",
@@ -242,21 +252,28 @@ function check(body: unknown): void {
       return;
     }
     case "template":
-      return template(value, "template");
+      template(value, "template");
+      return;
     case "image":
     case "video":
-      return media(value, type, ["caption"]);
+      media(value, type, ["caption"]);
+      return;
     case "document":
-      return media(value, type, ["caption", "filename"]);
+      media(value, type, ["caption", "filename"]);
+      return;
     case "audio":
     case "sticker":
-      return media(value, type, []);
+      media(value, type, []);
+      return;
     case "location":
-      return location(value, "location");
+      location(value, "location");
+      return;
     case "contacts":
-      return contacts(value, "contacts");
+      contacts(value, "contacts");
+      return;
     case "interactive":
-      return interactive(value, "interactive");
+      interactive(value, "interactive");
+      return;
     case "reaction": {
       const r = object(value, "reaction", ["message_id", "emoji"]);
       text(r.message_id, "reaction.message_id", 256);
