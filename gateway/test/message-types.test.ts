@@ -352,4 +352,32 @@ describe("our message ids in context and reaction, mapped to Meta's", () => {
     // Only the two plain texts went out.
     expect(fake.requests).toHaveLength(2);
   });
+  it("refuses a reply from one number quoting our message sent from another (Meta would not find it)", async () => {
+    const admin = await gw.token(["admin"]);
+    const created = await gw.request("POST", "/v1/numbers", {
+      token: admin,
+      body: {
+        name: "billing",
+        transport: "cloud",
+        cloud: {
+          phone_number_id: "106540352242999",
+          access_token: "test-access-token",
+          waba_id: "300000000000009",
+        },
+      },
+    });
+    expect(created.status).toBe(201);
+    const fromDefault = await send({ type: "text", to: "+14155550123", text: { body: "from the default" } });
+    await settled(fromDefault.json.id);
+    const crossed = await send({
+      type: "text",
+      from: created.json.id,
+      to: "+14155550123",
+      context: { message_id: fromDefault.json.id },
+      text: { body: "quoting across numbers" },
+    });
+    expect(crossed.status).toBe(422);
+    expect(crossed.json.error).toMatchObject({ code: "message_of_another_number" });
+    expect(crossed.json.error.message).toMatch(/^context\.message_id:/);
+  });
 });
