@@ -80,7 +80,7 @@ describe("migration 5: messages and webhook deliveries rebuilt without IN-list C
         "webhook_deliveries_subscription",
       ]);
       // The constraints still hold...
-      expect(() => db.prepare(insertMessage).run("m-bad", "video", "queued", null)).toThrow(/CHECK/);
+      expect(() => db.prepare(insertMessage).run("m-bad", "voice", "queued", null)).toThrow(/CHECK/);
       expect(() => db.prepare(insertMessage).run("m-bad", "text", "lost", null)).toThrow(/CHECK/);
       expect(() => db.exec("UPDATE webhook_deliveries SET status = 'lost'")).toThrow(/CHECK/);
       // ...without a temporary index built at every statement.
@@ -99,5 +99,81 @@ describe("migration 5: messages and webhook deliveries rebuilt without IN-list C
       reopened.claimDueMessages(Date.now(), 10, Date.now() + 1000).then((rows) => rows.map((r) => r.id)),
     ).resolves.toEqual(["m-queued"]);
     await reopened.close();
+  });
+});
+
+describe("migration 11: every outbound type as a message's kind, the CHECK widened in place", () => {
+  it("admits the new kinds, still refuses others, and keeps rows, rowids, indexes, triggers and added columns", async () => {
+    const path = join(dir, "v10.db");
+    const old = databaseAt(path, 10);
+    // What another branch's migration may have given the table meanwhile: a column and an index of its own.
+    old.exec("ALTER TABLE messages ADD COLUMN extra TEXT; CREATE INDEX messages_extra ON messages (extra);");
+    old.exec(`INSERT INTO broadcasts (id, subject, template, status, total, created_at, updated_at)
+              VALUES ('b1', 's', '{}', 'running', 1, 0, 0)`);
+    const put = old.prepare(insertMessage);
+    put.run("m-text", "text", "queued", null);
+    put.run("m-broadcast", "template", "sending", "b1");
+    expect(() => put.run("m-image", "image", "queued", null)).toThrow(/CHECK/);
+    const rowidsBefore = old.prepare("SELECT id, rowid FROM messages ORDER BY id").all();
+    const schemaBefore = old
+      .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name <> 'messages' ORDER BY name")
+      .all();
+    // A connection open across the migration (another process) must see the new definition too.
+    const other = new Database(path);
+    const otherPut = other.prepare(insertMessage);
+    old.close();
+
+    const store = openSqliteStore(path);
+    await store.close();
+
+    const db = new Database(path);
+    try {
+      expect(db.prepare("SELECT version FROM schema_migrations WHERE version = 11").pluck().get()).toBe(11);
+      expect(db.prepare("SELECT id, rowid FROM messages ORDER BY id").all()).toEqual(rowidsBefore);
+      expect(
+        db.prepare("SELECT type, name, sql FROM sqlite_schema WHERE name <> 'messages' ORDER BY name").all(),
+      ).toEqual(schemaBefore);
+      expect(db.pragma("integrity_check")).toEqual([{ integrity_check: "ok" }]);
+      for (const kind of ["image", "video", "audio", "document", "sticker", "location", "contacts"]) {
+        db.prepare(insertMessage).run(`m-${kind}`, kind, "queued", null);
+      }
+      otherPut.run("m-interactive", "interactive", "queued", null);
+      other.prepare(insertMessage).run("m-reaction", "reaction", "queued", null);
+      expect(() => db.prepare(insertMessage).run("m-bad", "voice", "queued", null)).toThrow(/CHECK/);
+      expect(() => otherPut.run("m-bad", "poll", "queued", null)).toThrow(/CHECK/);
+      db.exec("UPDATE messages SET extra = 'kept' WHERE id = 'm-text'");
+      db.exec("UPDATE messages SET status = 'sent' WHERE id = 'm-broadcast'");
+      expect(db.prepare("SELECT n_sent FROM broadcasts WHERE id = 'b1'").pluck().get()).toBe(1);
+      const plan = db.prepare(`EXPLAIN ${insertMessage}`).all("m", "text", "queued", null) as Array<{
+        opcode: string;
+      }>;
+      expect(plan.filter((op) => op.opcode === "OpenEphemeral")).toEqual([]);
+    } finally {
+      db.close();
+      other.close();
+    }
+  });
+
+  it("refuses to migrate a table whose definition is not the expected one, and changes nothing", async () => {
+    const path = join(dir, "v10-odd.db");
+    const old = databaseAt(path, 10);
+    // A definition edited by hand: the text the migration replaces is not there.
+    old.unsafeMode(true);
+    old.pragma("writable_schema = ON");
+    old
+      .prepare("UPDATE sqlite_schema SET sql = replace(sql, ?, ?) WHERE name = 'messages'")
+      .run("kind = 'otp')", "kind = 'otp' OR kind = 'x')");
+    old.pragma("writable_schema = OFF");
+    old.close();
+    expect(() => openSqliteStore(path)).toThrow(/definition of messages/);
+    const db = new Database(path);
+    try {
+      expect(db.prepare("SELECT version FROM schema_migrations WHERE version = 11").get()).toBeUndefined();
+      expect(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'messages'").pluck().get()).toContain(
+        "kind = 'x'",
+      );
+    } finally {
+      db.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
+import { storedTemplate } from "../messages.js";
 import { refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
 import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
@@ -144,7 +145,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
           id,
           subject: principal.subject,
           name: body.name ?? null,
-          ...(body.template ? { template: body.template } : {}),
+          ...(body.template ? { template: storedTemplate(body.template) } : {}),
           ...(body.text ? { text: body.text.body } : {}),
           ...(body.only_known_contacts ? { onlyKnownContacts: true } : {}),
           recipients: valid,

@@ -1,8 +1,20 @@
 import type { FastifyPluginAsync } from "fastify";
 import { uuidv7 } from "../ids.js";
-import { type OutgoingMessage, PRIORITY, publicStatus } from "../messages.js";
+import {
+  isOurMessageId,
+  type OutgoingMessage,
+  PRIORITY,
+  publicStatus,
+  referencesOf,
+  storedTemplate,
+} from "../messages.js";
 import type { Metrics } from "../metrics.js";
-import { DEFAULT_NUMBER_ID, refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
+import {
+  DEFAULT_NUMBER_ID,
+  refuseUnsupportedOnWeb,
+  resolveFrom,
+  type SendingNumber,
+} from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
@@ -16,10 +28,44 @@ export interface MessagesRoutesOptions {
   onEnqueued: () => void;
 }
 
+/** The request is Meta's message object plus `from`: stored as it came, the template's language as its code. */
 function toOutgoing(body: SendMessageBody): OutgoingMessage {
-  return body.type === "text"
-    ? { type: "text", to: body.to, text: body.text }
-    : { type: "template", to: body.to, template: body.template };
+  const { from: _from, ...message } = body;
+  return message.type === "template" ? { ...message, template: storedTemplate(message.template) } : message;
+}
+
+/**
+ * `context` and `reaction` may name our message id: it must be a message of this subject, from the same number,
+ * that did not fail (Meta knows it only once sent; the outbox maps it to Meta's id then, see
+ * queue/references.ts). The only look-ups on this route, and only for ids of ours. Meta's ids pass as they are.
+ */
+async function checkReferences(
+  store: Store,
+  subject: string,
+  sending: SendingNumber,
+  body: SendMessageBody,
+): Promise<void> {
+  for (const { field, id } of referencesOf(body)) {
+    if (!isOurMessageId(id)) continue;
+    const record = await store.getMessage(id);
+    if (!record || record.subject !== subject) {
+      throw new ApiError(422, "unknown_message", `${field}: no message with this id`);
+    }
+    if ((record.numberId ?? undefined) !== sending.numberId) {
+      throw new ApiError(
+        422,
+        "message_of_another_number",
+        `${field}: that message was sent from another number`,
+      );
+    }
+    if (record.status === "failed") {
+      throw new ApiError(
+        422,
+        "message_failed",
+        `${field}: that message failed; it never reached the recipient`,
+      );
+    }
+  }
 }
 
 function view(record: MessageRecord) {
@@ -50,7 +96,9 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
       const body = request.body as SendMessageBody;
       // Before anything is queued: an unknown number, or one that cannot send, is a 422 naming `from`.
       const sending = resolveFrom(store.numbers, body.from);
-      refuseTemplateOnWeb(sending, body.type);
+      refuseUnsupportedOnWeb(sending, body.type);
+      if (body.type === "reaction" || body.context)
+        await checkReferences(store, principal.subject, sending, body);
       const key = readIdempotencyKey(request);
       const now = Date.now();
       const id = uuidv7(now);

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
+import { storedTemplate } from "../messages.js";
 import {
   MAX_PATTERN_LENGTH,
   MAX_PROGRAM_SIZE_PER_RULE,
@@ -8,7 +9,7 @@ import {
   programSize,
   regexProblem,
 } from "../replies/matching.js";
-import type { ReplyRule, ReplyRulePatch } from "../store/replies.js";
+import type { ReplyContent, ReplyRule, ReplyRulePatch } from "../store/replies.js";
 import type { Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound, unauthorized } from "./errors.js";
@@ -43,6 +44,11 @@ const createBody = z.strictObject({
   priority: ruleFields.priority.default(100),
   enabled: ruleFields.enabled.default(true),
 });
+/** Meta's `{ code }` language is stored as its code, like the templates of POST /v1/messages. */
+function storedReply(reply: z.infer<typeof replyContent>): ReplyContent {
+  return reply.type === "template" ? { type: "template", template: storedTemplate(reply.template) } : reply;
+}
+
 const patchBody = z
   .strictObject(ruleFields)
   .partial()
@@ -133,7 +139,7 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
         pattern: body.pattern,
         ignoreCase: body.ignore_case,
         priority: body.priority,
-        reply: body.reply,
+        reply: storedReply(body.reply),
         enabled: body.enabled,
         createdAt: now,
         updatedAt: now,
@@ -188,7 +194,7 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
         ...(body.pattern !== undefined ? { pattern: body.pattern } : {}),
         ...(body.ignore_case !== undefined ? { ignoreCase: body.ignore_case } : {}),
         ...(body.priority !== undefined ? { priority: body.priority } : {}),
-        ...(body.reply !== undefined ? { reply: body.reply } : {}),
+        ...(body.reply !== undefined ? { reply: storedReply(body.reply) } : {}),
         ...(body.enabled !== undefined ? { enabled: body.enabled } : {}),
       };
       const updated = await store.updateReplyRule(subject, id, patch, Date.now());

@@ -45,3 +45,35 @@ export function refuseTemplateOnWeb(sending: SendingNumber, type: string): void 
     );
   }
 }
+
+/**
+ * What a web number cannot send, refused before anything is queued. WhatsApp Web has no templates; interactive
+ * messages sent through it are not shown by most phones (they are a Cloud API feature); media by link would
+ * make the gateway fetch any URL a client names (Baileys downloads it), which the Cloud API does on Meta's side.
+ */
+const CLOUD_ONLY: Record<string, { code: string; what: string }> = {
+  template: { code: "template_needs_cloud", what: "templates" },
+  interactive: { code: "interactive_needs_cloud", what: "interactive messages" },
+  image: { code: "media_needs_cloud", what: "media messages" },
+  video: { code: "media_needs_cloud", what: "media messages" },
+  audio: { code: "media_needs_cloud", what: "media messages" },
+  document: { code: "media_needs_cloud", what: "media messages" },
+  sticker: { code: "media_needs_cloud", what: "media messages" },
+};
+
+/** Why a web number cannot send a message of this type; undefined when it can. */
+export function cloudOnly(type: string): { code: string; what: string } | undefined {
+  return CLOUD_ONLY[type];
+}
+
+export function refuseUnsupportedOnWeb(sending: SendingNumber, type: string): void {
+  if (!sending.web) return;
+  const refusal = CLOUD_ONLY[type];
+  if (refusal) {
+    throw new ApiError(
+      422,
+      refusal.code,
+      `type: ${refusal.what} are sent by cloud numbers only; from names a web number`,
+    );
+  }
+}

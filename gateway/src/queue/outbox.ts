@@ -7,6 +7,7 @@ import type { ClaimedMessage, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
 import { backoffDelay } from "./backoff.js";
 import { LeaseWorker } from "./lease-worker.js";
+import { resolveMedia, resolveReferences, type UploadedMediaLookup } from "./references.js";
 
 // The outbox worker. Routes commit a message to the store before answering 202; this worker claims due rows
 // (lowest priority number first), sends them and records the outcome.
@@ -43,6 +44,8 @@ export interface OutboxOptions {
   /** Opens sealed secrets (OTP codes) right before sending. */
   sealer: Sealer;
   limiter?: RateLimiter;
+  /** Maps our ids of uploaded media (POST /v1/media) to Meta's before sending. */
+  uploadedMedia?: UploadedMediaLookup;
   now?: () => number;
 }
 
@@ -112,7 +115,18 @@ export class OutboxWorker {
       const message = record.secret
         ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
         : record.message;
-      outcome = await this.sendWithTimeout(message, record.id, record.numberId);
+      const referenced =
+        message.context || message.type === "reaction"
+          ? await resolveReferences(message, o.store)
+          : { kind: "ready" as const, message };
+      const resolved =
+        referenced.kind === "ready" && o.uploadedMedia
+          ? await resolveMedia(referenced.message, o.uploadedMedia)
+          : referenced;
+      outcome =
+        resolved.kind === "ready"
+          ? await this.sendWithTimeout(resolved.message, record.id, record.numberId)
+          : resolved.outcome;
     } catch (error) {
       o.log.error({ err: error, messageId: record.id }, "outbox: transport threw");
       outcome = { kind: "in_doubt", code: "transport_error", message: "transport error" };

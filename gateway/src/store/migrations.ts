@@ -4,7 +4,14 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /**
+   * Text replaced in a table's stored definition, in place (see editTableDefinition in sqlite.ts): for widening a
+   * CHECK without rebuilding the table. Applied before `sql`.
+   */
+  editDefinition?: { table: string; from: string; to: string };
 }
+
+const KINDS_BEFORE_11 = "CHECK (kind = 'text' OR kind = 'template' OR kind = 'otp')";
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -438,5 +445,19 @@ export const MIGRATIONS: readonly Migration[] = [
           profile_name = IFNULL(excluded.profile_name, profile_name);
       END;
     `,
+  },
+  {
+    version: 11,
+    name: "messages: every outbound type of Meta's message object as the kind (image, location, interactive…)",
+    // The kind's CHECK widens in place instead of a rebuild: the table keeps whatever columns, indexes and triggers
+    // other migrations gave it, and a large outbox migrates in no time. Every existing row satisfies the wider CHECK.
+    sql: "",
+    editDefinition: {
+      table: "messages",
+      from: KINDS_BEFORE_11,
+      to: `CHECK (kind = 'text' OR kind = 'template' OR kind = 'otp' OR kind = 'image' OR kind = 'video'
+          OR kind = 'audio' OR kind = 'document' OR kind = 'sticker' OR kind = 'location' OR kind = 'contacts'
+          OR kind = 'interactive' OR kind = 'reaction')`,
+    },
   },
 ];

@@ -91,6 +91,33 @@ function toRecord(row: MessageRow): MessageRecord {
 }
 
 /**
+ * SQLite's documented way to change a constraint without rebuilding the table ("Making Other Kinds Of Table Schema
+ * Changes", lang_altertable.html): the table's stored CREATE statement is edited and the schema version bumped,
+ * so every connection, here and in other processes, reloads the schema. Safe only when every existing row
+ * satisfies the new definition (a widened CHECK does). Refuses, and the migration rolls back, when the
+ * definition does not hold the expected text.
+ */
+function editTableDefinition(
+  db: BetterSqlite3.Database,
+  edit: { table: string; from: string; to: string },
+): void {
+  const version = db.pragma("schema_version", { simple: true }) as number;
+  db.pragma("writable_schema = ON");
+  let changed: number;
+  try {
+    changed = db
+      .prepare(
+        "UPDATE sqlite_schema SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = ? AND instr(sql, ?) > 0",
+      )
+      .run(edit.from, edit.to, edit.table, edit.from).changes;
+    db.pragma(`schema_version = ${version + 1}`);
+  } finally {
+    db.pragma("writable_schema = OFF");
+  }
+  if (changed !== 1) throw new Error(`database: the definition of ${edit.table} is not the one expected`);
+}
+
+/**
  * Applies the migrations not yet applied, each in its own transaction. Foreign keys are off meanwhile (a table
  * rebuild drops and renames a table others refer to, as SQLite's documented procedure does) and checked after.
  */
@@ -109,10 +136,17 @@ function migrate(db: BetterSqlite3.Database): void {
   for (const migration of MIGRATIONS) {
     if (applied.has(migration.version)) continue;
     migrated = true;
-    db.transaction(() => {
-      db.exec(migration.sql);
-      record.run(migration.version, Date.now());
-    })();
+    // better-sqlite3's defensive mode forbids writing sqlite_schema; lifted for this migration only.
+    if (migration.editDefinition) db.unsafeMode(true);
+    try {
+      db.transaction(() => {
+        if (migration.editDefinition) editTableDefinition(db, migration.editDefinition);
+        db.exec(migration.sql);
+        record.run(migration.version, Date.now());
+      })();
+    } finally {
+      if (migration.editDefinition) db.unsafeMode(false);
+    }
   }
   const broken = migrated ? (db.pragma("foreign_key_check") as unknown[]) : [];
   if (broken.length > 0)

@@ -15,26 +15,50 @@ export interface CloudTransportOptions {
   dnsServers?: readonly string[];
 }
 
+/**
+ * The object of the message's type, as Meta documents it. The request schemas (http/outbound-schemas.ts) already
+ * admit only Meta's fields, so most objects go as they were accepted; what is ours (the template's language as a
+ * plain code, `from_me` on a mapped reference) is turned into Meta's shape here.
+ */
+function typeObject(message: OutgoingMessage): unknown {
+  switch (message.type) {
+    case "text":
+      return { body: message.text.body, preview_url: message.text.preview_url ?? false };
+    case "template": {
+      const { name, language, components } = message.template;
+      return { name, language: { code: language }, ...(components ? { components } : {}) };
+    }
+    case "reaction":
+      return { message_id: message.reaction.message_id, emoji: message.reaction.emoji };
+    case "image":
+      return message.image;
+    case "video":
+      return message.video;
+    case "audio":
+      return message.audio;
+    case "document":
+      return message.document;
+    case "sticker":
+      return message.sticker;
+    case "location":
+      return message.location;
+    case "contacts":
+      return message.contacts;
+    case "interactive":
+      return message.interactive;
+  }
+}
+
 /** The request body of Meta's `POST /{phone-number-id}/messages`. */
 export function graphRequestBody(message: OutgoingMessage, messageId: string): Record<string, unknown> {
-  const common = {
+  return {
     messaging_product: "whatsapp",
     recipient_type: "individual",
     to: toProviderNumber(message.to),
     biz_opaque_callback_data: messageId,
-  };
-  if (message.type === "text") {
-    return {
-      ...common,
-      type: "text",
-      text: { body: message.text.body, preview_url: message.text.preview_url ?? false },
-    };
-  }
-  const { name, language, components } = message.template;
-  return {
-    ...common,
-    type: "template",
-    template: { name, language: { code: language }, ...(components ? { components } : {}) },
+    ...(message.context ? { context: { message_id: message.context.message_id } } : {}),
+    type: message.type,
+    [message.type]: typeObject(message),
   };
 }
 

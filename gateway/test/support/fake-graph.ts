@@ -2,6 +2,7 @@ import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { invalidMessageBody } from "./graph-message-shapes.js";
 
 // A stand-in for Meta's Graph API on 127.0.0.1, real HTTP. It records every request, answers like the Cloud
 // API (wamid ids, Meta's error envelope), can be scripted call by call, delays answers on demand and, like
@@ -17,6 +18,8 @@ export interface RecordedRequest {
   readonly body: unknown;
   /** The wamid given when the request was accepted (2xx), undefined otherwise. */
   readonly wamid: string | undefined;
+  /** Why the body was refused as Meta would (error #100), undefined when its shape was valid. */
+  readonly invalid: string | undefined;
 }
 
 export type ScriptedAnswer =
@@ -72,7 +75,12 @@ export interface FakeGraph {
 }
 
 /** Meta's error envelope for a given error code. */
-export function graphError(code: number, httpStatus = 400, title = `(#${code}) error`): ScriptedAnswer {
+export function graphError(
+  code: number,
+  httpStatus = 400,
+  title = `(#${code}) error`,
+  details = title,
+): ScriptedAnswer {
   return {
     status: httpStatus,
     body: {
@@ -80,7 +88,7 @@ export function graphError(code: number, httpStatus = 400, title = `(#${code}) e
         message: title,
         type: "OAuthException",
         code,
-        error_data: { details: title },
+        error_data: { details },
         fbtrace_id: "Afake",
       },
     },
@@ -272,16 +280,28 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     const isMessages = req.method === "POST" && messagesPath.test(path);
     // Meta answers a read receipt `{"success": true}`: no message id, and no status webhooks follow.
     const isReadReceipt = isMessages && (body as { status?: unknown } | undefined)?.status === "read";
-    let answer: ScriptedAnswer | undefined = isMessages ? scripted.shift() : undefined;
+    // Like Meta, a body that is not a valid message object is refused whatever else was scripted.
+    const invalid = isMessages ? invalidMessageBody(body) : undefined;
+    let answer: ScriptedAnswer | undefined = isMessages && !invalid ? scripted.shift() : undefined;
     if (!isMessages) answer = { status: 404, body: { error: { message: "Unknown path", code: 100 } } };
     else if (options.accessToken && req.headers.authorization !== `Bearer ${options.accessToken}`) {
       answer = graphError(190, 401, "(#190) Invalid OAuth access token");
+    } else if (invalid) {
+      answer = graphError(100, 400, "(#100) Invalid parameter", invalid);
     }
     answer ??= { status: 200 };
     const accepted =
       "hangUp" in answer ? answer.accepted !== false : answer.status >= 200 && answer.status < 300;
     const wamid = accepted && !isReadReceipt ? `wamid.fake${String(++counter).padStart(8, "0")}` : undefined;
-    requests.push({ at: Date.now(), method: req.method ?? "", path, headers: req.headers, body, wamid });
+    requests.push({
+      at: Date.now(),
+      method: req.method ?? "",
+      path,
+      headers: req.headers,
+      body,
+      wamid,
+      invalid,
+    });
     for (const waiter of [...waiters]) {
       if (messageRequestCount() >= waiter.count) {
         waiters.splice(waiters.indexOf(waiter), 1);

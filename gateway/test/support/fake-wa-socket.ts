@@ -1,6 +1,12 @@
 import { EventEmitter } from "node:events";
 import { Boom } from "@hapi/boom";
-import type { AuthenticationState, proto, WAMessageKey } from "baileys";
+import type {
+  AnyMessageContent,
+  AuthenticationState,
+  MiscMessageGenerationOptions,
+  proto,
+  WAMessageKey,
+} from "baileys";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "../../src/transport/web/socket.js";
 
 // A stand-in for Baileys' socket (WhatsApp's servers are not reachable here) that emits Baileys' own event shapes:
@@ -25,7 +31,14 @@ export class FakeWaSocket implements WebSocketLike {
     },
   };
   user: { id: string } | undefined;
-  readonly sent: Array<{ jid: string; text: string; id: string }> = [];
+  /** Every message sent: `text` for text messages, Baileys' content and options as given for all. */
+  readonly sent: Array<{
+    jid: string;
+    text: string | undefined;
+    id: string;
+    content: AnyMessageContent;
+    options: MiscMessageGenerationOptions | undefined;
+  }> = [];
   readonly pairingRequests: string[] = [];
   /** The keys of every read receipt the gateway sent. */
   readonly readReceipts: WAMessageKey[] = [];
@@ -121,10 +134,11 @@ export class FakeWaSocket implements WebSocketLike {
     ]);
   }
 
-  async sendMessage(jid: string, content: { text: string }) {
+  async sendMessage(jid: string, content: AnyMessageContent, options?: MiscMessageGenerationOptions) {
     if (this.failSends) throw this.failSends;
     const id = `3EB0${(++this.counter).toString(16).toUpperCase().padStart(16, "0")}`;
-    this.sent.push({ jid, text: content.text, id });
+    const text = "text" in content && typeof content.text === "string" ? content.text : undefined;
+    this.sent.push({ jid, text, id, content, options });
     return { key: { remoteJid: jid, fromMe: true, id } };
   }
 

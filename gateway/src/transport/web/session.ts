@@ -1,3 +1,4 @@
+import type { AnyMessageContent, WAMessage } from "baileys";
 import type { FastifyBaseLogger } from "fastify";
 import QRCode from "qrcode";
 import type { Sealer } from "../../crypto/sealer.js";
@@ -6,6 +7,7 @@ import { publishStatusEvents } from "../../http/meta-webhook.js";
 import type { LinkAnswer, LinkRequest } from "../../http/numbers.js";
 import type { InboundPipeline } from "../../inbound/pipeline.js";
 import type { OutgoingMessage } from "../../messages.js";
+import { cloudOnly } from "../../numbers/from.js";
 import { backoffDelay } from "../../queue/backoff.js";
 import type { InboundMessage, StatusUpdate, Store } from "../../store/store.js";
 import type { SendOutcome } from "../transport.js";
@@ -14,6 +16,7 @@ import type { BaileysModule } from "./baileys.js";
 import { webInboundContent } from "./inbound-content.js";
 import { quietBaileysLogger } from "./logger.js";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "./socket.js";
+import { vcardOf } from "./vcard.js";
 
 // One WhatsApp Web number: its socket, its link attempts, its reconnections.
 //
@@ -74,6 +77,59 @@ const digitsOf = (jid: string) =>
 function statusCodeOf(error: unknown): number | undefined {
   const code = (error as { output?: { statusCode?: unknown } } | undefined)?.output?.statusCode;
   return typeof code === "number" ? code : undefined;
+}
+
+function textOf(message: WebSocketEvents["messages.upsert"]["messages"][number]["message"]): string | null {
+  return message?.conversation ?? message?.extendedTextMessage?.text ?? null;
+}
+
+/** Baileys' content for what WhatsApp Web can carry; undefined for what only the Cloud API sends. */
+function webContent(message: OutgoingMessage, jid: string): AnyMessageContent | undefined {
+  switch (message.type) {
+    case "text":
+      return { text: message.text.body };
+    case "location": {
+      const { latitude, longitude, name, address } = message.location;
+      return {
+        location: {
+          degreesLatitude: latitude,
+          degreesLongitude: longitude,
+          ...(name !== undefined ? { name } : {}),
+          ...(address !== undefined ? { address } : {}),
+        },
+      };
+    }
+    case "contacts":
+      return {
+        contacts: {
+          displayName:
+            message.contacts.length === 1
+              ? message.contacts[0]?.name.formatted_name
+              : `${message.contacts.length} contacts`,
+          contacts: message.contacts.map((c) => ({ displayName: c.name.formatted_name, vcard: vcardOf(c) })),
+        },
+      };
+    case "reaction":
+      return {
+        react: {
+          text: message.reaction.emoji,
+          key: { remoteJid: jid, id: message.reaction.message_id, fromMe: message.reaction.from_me === true },
+        },
+      };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The message a reply quotes, as Baileys takes it: its key (whose it is: ours when the outbox mapped our id, the
+ * customer's otherwise) and a content, which Baileys requires; the phone finds the quoted message by its id.
+ */
+function quotedMessage(context: NonNullable<OutgoingMessage["context"]>, jid: string): WAMessage {
+  return {
+    key: { remoteJid: jid, id: context.message_id, fromMe: context.from_me === true },
+    message: { conversation: "" },
+  };
 }
 
 function secondsToMs(value: unknown, fallback: number): number {
@@ -153,8 +209,16 @@ export class WebSession {
 
   /** The send path (manager.ts decides about unlinked numbers first). */
   async send(message: OutgoingMessage): Promise<SendOutcome> {
-    if (message.type !== "text") {
-      return { kind: "permanent", code: "template_needs_cloud", message: "web numbers send no templates" };
+    const jid = `${digitsOf(message.to)}@s.whatsapp.net`;
+    const content = webContent(message, jid);
+    // Refused before queueing (numbers/from.ts); a message queued before that rule existed fails here.
+    if (!content) {
+      const refusal = cloudOnly(message.type);
+      return {
+        kind: "permanent",
+        code: refusal?.code ?? "unsupported_on_web",
+        message: `web numbers cannot send ${refusal?.what ?? `${message.type} messages`}`,
+      };
     }
     const socket = this.socket;
     if (!socket || !this.open) {
@@ -166,9 +230,11 @@ export class WebSession {
       };
     }
     try {
-      const sent = await socket.sendMessage(`${digitsOf(message.to)}@s.whatsapp.net`, {
-        text: message.text.body,
-      });
+      const sent = await socket.sendMessage(
+        jid,
+        content,
+        message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
+      );
       return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
     } catch (error) {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");

@@ -1,7 +1,9 @@
 import type {
+  AnyMessageContent,
   AuthenticationCreds,
   AuthenticationState,
   ConnectionState,
+  MiscMessageGenerationOptions,
   WAMessage,
   WAMessageKey,
   WAMessageUpdate,
@@ -24,7 +26,11 @@ export interface WebSocketLike {
   };
   /** Set once the connection is open: `<digits>:<device>@s.whatsapp.net`. */
   user?: { id: string } | undefined;
-  sendMessage(jid: string, content: { text: string }): Promise<{ key: { id?: string | null } } | undefined>;
+  sendMessage(
+    jid: string,
+    content: AnyMessageContent,
+    options?: MiscMessageGenerationOptions,
+  ): Promise<{ key: { id?: string | null } } | undefined>;
   /** Read receipts (blue ticks) for received messages. */
   readMessages(keys: WAMessageKey[]): Promise<void>;
   /** An 8-character code the phone enters under Linked devices → Link with phone number. */
