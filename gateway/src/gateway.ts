@@ -90,6 +90,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     events,
     onWebhookQueued: () => webhooks?.notify(),
     resolveHost,
+    ...(overrides.dnsServers ? { dnsServers: overrides.dnsServers } : {}),
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),

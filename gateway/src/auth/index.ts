@@ -1,4 +1,4 @@
-export { isScope, SCOPES, type Scope } from "./scopes.js";
+export { grants, isScope, SCOPES, type Scope } from "./scopes.js";
 export {
   InvalidToken,
   type MintOptions,

@@ -2,6 +2,7 @@
 export const SCOPES = [
   "messages:send",
   "messages:read",
+  "inbox",
   "otp",
   "broadcasts",
   "replies",
@@ -12,4 +13,12 @@ export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
+}
+
+/** Scopes a token holds without naming them: `admin` reads the inbox (inbound messages and their media). */
+const IMPLIED_BY: Partial<Record<Scope, readonly Scope[]>> = { inbox: ["admin"] };
+
+/** Whether a token with these scopes may use a route that needs `scope`. */
+export function grants(scopes: ReadonlySet<string>, scope: Scope): boolean {
+  return scopes.has(scope) || (IMPLIED_BY[scope] ?? []).some((s) => scopes.has(s));
 }

@@ -1,5 +1,12 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { InvalidToken, type Principal, type Scope, verificationKey, verifyToken } from "../auth/index.js";
+import {
+  grants,
+  InvalidToken,
+  type Principal,
+  type Scope,
+  verificationKey,
+  verifyToken,
+} from "../auth/index.js";
 import type { Config } from "../config.js";
 import type { Store } from "../store/store.js";
 import { forbidden, unauthorized } from "./errors.js";
@@ -69,6 +76,6 @@ export function createScopeGuards(config: Config, store: Store): (scope: Scope) 
   return (scope: Scope) => async (request: FastifyRequest) => {
     const principal = request.principal ?? (await authenticate(request));
     request.principal = principal;
-    if (!principal.scopes.has(scope)) throw forbidden();
+    if (!grants(principal.scopes, scope)) throw forbidden();
   };
 }

@@ -8,6 +8,7 @@ import { MIGRATIONS } from "./migrations.js";
 import { RevocationList } from "./revocation-list.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
+import { createSqliteMediaStore } from "./sqlite-media.js";
 import { createSqliteNumbersStore } from "./sqlite-numbers.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
@@ -285,6 +286,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   const store: Store = {
     broadcasts: createSqliteBroadcastStore(db, batcher),
     numbers: createSqliteNumbersStore(db, batcher),
+    media: createSqliteMediaStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {

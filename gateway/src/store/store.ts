@@ -1,5 +1,6 @@
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
 import type { BroadcastStore } from "./broadcasts.js";
+import type { MediaStore } from "./media.js";
 import type { NumbersStore } from "./numbers.js";
 import type { RepliesStore } from "./replies.js";
 import type { WebhooksStore } from "./webhooks.js";
@@ -139,6 +140,8 @@ export interface Store extends RepliesStore, WebhooksStore {
   readonly broadcasts: BroadcastStore;
   /** The numbers registry and web numbers' sealed sessions (store/numbers.ts). */
   readonly numbers: NumbersStore;
+  /** Uploaded media and inbound media ids (store/media.ts). */
+  readonly media: MediaStore;
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;
