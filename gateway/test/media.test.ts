@@ -223,6 +223,45 @@ describe("POST /v1/media", () => {
     });
   });
 
+  it("streams: Meta receives the first bytes while the client still holds back the last ones", async () => {
+    const video = mp4(8 * MB);
+    const before = fake.media.uploads.length;
+    const url = new URL(`${gw.url}/v1/media`);
+    const answer = new Promise<number>((resolve, reject) => {
+      const req = httpRequest(url, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${sender}`,
+          "content-type": "video/mp4",
+          "content-length": video.length,
+        },
+      });
+      req.on("response", (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      });
+      req.on("error", reject);
+      // Half the file, then wait until Meta has some of it: a gateway that buffered the body would send nothing yet.
+      req.write(video.subarray(0, 4 * MB));
+      eventually(
+        async () => ((fake.media.uploads[before]?.fileBytes ?? 0) > 0 ? true : undefined),
+        10_000,
+        "Meta to receive bytes",
+      )
+        .then(() => req.end(video.subarray(4 * MB)))
+        .catch((error: unknown) => {
+          req.destroy();
+          reject(error);
+        });
+    });
+    expect(await answer).toBe(201);
+    expect(fake.media.uploads[before]).toMatchObject({
+      fileBytes: video.length,
+      sha256: sha256(video),
+      complete: true,
+    });
+  });
+
   it("chunked (no Content-Length): the same stream, the multipart body chunked too", async () => {
     const image = jpeg(3 * MB);
     const res = await upload(image, { type: "image/jpeg", chunked: true });
@@ -399,7 +438,7 @@ describe("GET /v1/media/:id", () => {
   });
 
   it("an upload of the caller's round-trips; another subject's upload is 404", async () => {
-    const doc = Buffer.from("%PDF-1.4\n" + "x".repeat(10_000));
+    const doc = Buffer.from(`%PDF-1.4\n${"x".repeat(10_000)}`);
     const res = await upload(doc, { type: "application/pdf" });
     expect(res.status).toBe(201);
     const mine = await gw.token(["inbox"], { sub: "tester" });
