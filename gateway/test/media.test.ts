@@ -345,6 +345,50 @@ describe("POST /v1/media", () => {
     expect((await upload(jpeg(1000), { type: "image/jpeg", query: "?from=a%20b" })).status).toBe(400);
   });
 
+  it("from: a cloud number of the registry: the upload goes to its phone number id with its own token", async () => {
+    const admin = await gw.token(["admin"]);
+    const created = await gw.request("POST", "/v1/numbers", {
+      token: admin,
+      body: {
+        name: "second-cloud",
+        transport: "cloud",
+        cloud: { phone_number_id: "200000000000001", access_token: ACCESS_TOKEN },
+      },
+    });
+    expect(created.status).toBe(201);
+    const image = png(50_000);
+    const res = await upload(image, { type: "image/png", query: `?from=${created.json.id}` });
+    expect(res.status).toBe(201);
+    expect(lastUpload()).toMatchObject({
+      phoneNumberId: "200000000000001",
+      sha256: sha256(image),
+      complete: true,
+    });
+    expect(await gw.gateway.store.media.getMedia(res.json.id as string)).toMatchObject({
+      numberId: created.json.id,
+    });
+  });
+
+  it("sandbox: the bytes are checked and dropped (201), nothing leaves the machine; GET answers 409", async () => {
+    const sandbox = await startTestGateway();
+    try {
+      const t = await sandbox.token(["messages:send", "inbox"]);
+      const before = fake.media.uploads.length;
+      const res = await fetch(`${sandbox.url}/v1/media`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${t}`, "content-type": "image/png" },
+        body: png(5000),
+      });
+      expect(res.status).toBe(201);
+      const { id } = (await res.json()) as { id: string };
+      expect(fake.media.uploads.length).toBe(before);
+      const got = await fetch(`${sandbox.url}/v1/media/${id}`, { headers: { authorization: `Bearer ${t}` } });
+      expect(got.status).toBe(409);
+    } finally {
+      await sandbox.stop();
+    }
+  });
+
   it("Meta refuses the upload: 502 upstream_error with Meta's code, nothing recorded", async () => {
     const other = await startFakeGraph({ accessToken: "another-token" });
     const gw2 = await startTestGateway({
