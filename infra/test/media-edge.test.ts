@@ -156,6 +156,25 @@ describe("POST /v1/media at the edge", () => {
   });
 });
 
+describe("without the edge's token check", () => {
+  it("the WAF stays on for the media route: CRS refuses a binary content type (403), the gateway never sees it", async () => {
+    const plain = await startTestEdge({ rateLimit: OPEN_LIMITS });
+    try {
+      const res = await plain.send({
+        method: "POST",
+        path: "/v1/media",
+        headers: { authorization: token(), "content-type": "image/jpeg" },
+        body: jpeg(64 * 1024),
+      });
+      expect(res.status).toBe(403);
+      expect(plain.upstream.begun.length).toBe(0);
+      expect(await plain.errorLog()).toContain('[id "949110"]');
+    } finally {
+      await plain.close();
+    }
+  }, 120_000);
+});
+
 describe("the media route as rendered", () => {
   const render = (identity: boolean) =>
     renderNginx({
