@@ -71,6 +71,7 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 interface Answer {
   status: number;
+  headers?: Record<string, string | string[] | undefined>;
   json: { id?: string; error?: { code: string; message: string }; [k: string]: unknown };
 }
 
@@ -92,7 +93,11 @@ function upload(
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || "{}") }),
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          json: JSON.parse(Buffer.concat(chunks).toString() || "{}"),
+        }),
       );
     });
     // Writes after an early answer fail with EPIPE/ECONNRESET: the answer is what counts.
@@ -289,6 +294,8 @@ describe("POST /v1/media", () => {
     const res = await upload(jpeg(6 * MB), { type: "image/jpeg" });
     expect(res.status).toBe(413);
     expect(res.json.error?.message).toMatch(/image \(image\/jpeg\) is at most 5242880 bytes/);
+    // The unread rest of the body is not drained: the connection closes after the answer.
+    expect(res.headers?.connection).toBe("close");
     expect(fake.media.uploads.length).toBe(before);
   });
 

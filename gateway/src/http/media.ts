@@ -78,9 +78,8 @@ function graphError(answer: Extract<GraphAnswer, { kind: "error" }>, what: strin
   return new ApiError(502, "upstream_error", `Meta refused the ${what}${detail}`);
 }
 
-/** Answers an error on a request whose body is not read to its end: the connection closes after the answer. */
+/** Answers an error before the body is read to its end (the onSend hook below closes the connection). */
 function refuseUnread(reply: FastifyReply, error: ApiError) {
-  reply.header("connection", "close");
   return reply.status(error.statusCode).send({ error: { code: error.code, message: error.message } });
 }
 
@@ -90,6 +89,11 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
   // This plugin's routes only: the body stays the request stream (no JSON parser, no buffering, no bodyLimit).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
+  // An answer given before the body was read to its end (401, 413, 415, 422, ...) closes the connection: Node would
+  // otherwise read and discard up to 100 MB to keep it alive.
+  app.addHook("onSend", async (request, reply) => {
+    if (!request.raw.complete) reply.header("connection", "close");
+  });
   app.setErrorHandler((error: FastifyError) => {
     if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE")
       throw new ApiError(415, "unsupported_media_type", "Content-Type is not a valid media type");
