@@ -321,6 +321,9 @@ describe("POST /v1/media", () => {
 
   it("no Content-Type: 415; an empty body: 400", async () => {
     expect((await upload(jpeg(100))).status).toBe(415);
+    const garbled = await upload(jpeg(100), { type: "not a type" });
+    expect(garbled.status).toBe(415);
+    expect(garbled.json.error?.message).toBe("Content-Type is not a valid media type");
     expect((await upload(Buffer.alloc(0), { type: "image/jpeg" })).json.error?.code).toBe("empty_body");
   });
 

@@ -128,7 +128,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
           new ApiError(413, "payload_too_large", `a medium is at most ${MAX_MEDIA_BYTES} bytes`),
         );
 
-      const body = request.body as Readable;
+      const body = request.body as Readable | undefined;
+      // Fastify hands no stream over for a request that announces no body at all.
+      if (!body || typeof body[Symbol.asyncIterator] !== "function")
+        throw new ApiError(400, "empty_body", "the body is empty: send the medium's bytes");
       const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const next = async () => {
         try {
