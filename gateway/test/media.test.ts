@@ -214,6 +214,7 @@ describe("POST /v1/media", () => {
       phoneNumberId: PHONE_NUMBER_ID,
       fields: { messaging_product: "whatsapp", type: "video/mp4" },
       fileType: "video/mp4",
+      filename: "video.mp4",
       fileBytes: video.length,
       sha256: sha256(video),
       complete: true,
@@ -476,8 +477,9 @@ describe("GET /v1/media/:id", () => {
     expect(res.headers.get("content-length")).toBe(String(photo.length));
     const bytes = Buffer.from(await res.arrayBuffer());
     expect(sha256(bytes)).toBe(sha256(photo));
-    // The token never leaves the gateway.
+    // The token never leaves the gateway, nor reaches its logs.
     expect(JSON.stringify([...res.headers])).not.toContain(ACCESS_TOKEN);
+    expect(gw.logs()).not.toContain(ACCESS_TOKEN);
     // admin implies inbox; other scopes do not.
     expect((await fetchMedia(id, await gw.token(["admin"]))).status).toBe(200);
     expect((await fetchMedia(id, await gw.token(["messages:read", "messages:send"]))).status).toBe(403);

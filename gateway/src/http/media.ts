@@ -14,7 +14,14 @@ import {
   type GraphMediaClient,
   graphMediaLookup,
 } from "../media/graph-media.js";
-import { declaredType, kindOf, MAX_MEDIA_BYTES, MEDIA_CAPS, MEDIA_TYPES } from "../media/kinds.js";
+import {
+  declaredType,
+  EXTENSIONS,
+  kindOf,
+  MAX_MEDIA_BYTES,
+  MEDIA_CAPS,
+  MEDIA_TYPES,
+} from "../media/kinds.js";
 import { chooseType, SNIFF_BYTES, sniffMedia } from "../media/sniff.js";
 import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
 import type { Store } from "../store/store.js";
@@ -194,12 +201,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
         } else {
           const answer = await graph.upload(target.account, {
             type,
-            filename: `${kind}.${
-              type
-                .split("/")[1]
-                ?.replace(/[^a-z0-9]/g, "")
-                .slice(0, 8) || "bin"
-            }`,
+            filename: `${kind}.${EXTENSIONS[type]}`,
             body: bytes(),
             ...(length === undefined ? {} : { length }),
           });
