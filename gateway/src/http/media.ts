@@ -249,7 +249,8 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
 
   app.get(
     "/v1/media/:id",
-    { onRequest: guard("inbox"), schema: { params: mediaIdParams } },
+    // No automatic HEAD: it would download the whole medium from Meta to answer with headers only.
+    { onRequest: guard("inbox"), schema: { params: mediaIdParams }, exposeHeadRoute: false },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
