@@ -7,6 +7,7 @@ import { createScopeGuards } from "./http/auth.js";
 import { broadcastRoutes } from "./http/broadcasts.js";
 import { installErrorHandling } from "./http/errors.js";
 import { inboxRoutes, type ReadReceiptSender } from "./http/inbox.js";
+import { mediaRoutes } from "./http/media.js";
 import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
@@ -17,6 +18,7 @@ import { installZodValidation } from "./http/validation.js";
 import { webhooksRoutes } from "./http/webhooks.js";
 import { createInboundPipeline, type InboundPipeline } from "./inbound/pipeline.js";
 import { loggerOptions } from "./log.js";
+import { createGraphMediaClient } from "./media/graph-media.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createOtpService } from "./otp/service.js";
 import { createAutoReplier } from "./replies/auto-replier.js";
@@ -48,6 +50,8 @@ export interface AppDeps {
   replyMatchBudgetMs?: number;
   /** Sends read receipts through the number that received a message; without it marking read answers 503. */
   readReceipts?: ReadReceiptSender;
+  /** Name servers for the Graph API host instead of the system's (`ip:port`; tests). */
+  dnsServers?: readonly string[];
 }
 
 /**
@@ -192,6 +196,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     events,
     numbers: deps.store.numbers,
   });
+  const graphMedia = createGraphMediaClient({
+    baseUrl: config.GRAPH_API_BASE_URL,
+    ...(deps.dnsServers ? { dnsServers: deps.dnsServers } : {}),
+  });
+  app.addHook("onClose", async () => graphMedia.close());
+  await app.register(mediaRoutes, { config, store: deps.store, sealer, graph: graphMedia, guard });
   await app.register(adminRoutes, { store: deps.store, guard });
   await app.register(numbersRoutes, {
     config,

@@ -96,6 +96,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     events,
     onWebhookQueued: () => webhooks?.notify(),
     resolveHost,
+    ...(overrides.dnsServers ? { dnsServers: overrides.dnsServers } : {}),
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
@@ -155,6 +156,13 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     inDoubtGraceMs: config.OUTBOX_IN_DOUBT_GRACE_SECONDS * 1000,
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
     sealer,
+    // A message may name a medium by the id POST /v1/media answered: Meta needs its own media id.
+    uploadedMedia: {
+      providerMediaId: async (id) => {
+        const media = await store.media.getMedia(id);
+        return media?.direction === "out" ? media.providerMediaId : undefined;
+      },
+    },
     // Throughput refusals of any message slow broadcasts down.
     limiter: broadcastSender.limiter(overrides.limiter),
   });

@@ -133,6 +133,8 @@ export const BODY_LIMITS = {
   broadcasts: "16m",
   /** Meta delivers at most 3 MB per webhook call. */
   whatsappWebhook: "4m",
+  /** POST /v1/media: a document's cap (100 MB); the gateway enforces each kind's own cap while streaming. */
+  media: "100m",
 } as const;
 
 // RFC 7919 ffdhe2048, the group Mozilla's intermediate profile pins for its DHE suites.
@@ -198,6 +200,12 @@ interface Route {
   readonly bodyBuffer: string;
   /** /v1/: the bearer token is verified at the edge (when input.identity is set). */
   readonly verified?: boolean;
+  /**
+   * Binary uploads (POST /v1/media): the body streams to the gateway as it arrives (no request buffering), and
+   * once the edge verified the token, ModSecurity is off (CRS has nothing to read in a JPEG; the gateway sniffs the
+   * bytes and enforces the caps). Without the edge's token check the WAF stays on.
+   */
+  readonly streamed?: boolean;
 }
 
 export function renderNginx(input: NginxInput): Record<string, string> {
@@ -255,6 +263,15 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       bodyBuffer: "2m",
     },
     {
+      match: "= /v1/media",
+      name: "@wagate_media",
+      verified: true,
+      streamed: true,
+      limits: [ipLimit, tokenLimit],
+      bodyLimit: BODY_LIMITS.media,
+      bodyBuffer: BODY_LIMITS.api,
+    },
+    {
       match: "= /webhooks/whatsapp",
       name: "@wagate_whatsapp_webhook",
       limits: [limitReq("wagate_webhook", webhookPerIp.burst)],
@@ -302,6 +319,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
   const wafErrorPageDirectives = errorPageDirectives.filter((l) => !l.startsWith("error_page 403 "));
   const routeBlocks = routes.flatMap((r) => {
     const checked = identity !== undefined && r.verified === true;
+    const wafOn = waf.enabled && !(r.streamed && checked);
     return [
       `location ${r.match} {`,
       ...r.limits.map((l) => `    ${l}`),
@@ -326,7 +344,8 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       `location ${r.name} {`,
       `    client_max_body_size ${r.bodyLimit};`,
       `    client_body_buffer_size ${r.bodyBuffer};`,
-      ...(waf.enabled
+      ...(r.streamed ? ["    proxy_request_buffering off;"] : []),
+      ...(wafOn
         ? [
             "    modsecurity on;",
             "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",

@@ -2,6 +2,7 @@
 export const SCOPES = [
   "messages:send",
   "messages:read",
+  "inbox",
   "otp",
   "broadcasts",
   "replies",

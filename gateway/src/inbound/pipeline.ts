@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { EventSink } from "../events.js";
+import { inboundMediaOf } from "../media/inbound-media.js";
 import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
 import type { AutoReplier } from "../replies/auto-replier.js";
 import type { InboundMessage, Store } from "../store/store.js";
@@ -52,6 +53,8 @@ export function createInboundPipeline(options: {
     if (inbound.length === 0) return 0;
     // Published together, they share the commit batcher's transactions.
     if (events) await Promise.all(inbound.map((m) => events.publish(receivedEvent(m))));
+    // Media ids become fetchable (GET /v1/media/:id) once registered; registering twice changes nothing.
+    await store.media.registerInboundMedia(inbound.flatMap((m) => inboundMediaOf(m, now)));
     const matches = autoReplier?.matchesToQueue(inbound, ownNumbers, now) ?? [];
     if (matches.length > 0) await store.queueReplyMatches(matches, now);
     await store.markInboundProcessed(

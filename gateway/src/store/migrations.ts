@@ -460,4 +460,25 @@ export const MIGRATIONS: readonly Migration[] = [
           OR kind = 'interactive' OR kind = 'reaction')`,
     },
   },
+  {
+    version: 9,
+    name: "media: uploads (our id to Meta's media id) and inbound media ids, for GET /v1/media/:id",
+    // Inbound media are unique per Meta id (a re-delivered webhook registers nothing twice); the bytes are never
+    // stored here, they stream through the gateway both ways.
+    sql: `
+      CREATE TABLE media (
+        id TEXT PRIMARY KEY,
+        subject TEXT,
+        number_id TEXT,
+        direction TEXT NOT NULL CHECK (direction = 'in' OR direction = 'out'),
+        provider_media_id TEXT NOT NULL,
+        mime_type TEXT,
+        size INTEGER,
+        sha256 TEXT,
+        message_id TEXT,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX media_inbound ON media (provider_media_id) WHERE direction = 'in';
+    `,
+  },
 ];

@@ -9,6 +9,7 @@ import { RevocationList } from "./revocation-list.js";
 import { createSqliteBroadcastStore } from "./sqlite-broadcasts.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import { createSqliteInboxStore } from "./sqlite-inbox.js";
+import { createSqliteMediaStore } from "./sqlite-media.js";
 import { createSqliteNumbersStore } from "./sqlite-numbers.js";
 import { createSqliteRepliesStore } from "./sqlite-replies.js";
 import { createSqliteWebhooksStore } from "./sqlite-webhooks.js";
@@ -322,6 +323,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     broadcasts: createSqliteBroadcastStore(db, batcher),
     numbers: createSqliteNumbersStore(db, batcher),
     inbox: createSqliteInboxStore(db, batcher),
+    media: createSqliteMediaStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
     ...createSqliteWebhooksStore(db, batcher),
     enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult> {

@@ -2,6 +2,7 @@ import type { InboundContent } from "../inbound/content.js";
 import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
 import type { BroadcastStore } from "./broadcasts.js";
 import type { InboxStore } from "./inbox.js";
+import type { MediaStore } from "./media.js";
 import type { NumbersStore } from "./numbers.js";
 import type { RepliesStore } from "./replies.js";
 import type { WebhooksStore } from "./webhooks.js";
@@ -149,6 +150,8 @@ export interface Store extends RepliesStore, WebhooksStore {
   readonly numbers: NumbersStore;
   /** Listing inbound and outbound messages, conversations, read marks (store/inbox.ts). */
   readonly inbox: InboxStore;
+  /** Uploaded media and inbound media ids (store/media.ts). */
+  readonly media: MediaStore;
   /** Commits the message (and the idempotency record, when given) before resolving. */
   enqueueMessage(message: NewMessage, idempotency?: IdempotencyClaim): Promise<EnqueueResult>;
   getMessage(id: string): Promise<MessageRecord | undefined>;

@@ -2,6 +2,7 @@ import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { createFakeGraphMedia, type FakeGraphMedia } from "./fake-graph-media.js";
 import { invalidMessageBody } from "./graph-message-shapes.js";
 
 // A stand-in for Meta's Graph API on 127.0.0.1, real HTTP. It records every request, answers like the Cloud
@@ -58,6 +59,8 @@ export interface FakeGraph {
   readonly baseUrl: string;
   readonly port: number;
   readonly requests: RecordedRequest[];
+  /** Media: uploads as received (streamed, counted, hashed), media by id, downloads (fake-graph-media.ts). */
+  readonly media: FakeGraphMedia;
   /** Bodies of the message requests that were accepted (read receipts are not messages: see readReceipts). */
   accepted(): Array<Record<string, unknown>>;
   /** Read receipts received (`status: read`), with the phone number id whose endpoint they were posted to. */
@@ -269,6 +272,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Media requests stream (a 100 MB upload is never read whole into a string).
+    if (await media.handle(req, res, (req.url ?? "/").split("?")[0] ?? "/")) return;
     const raw = await readBody(req);
     let body: unknown;
     try {
@@ -340,6 +345,13 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     res.end(text);
   }
 
+  let origin = "";
+  const media = createFakeGraphMedia({
+    version,
+    origin: () => origin,
+    ...(options.accessToken ? { accessToken: options.accessToken } : {}),
+  });
+
   const server: Server = createServer((req, res) => {
     handle(req, res).catch(() => res.destroy());
   });
@@ -347,11 +359,13 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
+  origin = `http://${host}:${port}`;
 
   return {
     baseUrl: `http://${host}:${port}/${version}`,
     port,
     requests,
+    media: media.state,
     accepted: () =>
       requests.filter((r) => r.wamid !== undefined).map((r) => r.body as Record<string, unknown>),
     readReceipts: () =>
