@@ -12,14 +12,17 @@ import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
 import { opsRoutes } from "./http/ops.js";
 import { otpRoutes } from "./http/otp.js";
 import { repliesRoutes } from "./http/replies.js";
+import { templatesRoutes } from "./http/templates.js";
 import { installZodValidation } from "./http/validation.js";
 import { webhooksRoutes } from "./http/webhooks.js";
 import { createInboundPipeline, type InboundPipeline } from "./inbound/pipeline.js";
 import { loggerOptions } from "./log.js";
 import { createMetrics, type Metrics } from "./metrics.js";
-import { createOtpService } from "./otp/service.js";
+import { authenticationTemplate, createOtpService } from "./otp/service.js";
 import { createAutoReplier } from "./replies/auto-replier.js";
 import type { Store } from "./store/store.js";
+import { createTemplateCatalog, type TemplateCatalog } from "./templates/catalog.js";
+import { templateSources } from "./templates/sources.js";
 import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface AppDeps {
@@ -45,6 +48,8 @@ export interface AppDeps {
   web?: WebNumbersControl;
   /** Regex time per inbound message for automated replies (tests shorten it). */
   replyMatchBudgetMs?: number;
+  /** The numbers' approved templates that template sends are checked against (default: read from the Graph API). */
+  templates?: TemplateCatalog;
 }
 
 /**
@@ -171,8 +176,27 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     app.addHook("onClose", async () => own.stop());
     inbound = own;
   }
+  let templates = deps.templates;
+  if (!templates) {
+    const own = createTemplateCatalog({
+      sources: templateSources(config, deps.store.numbers, sealer),
+      ttlMs: config.TEMPLATES_CACHE_SECONDS * 1000,
+      log: app.log.child({ component: "templates" }),
+    });
+    // Read in the background from the start, so the first template sends are already checked.
+    app.addHook("onReady", async () => {
+      const cloudNumbers = (await deps.store.numbers.listNumbers()).filter((n) => n.transport === "cloud");
+      own.warm([undefined, ...cloudNumbers.map((n) => n.id)]);
+    });
+    app.addHook("onClose", async () => own.close());
+    templates = own;
+  }
+  // What POST /v1/otp sends from a cloud number, checked like any template send.
+  const otpMessage = authenticationTemplate(config, "+10000000000");
+  if (otpMessage.type !== "template") throw new Error("the OTP message of a cloud number is a template");
   await app.register(opsRoutes, { store: deps.store, metrics });
-  await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
+  await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued, templates });
+  await app.register(templatesRoutes, { catalog: templates, numbers: deps.store.numbers, guard });
   await app.register(otpRoutes, {
     otp: createOtpService(config, deps.store, deps.now),
     metrics,
@@ -180,6 +204,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     onEnqueued,
     events,
     numbers: deps.store.numbers,
+    templates,
+    otpTemplate: otpMessage.template,
   });
   await app.register(adminRoutes, { store: deps.store, guard });
   await app.register(numbersRoutes, {
@@ -194,6 +220,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     store: deps.store.broadcasts,
     numbers: deps.store.numbers,
     guard,
+    templates,
     onCreated: deps.onBroadcastCreated ?? (() => {}),
   });
   await app.register(metaWebhookRoutes, {

@@ -4,6 +4,7 @@ import { type OutgoingMessage, PRIORITY, publicStatus } from "../messages.js";
 import type { Metrics } from "../metrics.js";
 import { DEFAULT_NUMBER_ID, refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
+import type { TemplateCatalog } from "../templates/catalog.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
@@ -14,6 +15,8 @@ export interface MessagesRoutesOptions {
   metrics: Metrics;
   guard: (scope: "messages:send" | "messages:read") => ScopeGuard;
   onEnqueued: () => void;
+  /** Template sends are checked against the number's approved templates before anything is queued. */
+  templates: TemplateCatalog;
 }
 
 function toOutgoing(body: SendMessageBody): OutgoingMessage {
@@ -39,7 +42,7 @@ function view(record: MessageRecord) {
 
 export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
   app,
-  { store, metrics, guard, onEnqueued },
+  { store, metrics, guard, onEnqueued, templates },
 ) => {
   app.post(
     "/v1/messages",
@@ -51,6 +54,11 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
       // Before anything is queued: an unknown number, or one that cannot send, is a 422 naming `from`.
       const sending = resolveFrom(store.numbers, body.from);
       refuseTemplateOnWeb(sending, body.type);
+      if (body.type === "template") {
+        // In memory; a promise only when a refusal must first be confirmed by re-reading the list.
+        const checking = templates.check(sending.numberId, body.template);
+        if (checking) await checking;
+      }
       const key = readIdempotencyKey(request);
       const now = Date.now();
       const id = uuidv7(now);
