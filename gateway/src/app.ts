@@ -3,12 +3,14 @@ import type { Config } from "./config.js";
 import { sealerFor } from "./crypto/sealer.js";
 import { type EventSink, noEvents } from "./events.js";
 import { adminRoutes } from "./http/admin.js";
+import { apiReferenceRoutes } from "./http/api-reference.js";
 import { createScopeGuards } from "./http/auth.js";
 import { broadcastRoutes } from "./http/broadcasts.js";
 import { installErrorHandling } from "./http/errors.js";
 import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
+import { openApiRoutes, recordRoutes } from "./http/openapi.js";
 import { opsRoutes } from "./http/ops.js";
 import { otpRoutes } from "./http/otp.js";
 import { repliesRoutes } from "./http/replies.js";
@@ -134,6 +136,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.removeContentTypeParser("text/plain");
   installZodValidation(app);
   installErrorHandling(app);
+  // Before any route: GET /v1/openapi.json describes every route registered from here on.
+  const routes = recordRoutes(app);
 
   app.addHook("onRequest", async (request, reply) => {
     if (request.raw.rawHeaders.length / 2 > MAX_HEADERS) {
@@ -242,5 +246,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxPerSubject: config.WEBHOOK_MAX_PER_SUBJECT,
     onQueued: deps.onWebhookQueued ?? (() => {}),
   });
+  await app.register(openApiRoutes, { routes });
+  await app.register(apiReferenceRoutes);
   return app;
 }
