@@ -117,7 +117,8 @@ function operationId(method: string, url: string): string {
 
 function tagOf(url: string): string {
   const segments = url.split("/").filter((s) => s.length > 0);
-  if (segments[0] === "v1" && segments[1]) return segments[1];
+  // Resources by their first segment; single files (openapi.json) go with the operational routes.
+  if (segments[0] === "v1" && segments[1] && !segments[1].includes(".")) return segments[1];
   if (segments[0] === "webhooks") return "meta-webhook";
   return "operations";
 }
