@@ -9,6 +9,16 @@ import type { ScopeGuard } from "./auth.js";
 // added anywhere is in the document without anyone listing it; `schema.hide` leaves out only the reference page's
 // own assets. Nothing here is a secret: the document is public, like the API's shape.
 
+declare module "fastify" {
+  interface FastifySchema {
+    /** One line for the document; default: the method and path. */
+    summary?: string;
+    description?: string;
+    /** Left out of the document (the reference page's own assets). */
+    hide?: boolean;
+  }
+}
+
 /** What the document needs of a route, captured as it is registered. */
 export interface RegisteredRoute {
   method: string;
