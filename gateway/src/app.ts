@@ -3,6 +3,7 @@ import type { Config } from "./config.js";
 import { sealerFor } from "./crypto/sealer.js";
 import { type EventSink, noEvents } from "./events.js";
 import { adminRoutes } from "./http/admin.js";
+import { apiReferenceRoutes } from "./http/api-reference.js";
 import { createScopeGuards } from "./http/auth.js";
 import { broadcastRoutes } from "./http/broadcasts.js";
 import { installErrorHandling } from "./http/errors.js";
@@ -11,18 +12,22 @@ import { mediaRoutes } from "./http/media.js";
 import { messagesRoutes } from "./http/messages.js";
 import { metaWebhookRoutes } from "./http/meta-webhook.js";
 import { numbersRoutes, type WebNumbersControl } from "./http/numbers.js";
+import { openApiRoutes, recordRoutes } from "./http/openapi.js";
 import { opsRoutes } from "./http/ops.js";
 import { otpRoutes } from "./http/otp.js";
 import { repliesRoutes } from "./http/replies.js";
+import { templatesRoutes } from "./http/templates.js";
 import { installZodValidation } from "./http/validation.js";
 import { webhooksRoutes } from "./http/webhooks.js";
 import { createInboundPipeline, type InboundPipeline } from "./inbound/pipeline.js";
 import { loggerOptions } from "./log.js";
 import { createGraphMediaClient } from "./media/graph-media.js";
 import { createMetrics, type Metrics } from "./metrics.js";
-import { createOtpService } from "./otp/service.js";
+import { authenticationTemplate, createOtpService } from "./otp/service.js";
 import { createAutoReplier } from "./replies/auto-replier.js";
 import type { Store } from "./store/store.js";
+import { createTemplateCatalog, type TemplateCatalog } from "./templates/catalog.js";
+import { templateSources } from "./templates/sources.js";
 import { type HostResolver, webhookHostResolver, webhookUrlPolicy } from "./webhooks/ssrf.js";
 
 export interface AppDeps {
@@ -52,6 +57,8 @@ export interface AppDeps {
   readReceipts?: ReadReceiptSender;
   /** Name servers for the Graph API host instead of the system's (`ip:port`; tests). */
   dnsServers?: readonly string[];
+  /** The numbers' approved templates that template sends are checked against (default: read from the Graph API). */
+  templates?: TemplateCatalog;
 }
 
 /**
@@ -136,6 +143,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.removeContentTypeParser("text/plain");
   installZodValidation(app);
   installErrorHandling(app);
+  // Before any route: GET /v1/openapi.json describes every route registered from here on.
+  const routes = recordRoutes(app);
 
   app.addHook("onRequest", async (request, reply) => {
     if (request.raw.rawHeaders.length / 2 > MAX_HEADERS) {
@@ -178,8 +187,27 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     app.addHook("onClose", async () => own.stop());
     inbound = own;
   }
+  let templates = deps.templates;
+  if (!templates) {
+    const own = createTemplateCatalog({
+      sources: templateSources(config, deps.store.numbers, sealer),
+      ttlMs: config.TEMPLATES_CACHE_SECONDS * 1000,
+      log: app.log.child({ component: "templates" }),
+    });
+    // Read in the background from the start, so the first template sends are already checked.
+    app.addHook("onReady", async () => {
+      const cloudNumbers = (await deps.store.numbers.listNumbers()).filter((n) => n.transport === "cloud");
+      own.warm([undefined, ...cloudNumbers.map((n) => n.id)]);
+    });
+    app.addHook("onClose", async () => own.close());
+    templates = own;
+  }
+  // What POST /v1/otp sends from a cloud number, checked like any template send.
+  const otpMessage = authenticationTemplate(config, "+10000000000");
+  if (otpMessage.type !== "template") throw new Error("the OTP message of a cloud number is a template");
   await app.register(opsRoutes, { store: deps.store, metrics });
-  await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued });
+  await app.register(messagesRoutes, { store: deps.store, metrics, guard, onEnqueued, templates });
+  await app.register(templatesRoutes, { catalog: templates, numbers: deps.store.numbers, guard });
   await app.register(inboxRoutes, {
     store: deps.store,
     guard,
@@ -195,6 +223,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     onEnqueued,
     events,
     numbers: deps.store.numbers,
+    templates,
+    otpTemplate: otpMessage.template,
   });
   const graphMedia = createGraphMediaClient({
     baseUrl: config.GRAPH_API_BASE_URL,
@@ -215,6 +245,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     store: deps.store.broadcasts,
     numbers: deps.store.numbers,
     guard,
+    templates,
     onCreated: deps.onBroadcastCreated ?? (() => {}),
   });
   await app.register(metaWebhookRoutes, {
@@ -236,5 +267,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxPerSubject: config.WEBHOOK_MAX_PER_SUBJECT,
     onQueued: deps.onWebhookQueued ?? (() => {}),
   });
+  await app.register(openApiRoutes, { routes });
+  await app.register(apiReferenceRoutes);
   return app;
 }

@@ -51,12 +51,21 @@ export const configSchema = z
         .regex(/^[0-9]{1,32}$/, { error: "must be the numeric phone number id" })
         .optional(),
     ),
+    // The default number's WhatsApp Business Account: where its templates are listed (GET /v1/templates, sends checked).
+    WHATSAPP_WABA_ID: optionalText.pipe(
+      z
+        .string()
+        .regex(/^[0-9]{1,32}$/, { error: "must be the numeric WhatsApp Business Account id" })
+        .optional(),
+    ),
     WHATSAPP_APP_SECRET: optionalText,
     WHATSAPP_VERIFY_TOKEN: optionalText,
     GRAPH_API_BASE_URL: z
       .url({ protocol: /^https?$/, error: "must be an http(s) URL" })
       .default(DEFAULT_GRAPH_API_BASE_URL)
       .transform((u) => u.replace(/\/+$/, "")),
+    // How long a number's template list is used before it is re-read in the background (templates/catalog.ts).
+    TEMPLATES_CACHE_SECONDS: integer(300, 10, 86_400),
     OTP_TTL_SECONDS: integer(300, 30, 600),
     OTP_LENGTH: integer(6, 6, 10),
     OTP_MAX_ATTEMPTS: integer(5, 1, 5),

@@ -206,7 +206,16 @@ interface Route {
    * bytes and enforces the caps). Without the edge's token check the WAF stays on.
    */
   readonly streamed?: boolean;
+  /**
+   * The gateway's own Content-Security-Policy is kept instead of the edge's `default-src 'none'` (the API reference
+   * page runs the gateway's script under the policy the gateway computes for it; API_DOCS_CSP_FALLBACK otherwise).
+   */
+  readonly gatewayCsp?: boolean;
 }
+
+/** The public API description (gateway/src/http/openapi.ts, api-reference.ts): no token, anonymous WAF. */
+export const API_DOCUMENT_PATH = "/v1/openapi.json";
+export const API_REFERENCE_PREFIX = "/v1/docs";
 
 export function renderNginx(input: NginxInput): Record<string, string> {
   const domain = domainSchema.parse(input.domain);
@@ -272,6 +281,21 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       bodyBuffer: BODY_LIMITS.api,
     },
     {
+      match: `= ${API_DOCUMENT_PATH}`,
+      name: "@wagate_api_document",
+      limits: [ipLimit],
+      bodyLimit: "1k",
+      bodyBuffer: "1k",
+    },
+    {
+      match: `^~ ${API_REFERENCE_PREFIX}`,
+      name: "@wagate_api_reference",
+      limits: [ipLimit],
+      bodyLimit: "1k",
+      bodyBuffer: "1k",
+      gatewayCsp: true,
+    },
+    {
       match: "= /webhooks/whatsapp",
       name: "@wagate_whatsapp_webhook",
       limits: [limitReq("wagate_webhook", webhookPerIp.burst)],
@@ -311,6 +335,10 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     "}",
   ];
 
+  const securityHeaders = Object.entries(SECURITY_HEADERS).map(([name, value]) => {
+    if (value.includes('"')) throw new Error(`header ${name} must not contain a double quote`);
+    return `add_header ${name} "${value}" always;`;
+  });
   const notFound = errorBody("not_found", "Not found");
   // `=<status>` where the answer's status differs: nginx answers its internal codes (494, 497) with 400 otherwise.
   const errorPageDirectives = Object.entries(EDGE_ERRORS).map(
@@ -345,6 +373,17 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       `    client_max_body_size ${r.bodyLimit};`,
       `    client_body_buffer_size ${r.bodyBuffer};`,
       ...(r.streamed ? ["    proxy_request_buffering off;"] : []),
+      // A location with add_header inherits none of the server's: all of them again, the policy from the gateway.
+      ...(r.gatewayCsp
+        ? [
+            ...securityHeaders
+              .filter((l) => !l.startsWith("add_header Content-Security-Policy "))
+              .map((l) => `    ${l}`),
+            "    add_header Content-Security-Policy $wagate_gateway_csp always;",
+            "    add_header X-Request-Id $request_id always;",
+            "    add_header Retry-After $wagate_retry_after always;",
+          ]
+        : []),
       ...(wafOn
         ? [
             "    modsecurity on;",
@@ -370,10 +409,6 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     "}",
   ]);
 
-  const securityHeaders = Object.entries(SECURITY_HEADERS).map(([name, value]) => {
-    if (value.includes('"')) throw new Error(`header ${name} must not contain a double quote`);
-    return `add_header ${name} "${value}" always;`;
-  });
   const hiddenUpstreamHeaders = [
     ...Object.keys(SECURITY_HEADERS),
     "X-Powered-By",
@@ -493,6 +528,11 @@ ${indent(adminGeo, 1)}
         "~^(?<wagate_denial_kind>[a-z]+):" $wagate_denial_kind;
         "~^:403:$" waf;
         default "";
+    }
+    # The API reference page keeps the policy the gateway sends for it; anything else there gets the edge's.
+    map $upstream_http_content_security_policy $wagate_gateway_csp {
+        "" "${SECURITY_HEADERS["Content-Security-Policy"]}";
+        default $upstream_http_content_security_policy;
     }
     map $wagate_denial $wagate_retry_after {
         rate 1;

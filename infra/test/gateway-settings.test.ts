@@ -54,6 +54,16 @@ const refused: [string, Record<string, unknown>, RegExp][] = [
   ["a non-integer", { OUTBOX_CONCURRENCY: 1.5 }, /^wagate:gateway: OUTBOX_CONCURRENCY must be an integer/],
   ["an empty template name", { OTP_TEMPLATE_NAME: "" }, /^wagate:gateway: OTP_TEMPLATE_NAME /],
   [
+    "a template cache shorter than 10 s",
+    { TEMPLATES_CACHE_SECONDS: 1 },
+    /^wagate:gateway: TEMPLATES_CACHE_SECONDS .*10/,
+  ],
+  [
+    "a WABA id that is not Meta's",
+    { WHATSAPP_WABA_ID: "waba-1" },
+    /^wagate:gateway: WHATSAPP_WABA_ID must be the numeric/,
+  ],
+  [
     "a list",
     { WEBHOOK_ALLOWED_HOSTS: ["a.example"] },
     /^wagate:gateway: WEBHOOK_ALLOWED_HOSTS must be a string/,
@@ -138,6 +148,8 @@ describe("wagate:gateway is checked at preview by the gateway's own schema", () 
         DATABASE_SYNC: "full",
         JWT_ISSUER: "acme",
         GRAPH_API_BASE_URL: "https://graph.facebook.com/v23.0",
+        WHATSAPP_WABA_ID: "102290129340398",
+        TEMPLATES_CACHE_SECONDS: 600,
       }),
     );
     expect(problems).toEqual([]);

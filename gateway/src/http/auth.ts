@@ -17,7 +17,10 @@ declare module "fastify" {
   }
 }
 
-export type ScopeGuard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+/** An onRequest hook; `scope` names what it requires, so the OpenAPI document (http/openapi.ts) can say it. */
+export type ScopeGuard = ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) & {
+  readonly scope?: Scope;
+};
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
 const MAX_TOKEN_LENGTH = 4096;
@@ -73,9 +76,13 @@ export function createScopeGuards(config: Config, store: Store): (scope: Scope) 
     return principal;
   }
 
-  return (scope: Scope) => async (request: FastifyRequest) => {
-    const principal = request.principal ?? (await authenticate(request));
-    request.principal = principal;
-    if (!grants(principal.scopes, scope)) throw forbidden();
-  };
+  return (scope: Scope) =>
+    Object.assign(
+      async (request: FastifyRequest) => {
+        const principal = request.principal ?? (await authenticate(request));
+        request.principal = principal;
+        if (!grants(principal.scopes, scope)) throw forbidden();
+      },
+      { scope },
+    );
 }

@@ -6,6 +6,8 @@ import { refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
 import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import type { NumbersStore } from "../store/numbers.js";
+import { recipientTemplate } from "../store/sqlite-broadcasts.js";
+import type { TemplateCatalog } from "../templates/catalog.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
@@ -110,11 +112,38 @@ export interface BroadcastRoutesOptions {
   guard: (scope: "broadcasts") => ScopeGuard;
   /** Wakes the broadcast sender after a commit. */
   onCreated: () => void;
+  /** The template is checked against the number's approved templates, with each recipient's parameters. */
+  templates: TemplateCatalog;
+}
+
+/**
+ * The template as each recipient will get it (their parameters replace the body's): checked once per distinct
+ * parameter count, the first recipient of each count named when it does not fit.
+ */
+async function checkBroadcastTemplate(
+  templates: TemplateCatalog,
+  numberId: string | undefined,
+  template: NonNullable<BroadcastBody["template"]>,
+  recipients: BroadcastBody["recipients"],
+): Promise<void> {
+  const stored = storedTemplate(template);
+  const first = templates.check(numberId, stored);
+  if (first) await first;
+  const checkedCounts = new Set<number>();
+  for (const [index, item] of recipients.entries()) {
+    const parameters = typeof item === "string" ? undefined : item.parameters;
+    if (!parameters?.length || checkedCounts.has(parameters.length)) continue;
+    checkedCounts.add(parameters.length);
+    const checking = templates.check(numberId, recipientTemplate(stored, parameters), {
+      componentsLabel: `recipients[${index}].parameters`,
+    });
+    if (checking) await checking;
+  }
 }
 
 export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async (
   app,
-  { store, numbers, guard, onCreated },
+  { store, numbers, guard, onCreated, templates },
 ) => {
   app.post(
     "/v1/broadcasts",
@@ -125,7 +154,10 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
       const body = request.body as BroadcastBody;
       // A web number sends no templates.
       const sending = resolveFrom(numbers, body.from);
-      if (body.template) refuseTemplateOnWeb(sending, "template");
+      if (body.template) {
+        refuseTemplateOnWeb(sending, "template");
+        await checkBroadcastTemplate(templates, sending.numberId, body.template, body.recipients);
+      }
       const key = readIdempotencyKey(request);
       const { valid, invalid, duplicates } = sortRecipients(body.recipients);
       if (valid.length === 0) {

@@ -16,6 +16,7 @@ import {
   type SendingNumber,
 } from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
+import type { TemplateCatalog } from "../templates/catalog.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
@@ -26,6 +27,8 @@ export interface MessagesRoutesOptions {
   metrics: Metrics;
   guard: (scope: "messages:send" | "messages:read") => ScopeGuard;
   onEnqueued: () => void;
+  /** Template sends are checked against the number's approved templates before anything is queued. */
+  templates: TemplateCatalog;
 }
 
 /** The request is Meta's message object plus `from`: stored as it came, the template's language as its code. */
@@ -85,7 +88,7 @@ function view(record: MessageRecord) {
 
 export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
   app,
-  { store, metrics, guard, onEnqueued },
+  { store, metrics, guard, onEnqueued, templates },
 ) => {
   app.post(
     "/v1/messages",
@@ -99,6 +102,11 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
       refuseUnsupportedOnWeb(sending, body.type);
       if (body.type === "reaction" || body.context)
         await checkReferences(store, principal.subject, sending, body);
+      if (body.type === "template") {
+        // In memory; a promise only when a refusal must first be confirmed by re-reading the list.
+        const checking = templates.check(sending.numberId, storedTemplate(body.template));
+        if (checking) await checking;
+      }
       const key = readIdempotencyKey(request);
       const now = Date.now();
       const id = uuidv7(now);

@@ -4,6 +4,8 @@ import type { Metrics } from "../metrics.js";
 import { resolveFrom } from "../numbers/from.js";
 import type { OtpService } from "../otp/service.js";
 import type { NumbersStore } from "../store/numbers.js";
+import type { TemplateCatalog } from "../templates/catalog.js";
+import type { RequestedTemplate } from "../templates/fit.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, unauthorized } from "./errors.js";
 import { otpRequestBody, otpVerifyBody } from "./schemas.js";
@@ -16,6 +18,9 @@ export interface OtpRoutesOptions {
   /** Receives `otp.verified`; resolves once it is persisted. */
   events?: EventSink;
   numbers: NumbersStore;
+  /** The authentication template (OTP_TEMPLATE_NAME) is checked against the number's approved templates. */
+  templates: TemplateCatalog;
+  otpTemplate: RequestedTemplate;
 }
 
 /** The number's ceiling is a rolling hour: a fixed wait, not one computed from other subjects' codes. */
@@ -23,7 +28,7 @@ const NUMBER_LIMIT_RETRY_AFTER_SECONDS = 3600;
 
 export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
   app,
-  { otp, metrics, guard, onEnqueued, events, numbers },
+  { otp, metrics, guard, onEnqueued, events, numbers, templates, otpTemplate },
 ) => {
   app.post(
     "/v1/otp",
@@ -33,6 +38,10 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
       if (!subject) throw unauthorized();
       const { to, from } = request.body as { to: string; from?: string };
       const sending = resolveFrom(numbers, from);
+      if (!sending.web) {
+        const checking = templates.check(sending.numberId, otpTemplate, { label: "OTP_TEMPLATE_NAME" });
+        if (checking) await checking;
+      }
       const result = await otp.issue(subject, to, sending);
       if (result.kind === "number_limit") {
         metrics.otpEvents.inc({ event: result.kind });

@@ -19,6 +19,9 @@ export function installZodValidation(app: FastifyInstance): void {
       return { error: new ApiError(400, "invalid_request", `${where}: ${message ?? "is invalid"}`) };
     };
   });
+  // Response schemas (zod) describe answers for the OpenAPI document (http/openapi.ts); handlers build their views
+  // field by field, so the answer is serialized as it is, not re-validated on every request.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 }
 
 /** Type helper: the parsed input of a route whose schemas are zod types. */
@@ -27,4 +30,5 @@ export type ZodRouteSchema = FastifySchema & {
   params?: ZodType;
   querystring?: ZodType;
   headers?: ZodType;
+  response?: Record<number | string, ZodType>;
 };

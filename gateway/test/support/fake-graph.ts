@@ -20,7 +20,7 @@ export interface RecordedRequest {
   /** The wamid given when the request was accepted (2xx), undefined otherwise. */
   readonly wamid: string | undefined;
   /** Why the body was refused as Meta would (error #100), undefined when its shape was valid. */
-  readonly invalid: string | undefined;
+  readonly invalid?: string | undefined;
 }
 
 export type ScriptedAnswer =
@@ -54,6 +54,16 @@ export interface FakeGraphOptions {
   host?: string;
 }
 
+/** A template as Meta's `GET /{waba-id}/message_templates` lists it. */
+export interface FakeTemplate {
+  name: string;
+  language: string;
+  status: string;
+  category?: string;
+  components: Array<Record<string, unknown>>;
+  id?: string;
+}
+
 export interface FakeGraph {
   /** Base URL including the version: what GRAPH_API_BASE_URL is set to. */
   readonly baseUrl: string;
@@ -72,6 +82,12 @@ export interface FakeGraph {
   setLatency(ms: number): void;
   /** Signs and posts a webhook payload to the configured gateway URL; resolves with the HTTP status. */
   postWebhook(payload: unknown): Promise<number>;
+  /** The templates `GET /{wabaId}/message_templates` lists (paged like Meta: `limit`, `after`, `paging.next`). */
+  setTemplates(wabaId: string, templates: FakeTemplate[]): void;
+  /** Answers every template listing with this instead (an outage, a token without permission); undefined: normal. */
+  failTemplates(answer: { status: number; body?: unknown } | undefined): void;
+  /** Template listing requests received (one per page; not in `requests`). */
+  templateRequests(): RecordedRequest[];
   /** Resolves once `count` message requests have been received. */
   waitForRequests(count: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -223,6 +239,11 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const webhookTasks = new Set<Promise<void>>();
 
   const messagesPath = new RegExp(`^/${version.replace(".", "\\.")}/([0-9]+)/messages$`);
+  const templatesPath = new RegExp(`^/${version.replace(".", "\\.")}/([0-9]+)/message_templates$`);
+  const templatesByWaba = new Map<string, FakeTemplate[]>();
+  let templatesFailure: { status: number; body?: unknown } | undefined;
+  /** Kept apart from `requests`, which holds the message sends the other tests count. */
+  const templateRequests: RecordedRequest[] = [];
 
   async function postWebhook(payload: unknown): Promise<number> {
     const hook = options.statusWebhook;
@@ -271,10 +292,62 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     return requests.filter((r) => messagesPath.test(r.path)).length;
   }
 
+  function sendJson(res: ServerResponse, status: number, value: unknown): void {
+    const text = JSON.stringify(value);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  /** Meta's template listing: cursor paging, `fields` honoured, the token checked like on sends. */
+  function listTemplates(req: IncomingMessage, res: ServerResponse, wabaId: string) {
+    const url = new URL(req.url ?? "/", "http://fake");
+    templateRequests.push({
+      at: Date.now(),
+      method: req.method ?? "",
+      path: url.pathname,
+      headers: req.headers,
+      body: Object.fromEntries(url.searchParams),
+      wamid: undefined,
+    });
+    if (options.accessToken && req.headers.authorization !== `Bearer ${options.accessToken}`) {
+      const error = graphError(190, 401, "(#190) Invalid OAuth access token") as {
+        status: number;
+        body: unknown;
+      };
+      return sendJson(res, error.status, error.body);
+    }
+    if (templatesFailure) return sendJson(res, templatesFailure.status, templatesFailure.body ?? {});
+    const all = templatesByWaba.get(wabaId);
+    if (!all) return sendJson(res, 400, { error: { message: "Unsupported get request", code: 100 } });
+    const limit = Math.min(Number(url.searchParams.get("limit") ?? 25) || 25, 1000);
+    const after = url.searchParams.get("after");
+    const start = after ? Number(Buffer.from(after, "base64url").toString("utf8")) : 0;
+    const fields = (url.searchParams.get("fields") ?? "name,status,id").split(",");
+    const data = all.slice(start, start + limit).map((t, i) => {
+      const full: Record<string, unknown> = { ...t, id: t.id ?? String(1_000_000 + start + i) };
+      return Object.fromEntries(Object.entries(full).filter(([k]) => k === "id" || fields.includes(k)));
+    });
+    const cursor = (n: number) => Buffer.from(String(n), "utf8").toString("base64url");
+    const more = start + limit < all.length;
+    const next = new URL(url.pathname, `http://${req.headers.host}`);
+    next.searchParams.set("limit", String(limit));
+    next.searchParams.set("after", cursor(start + limit));
+    sendJson(res, 200, {
+      data,
+      paging: {
+        cursors: { before: cursor(start), after: cursor(start + data.length) },
+        ...(more ? { next: next.toString() } : {}),
+      },
+    });
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // Media requests stream (a 100 MB upload is never read whole into a string).
     if (await media.handle(req, res, (req.url ?? "/").split("?")[0] ?? "/")) return;
     const raw = await readBody(req);
+    const templatesMatch =
+      req.method === "GET" ? templatesPath.exec((req.url ?? "/").split("?")[0] ?? "/") : null;
+    if (templatesMatch?.[1]) return listTemplates(req, res, templatesMatch[1]);
     let body: unknown;
     try {
       body = raw ? JSON.parse(raw) : undefined;
@@ -386,6 +459,11 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       latencyMs = ms;
     },
     postWebhook,
+    setTemplates: (wabaId, templates) => void templatesByWaba.set(wabaId, templates),
+    failTemplates: (answer) => {
+      templatesFailure = answer;
+    },
+    templateRequests: () => [...templateRequests],
     waitForRequests(count, timeoutMs = 30_000) {
       if (messageRequestCount() >= count) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
