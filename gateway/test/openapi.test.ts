@@ -96,6 +96,8 @@ export function readmeRequests(readme: string): ReadmeRequest[] {
         const data = words[i + 1] ?? "";
         body = data.startsWith("$") ? null : JSON.parse(data);
       }
+      // A file's raw bytes (POST /v1/media): a body, not JSON to validate.
+      if (word === "--data-binary") body = null;
     }
     requests.push({
       line,
