@@ -290,34 +290,47 @@ export interface ModsecurityFiles {
   readonly rulesFile: string;
 }
 
-/**
- * CRS rules (PL1, loaded files) that read the raw REQUEST_BODY: for verified requests they skip it like the JSON
- * values (a unit test checks the list against the installed CRS).
- */
-export const RAW_BODY_RULES = ["920260", "921110", "931110"] as const;
-
-/** Where every request reaching the WAF carries a bearer token the edge verified (when identity is on). */
-export const VERIFIED_PREFIX = "/v1/";
+/** The exclusions for the API's JSON bodies: rendered only when /v1/ requests reach ModSecurity (no identity). */
+function apiBodyExclusions(removed: ReadonlySet<string>): string {
+  return `# The XSS rules (941) are the most expensive family: each of its 23 rules at PL1 runs six transformations on every
+# value it reads (~1.7M of the ~5.4M instructions per request). They no longer read:
+# - ARGS_NAMES json.to, json.type, json.text.body: an ARGS_NAMES value is the argument's name itself, so excluding
+#   these exact names excludes exactly these constant strings, whatever the request (nothing is lost);
+# - ARGS json.to and json.type: every route that takes a top-level "to" accepts only an E.164 number, and the only
+#   one with a top-level "type" only "text" or "template" (strict zod schemas, gateway/src/http/schemas.ts); every
+#   other route refuses unknown fields with 400, and the same names in a query string or form reach nothing that
+#   reads them. SQLi, RCE, LFI, RFI and Node.js rules still inspect both values.
+# Exact names, no regex: ModSecurity 3.0.9 applies a regex exclusion to keys of every collection.
+${XSS_ARGS_RULES.filter((id) => id !== "941310" && !removed.has(id))
+  .map((id) => `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`)
+  .join("\n")}
+# The same constant names leave the other rules that read ARGS_NAMES through two or more transformations.
+${NAME_EXCLUSION_RULES.filter((id) => !removed.has(id))
+  .map(
+    (id) =>
+      `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS_NAMES:"))
+        .map((t) => `!${t}`)
+        .join("|")}"`,
+  )
+  .join("\n")}
+# 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
+# UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other
+# scripts trip it. JSON body values leave this one rule; the query string and form bodies keep it.
+SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
+`;
+}
 
 export function renderModsecurity(
   waf: Waf,
   layout: EdgeLayout,
   options: { verified?: boolean } = {},
 ): ModsecurityFiles {
-  // Identity first (nginx.ts): every request under VERIFIED_PREFIX that reaches ModSecurity carries a token the
-  // edge verified. Its body is the gateway's strict schemas' to judge (a positive model: unknown fields and query
-  // parameters refused with 400, values typed and bounded), not CRS's: the JSON body processor is not switched on
-  // there (its values never become ARGS) and the rules that read the raw body skip it. CRS still reads the method,
-  // request line, URI, query string and headers. A business's message that talks about SQL, shells or HTML is
-  // therefore never refused; anonymous routes keep the whole of CRS.
-  const jsonCondition = options.verified
-    ? `SecRule REQUEST_FILENAME "!@beginsWith ${VERIFIED_PREFIX}" \\
-    "id:10000,phase:1,t:none,pass,nolog,chain"
-    SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
-        "t:none,t:lowercase,ctl:requestBodyProcessor=JSON"
-SecRule REQUEST_FILENAME "@beginsWith ${VERIFIED_PREFIX}" \\
-    "id:10002,phase:1,t:none,pass,nolog,${RAW_BODY_RULES.map((id) => `ctl:ruleRemoveTargetById=${id};REQUEST_BODY`).join(",")}"`
-    : `SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
+  // Identity first (nginx.ts): with `verified`, no request under VERIFIED_PREFIX reaches ModSecurity at all (the
+  // edge verified its token; its path, query and body are the gateway's strict schemas' and the edge's positive
+  // checks' to judge). What this file then judges is anonymous traffic only (Meta's webhook route, /healthz), with
+  // the whole of CRS at the paranoia level; the exclusions written for the API's JSON bodies are not rendered.
+  const apiBodies = !options.verified;
+  const jsonCondition = `SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
     "id:10000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"`;
   const rulesFile = posix.join(layout.modsecurityDir, "wagate.conf");
   const relative = posix.relative(layout.confDir, rulesFile);
@@ -420,7 +433,9 @@ SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
     SecRule REQUEST_HEADERS:X-Hub-Signature-256 "@rx ^sha256=[0-9a-f]{64}$" \\
         "ctl:requestBodyAccess=Off,setvar:tx.wagate_body_not_inspected=1"
 
-# POST /v1/broadcasts: up to 100,000 recipients (E.164 numbers, optional template parameters), which the gateway
+${
+  apiBodies
+    ? `# POST /v1/broadcasts: up to 100,000 recipients (E.164 numbers, optional template parameters), which the gateway
 # validates one by one with its schema and stores with parameterised statements. CRS over 100,000 values costs an
 # nginx worker about half a minute of CPU (measured), during which every other client on that worker waits: a
 # denial of service by itself. Only without a query string (the route takes none): with one, the whole request is
@@ -434,11 +449,17 @@ SecRule REQUEST_FILENAME "@streq /v1/broadcasts" \\
 # The OTP code is digits the gateway validates; keeping it out of every rule keeps it out of every log line.
 SecRule REQUEST_FILENAME "@streq /v1/otp/verify" \\
     "id:10110,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:json.code"
-
+`
+    : "# /v1/ never reaches ModSecurity (identity first): no exclusions for the API's routes.\n"
+}
 # Meta's subscription handshake (GET /webhooks/whatsapp) carries the operator's verify token in the query string;
 # no rule inspects it, so no log line quotes it. The gateway compares it in constant time.
-SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
-    "id:10111,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:hub.verify_token"
+# Only on the handshake's GET: an exclusion by tag makes ModSecurity re-read every rule's tags for the rest of the
+# transaction (~1M instructions), which Meta's POSTs (no verify token) must not pay.
+SecRule REQUEST_METHOD "@streq GET" \\
+    "id:10111,phase:1,pass,nolog,t:none,chain"
+    SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
+        "ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:hub.verify_token"
 
 # CRS 920450 (restricted headers) matches every request header's name with a capture, stores each in a TX variable
 # and then compares every "TX:header_name_*" with the restricted list: ~360,000 instructions on every request, 6 %
@@ -472,32 +493,7 @@ ${HEADER_WIDE_RULES.filter((id) => !removed.has(id))
     (id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"`,
   )
   .join("\n")}
-# The XSS rules (941) are the most expensive family: each of its 23 rules at PL1 runs six transformations on every
-# value it reads (~1.7M of the ~5.4M instructions per request). They no longer read:
-# - ARGS_NAMES json.to, json.type, json.text.body: an ARGS_NAMES value is the argument's name itself, so excluding
-#   these exact names excludes exactly these constant strings, whatever the request (nothing is lost);
-# - ARGS json.to and json.type: every route that takes a top-level "to" accepts only an E.164 number, and the only
-#   one with a top-level "type" only "text" or "template" (strict zod schemas, gateway/src/http/schemas.ts); every
-#   other route refuses unknown fields with 400, and the same names in a query string or form reach nothing that
-#   reads them. SQLi, RCE, LFI, RFI and Node.js rules still inspect both values.
-# Exact names, no regex: ModSecurity 3.0.9 applies a regex exclusion to keys of every collection.
-${XSS_ARGS_RULES.filter((id) => id !== "941310" && !removed.has(id))
-  .map((id) => `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`)
-  .join("\n")}
-# The same constant names leave the other rules that read ARGS_NAMES through two or more transformations.
-${NAME_EXCLUSION_RULES.filter((id) => !removed.has(id))
-  .map(
-    (id) =>
-      `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS_NAMES:"))
-        .map((t) => `!${t}`)
-        .join("|")}"`,
-  )
-  .join("\n")}
-# 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
-# UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other
-# scripts trip it. JSON body values leave this one rule; the query string and form bodies keep it.
-SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
-# REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
+${apiBodies ? apiBodyExclusions(removed) : ""}# REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
 # rendered, not typed by hand) and its sampling rules (sampling is 100 %). 901318/901321 initialise the persistent
 # per-client collection that only 910 (IP reputation) and 912 (DoS) read; neither is loaded, and it costs a SHA-1
 # of the User-Agent and a locked in-memory store on every request.
