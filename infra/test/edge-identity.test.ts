@@ -88,6 +88,15 @@ describe("the bearer token is verified at the edge", () => {
     ["another audience", () => token({ aud: "other" })],
     ["no jti", () => token({ jti: undefined })],
     ["no exp", () => token({ exp: undefined })],
+    // The same 32 signature bytes spelled another way (the last character's two unused bits set): one spelling only.
+    [
+      "signature in non-canonical base64url",
+      () => {
+        const t = token();
+        const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        return t.slice(0, -1) + alphabet[alphabet.indexOf(t.slice(-1)) + 1];
+      },
+    ],
   ];
   for (const [name, make] of refused) {
     it(`${name}: JSON 401 at the edge, the gateway never sees it`, async () => {
