@@ -24,7 +24,8 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //   own-rules    engine + wagate's rules, no CRS file;
 //   waf-on       the rendered edge as the VM runs it;
 //   identity-only  the token verified at the edge (njs), no WAF;
-//   verified     identity first with the WAF: CRS reads method, URI, query and headers of a verified request;
+//   verified     identity first with the WAF on, as the VM renders it: a verified /v1/ request meets no ModSecurity
+//                (the edge's positive model); with PROFILE_REQUEST=webhook, the anonymous request through full CRS;
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family
 //                (PROFILE_IDENTITY=1: as rendered with identity first, the rules anonymous traffic meets);
 //   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
@@ -122,7 +123,7 @@ const VARIANTS: Record<string, Variant> = {
   "engine-only": { waf: true, rules: engineOnly },
   "own-rules": { waf: true, rules: withoutCrs },
   "waf-on": { waf: true },
-  // Identity first: the token verified in njs; with the WAF, CRS on method, URI, query and headers only.
+  // Identity first: the token verified in njs; with the WAF on, only anonymous routes run ModSecurity.
   "identity-only": { waf: false, identity: true },
   verified: { waf: true, identity: true },
   // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
