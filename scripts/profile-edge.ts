@@ -8,7 +8,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
-import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
 import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
@@ -28,7 +27,6 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //                (the edge's positive model); with PROFILE_REQUEST=webhook, the anonymous request through full CRS;
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family
 //                (PROFILE_IDENTITY=1: as rendered with identity first, the rules anonymous traffic meets);
-//   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
 // PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
@@ -126,16 +124,6 @@ const VARIANTS: Record<string, Variant> = {
   // Identity first: the token verified in njs; with the WAF on, only anonymous routes run ModSecurity.
   "identity-only": { waf: false, identity: true },
   verified: { waf: true, identity: true },
-  // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
-  // (ModSecurity 3.0.9 checks every removal entry for every rule on every request).
-  "pl-skips": {
-    waf: true,
-    rules: (text) =>
-      text.replace(
-        /^SecRuleRemoveById 911011-911018 .*$/m,
-        `SecRuleRemoveById ${CRS_PARANOIA_SKIP_RULES.map((r) => r.replace(/^(\d{3})011-\d+$/, "$1011-$1012")).join(" ")}`,
-      ),
-  },
   // One request's rule-by-rule trace (ModSecurity debug level 9) in <dir>/debug/modsec_debug.log, with PROFILE_KEEP=1.
   debug: {
     waf: true,

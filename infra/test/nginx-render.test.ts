@@ -6,9 +6,12 @@ import { localLayout, vmLayout } from "../render/layout.js";
 import {
   CRS_NEVER_SET_GATES,
   CRS_PARANOIA_SKIP_RULES,
+  CRS_PL1_RULES,
   CRS_RULE_FILES,
   CRS_RULES_BY_PARANOIA_LEVEL,
   CRS_RULES_NEVER_FIRING,
+  CRS_SETUP_RULES_REMOVED,
+  crsRemovalList,
   HEADER_WIDE_RULES,
   NAME_EXCLUSION_RULES,
   RESTRICTED_HEADERS,
@@ -280,7 +283,18 @@ describe("renderModsecurity", () => {
         renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
           "modsecurity.d/wagate.conf"
         ] ?? "";
-      expect(rules).toContain(`SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}\n`);
+      const line = rules.split("\n").find((l) => l.startsWith("SecRuleRemoveById ")) ?? "";
+      const removed = new Set(
+        line
+          .split(" ")
+          .slice(1)
+          .flatMap((r) => {
+            const [a, b = a] = r.split("-").map(Number) as [number, number?];
+            return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => String(a + i));
+          }),
+      );
+      for (const id of ["920250", "920360", "920410"]) expect(removed.has(id), id).toBe(true);
+      expect(CRS_RULES_NEVER_FIRING).toEqual(["920250", "920360-920410"]);
       for (const gate of CRS_NEVER_SET_GATES)
         expect(rules).not.toMatch(new RegExp(`setvar:'?tx\\.${gate}=`, "i"));
     }
@@ -375,5 +389,32 @@ describe("the pinned CRS rule ids match the VM's modsecurity-crs (Debian 13's 3.
       const gate = CRS_NEVER_SET_GATES.find((g) => first.toLowerCase().includes(`tx:${g}`));
       expect(gate, `rule ${id}: ${first.slice(0, 80)}`).toBeDefined();
     }
+  });
+  it("renders the removal list as ranges that remove exactly the intended rules of the installed CRS", async () => {
+    const text = (await Promise.all(CRS_RULE_FILES.map((f) => readFile(join(crsRules, f), "utf8")))).join(
+      "\n",
+    );
+    const existing = new Set((text.match(/\bid:\d{6}/g) ?? []).map((m) => Number(m.slice(3))));
+    const within = (ranges: readonly string[]) =>
+      new Set(
+        expand(ranges)
+          .map(Number)
+          .filter((id) => existing.has(id)),
+      );
+    for (const level of [1, 2, 3, 4]) {
+      const intended = within([
+        ...CRS_RULES_NEVER_FIRING,
+        ...CRS_SETUP_RULES_REMOVED,
+        ...rulesAboveParanoiaLevel(level),
+      ]);
+      expect(within(crsRemovalList(level)), `level ${level}`).toEqual(intended);
+    }
+    // The rules kept at level 1 are exactly CRS_PL1_RULES (what the ranges must not span).
+    const kept = [...existing].filter((id) => !within(crsRemovalList(1)).has(id)).sort();
+    expect(kept.map(String)).toEqual([...CRS_PL1_RULES]);
+    // Fewer entries than the ids and ranges they replace.
+    expect(crsRemovalList(1).length).toBeLessThan(
+      CRS_RULES_NEVER_FIRING.length + CRS_SETUP_RULES_REMOVED.length + rulesAboveParanoiaLevel(1).length,
+    );
   });
 });
