@@ -107,12 +107,15 @@ function identity(r) {
     }
 }
 
-// A verified request's header values (js_set $wagate_headers_ok, read only after the token check passed): no
-// control character but tab, and no bash function definition, the shape shellshock smuggles through headers.
+// A verified request's header values (js_set $wagate_headers_ok, read only after the token check passed): none may
+// start with a bash function definition, the shape shellshock smuggles through headers. Control characters need no
+// check here: nginx refuses NUL, CR and LF, and the gateway's HTTP parser (llhttp, strict) any other but tab. The
+// indexOf first: a regex per header value costs njs several times more (callgrind).
 function headersOk(r) {
     var raw = r.rawHeadersIn;
     for (var i = 0; i < raw.length; i++) {
-        if (/^\\s*\\(\\s*\\)\\s*\\{|[\\x00-\\x08\\x0a-\\x1f\\x7f]/.test(raw[i][1])) return '0';
+        var value = raw[i][1];
+        if (value.indexOf('(') >= 0 && /^\\s*\\(\\s*\\)\\s*\\{/.test(value)) return '0';
     }
     return '1';
 }

@@ -82,7 +82,7 @@ export const VERIFIED_CHECKS = {
   path: "segments of letters, digits and _~+:@-. not starting with a dot, as sent (no %-encoding): else 400",
   query: "none, except API_QUERY_ROUTES' parameters with plain values: else 400",
   headers:
-    "values without control characters (tab allowed) and without a bash function definition (shellshock's '() {'): else 400; names: letters, digits, hyphens (ignore_invalid_headers)",
+    "no value starting with a bash function definition (shellshock's '() {'): else 400; control characters: nginx refuses NUL/CR/LF, the gateway's strict HTTP parser the rest; names: letters, digits, hyphens (ignore_invalid_headers)",
   sizes: "client_max_body_size per route (413), header buffers (431), URI length (414)",
   protocol:
     "nginx's own: Content-Length with Transfer-Encoding, duplicate Content-Length, a Transfer-Encoding other than chunked, control characters in the request line or header names, underscores in header names ignored: 400/501",
@@ -355,10 +355,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     "invalid_request",
     "path or query: characters, dot segments or query parameters this route does not take",
   );
-  const headersRefused = errorBody(
-    "invalid_request",
-    "headers: a value with control characters or a function definition",
-  );
+  const headersRefused = errorBody("invalid_request", "headers: a value that is a function definition");
   const routeBlocks = routes.flatMap((r) => {
     const checked = identity !== undefined && r.verified === true;
     return [
