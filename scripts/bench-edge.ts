@@ -442,7 +442,7 @@ async function main(): Promise<void> {
 
     // The edge's three ratios (issue 14), medians of interleaved rounds, each against WAF off with the same request:
     // authenticated = the small JSON API request with a valid token through identity first (the token verified in
-    // njs, the body left to the gateway's schemas, CRS on URI, query and headers); anonymous = a small JSON POST to
+    // njs, then the edge's positive model: no ModSecurity at all, see VERIFIED_CHECKS); anonymous = a small JSON POST to
     // Meta's webhook route without a signature, through full CRS; no-rules = ModSecurity on without any rule.
     const key: IdentityKey = {
       secret: randomBytes(32).toString("hex"),

@@ -8,7 +8,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
-import { CRS_PARANOIA_SKIP_RULES } from "../infra/render/modsecurity.js";
 import { renderNginx } from "../infra/render/nginx.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
 import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
@@ -24,9 +23,10 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //   own-rules    engine + wagate's rules, no CRS file;
 //   waf-on       the rendered edge as the VM runs it;
 //   identity-only  the token verified at the edge (njs), no WAF;
-//   verified     identity first with the WAF: CRS reads method, URI, query and headers of a verified request;
-//   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family;
-//   pl-skips     waf-on with the paranoia level left to CRS's own skipAfter rules (not removal by id: costs more);
+//   verified     identity first with the WAF on, as the VM renders it: a verified /v1/ request meets no ModSecurity
+//                (the edge's positive model); with PROFILE_REQUEST=webhook, the anonymous request through full CRS;
+//   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family
+//                (PROFILE_IDENTITY=1: as rendered with identity first, the rules anonymous traffic meets);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
 // PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
@@ -45,11 +45,17 @@ const DOMAIN = "gateway.test";
 const REQUESTS = Number(process.env.PROFILE_REQUESTS ?? 300);
 const WARMUP = 30;
 const TOP = Number(process.env.PROFILE_TOP ?? 0);
-const MESSAGE = JSON.stringify({
-  type: "text",
-  to: "+15551234567",
-  text: { body: "Your order 1234 has shipped. Track it in the app!" },
-});
+// PROFILE_REQUEST=webhook prices bench:edge's anonymous request instead (a small JSON POST to Meta's webhook route
+// without a signature: full CRS), with bench's headers.
+const WEBHOOK = process.env.PROFILE_REQUEST === "webhook";
+const PATH = WEBHOOK ? "/webhooks/whatsapp" : "/v1/messages";
+const MESSAGE = WEBHOOK
+  ? JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "1", changes: [] }] })
+  : JSON.stringify({
+      type: "text",
+      to: "+15551234567",
+      text: { body: "Your order 1234 has shipped. Track it in the app!" },
+    });
 // A bearer token like the gateway's, signed with PROFILE_KEY (the identity variants verify it; the others only
 // read it as a header).
 const PROFILE_KEY: IdentityKey = {
@@ -70,7 +76,7 @@ const AUTHORIZATION = (() => {
 // PROFILE_HEADERS=bench sends what bench:edge's wrk script sends (Host, Content-Type; Node adds Connection), so the
 // counts price exactly the request whose req/s ratio the benchmark reports; by default, an API client's request.
 const HEADERS: Record<string, string> =
-  process.env.PROFILE_HEADERS === "bench"
+  process.env.PROFILE_HEADERS === "bench" || WEBHOOK
     ? { host: DOMAIN, "content-type": "application/json" }
     : {
         host: DOMAIN,
@@ -115,19 +121,9 @@ const VARIANTS: Record<string, Variant> = {
   "engine-only": { waf: true, rules: engineOnly },
   "own-rules": { waf: true, rules: withoutCrs },
   "waf-on": { waf: true },
-  // Identity first: the token verified in njs; with the WAF, CRS on method, URI, query and headers only.
+  // Identity first: the token verified in njs; with the WAF on, only anonymous routes run ModSecurity.
   "identity-only": { waf: false, identity: true },
   verified: { waf: true, identity: true },
-  // The paranoia level enforced by CRS's own "skipAfter" rules instead of removing the rules above it by id
-  // (ModSecurity 3.0.9 checks every removal entry for every rule on every request).
-  "pl-skips": {
-    waf: true,
-    rules: (text) =>
-      text.replace(
-        /^SecRuleRemoveById 911011-911018 .*$/m,
-        `SecRuleRemoveById ${CRS_PARANOIA_SKIP_RULES.map((r) => r.replace(/^(\d{3})011-\d+$/, "$1011-$1012")).join(" ")}`,
-      ),
-  },
   // One request's rule-by-rule trace (ModSecurity debug level 9) in <dir>/debug/modsec_debug.log, with PROFILE_KEEP=1.
   debug: {
     waf: true,
@@ -142,7 +138,7 @@ function post(agent: Agent, port: number): Promise<number> {
       {
         host: "127.0.0.1",
         port,
-        path: "/v1/messages",
+        path: PATH,
         method: "POST",
         agent,
         servername: DOMAIN,
@@ -189,6 +185,7 @@ function variantNamed(name: string): Variant | undefined {
   const keep = new Set(["901", "949", ...files]);
   return {
     waf: true,
+    identity: process.env.PROFILE_IDENTITY === "1",
     rules: (text) =>
       text
         .split("\n")
@@ -329,7 +326,7 @@ async function main(): Promise<void> {
     const upstreamPort = await freePort();
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, "127.0.0.1", resolve));
     console.log(
-      `edge profile (nginx ${work.version}, Debian 13 root): ${REQUESTS} POST /v1/messages over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
+      `edge profile (nginx ${work.version}, Debian 13 root): ${REQUESTS} POST ${PATH} over one TLS keep-alive connection, callgrind; headers: ${Object.keys(HEADERS).join(", ")}`,
     );
     const results: Record<string, number> = {};
     for (const name of names) {

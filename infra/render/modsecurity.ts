@@ -280,6 +280,187 @@ export const NAME_EXCLUSION_RULES = [
   "943120",
 ] as const;
 
+/**
+ * The rules of the loaded CRS files that run at paranoia level 1 with this configuration (the same 109 in CRS 3.3.4
+ * and 3.3.7; a unit test checks the installed CRS has no other). The removal list is rendered as ranges that span
+ * none of these nor a rule of a level up to the configured one: ModSecurity compares every rule with every entry of
+ * the list on every request (RulesExceptions::contains, 4.5 % of the anonymous request), so fewer entries cost less.
+ */
+export const CRS_PL1_RULES = [
+  "901340",
+  "911100",
+  "913100",
+  "913110",
+  "913120",
+  "920100",
+  "920120",
+  "920160",
+  "920170",
+  "920171",
+  "920180",
+  "920181",
+  "920190",
+  "920210",
+  "920220",
+  "920240",
+  "920260",
+  "920270",
+  "920280",
+  "920290",
+  "920310",
+  "920311",
+  "920330",
+  "920340",
+  "920350",
+  "920420",
+  "920430",
+  "920440",
+  "920450",
+  "920470",
+  "920480",
+  "920500",
+  "920530",
+  "920600",
+  "920620",
+  "921110",
+  "921120",
+  "921130",
+  "921140",
+  "921150",
+  "921160",
+  "921190",
+  "921200",
+  "921421",
+  "930100",
+  "930110",
+  "930120",
+  "930130",
+  "931100",
+  "931110",
+  "931120",
+  "932100",
+  "932105",
+  "932110",
+  "932115",
+  "932120",
+  "932130",
+  "932140",
+  "932150",
+  "932160",
+  "932170",
+  "932171",
+  "932180",
+  "934100",
+  "941100",
+  "941110",
+  "941120",
+  "941130",
+  "941140",
+  "941160",
+  "941170",
+  "941180",
+  "941190",
+  "941200",
+  "941210",
+  "941220",
+  "941230",
+  "941240",
+  "941250",
+  "941260",
+  "941270",
+  "941280",
+  "941290",
+  "941300",
+  "941310",
+  "941350",
+  "941360",
+  "941370",
+  "942100",
+  "942140",
+  "942160",
+  "942170",
+  "942190",
+  "942220",
+  "942230",
+  "942240",
+  "942250",
+  "942270",
+  "942280",
+  "942290",
+  "942320",
+  "942350",
+  "942360",
+  "942500",
+  "943100",
+  "943110",
+  "943120",
+  "949060",
+  "949110",
+] as const;
+
+/** REQUEST-901's and 949's rules removed whatever the level (the rules file says why). */
+export const CRS_SETUP_RULES_REMOVED = [
+  "901001",
+  "901100-901170",
+  "901200",
+  "901318",
+  "901321",
+  "901350",
+  "901400-901450",
+  "901500",
+  "949011-949018",
+  "949100",
+] as const;
+
+function expandIds(ranges: readonly string[]): number[] {
+  return ranges.flatMap((r) => {
+    const [from, to = from] = r.split("-").map(Number) as [number, number?];
+    return Array.from({ length: (to ?? from) - from + 1 }, (_, i) => from + i);
+  });
+}
+
+/**
+ * `removed` as the fewest ranges that contain no id of `kept`: the same rules removed, in fewer entries. Ids that
+ * exist in neither list (gaps in CRS's numbering) may fall inside a range; no rule has them.
+ */
+export function removalRanges(removed: readonly string[], kept: readonly string[]): string[] {
+  const out = new Set(expandIds(removed));
+  const keep = new Set(expandIds(kept));
+  for (const id of keep) if (out.has(id)) throw new Error(`rule ${id} is both kept and removed`);
+  const all = [...new Set([...out, ...keep])].sort((a, b) => a - b);
+  const ranges: string[] = [];
+  let start: number | undefined;
+  let end = 0;
+  for (const id of all) {
+    if (out.has(id)) {
+      start ??= id;
+      end = id;
+    } else if (start !== undefined) {
+      ranges.push(start === end ? `${start}` : `${start}-${end}`);
+      start = undefined;
+    }
+  }
+  if (start !== undefined) ranges.push(start === end ? `${start}` : `${start}-${end}`);
+  return ranges;
+}
+
+/** Everything removed at a paranoia level, as rendered (one SecRuleRemoveById line). */
+export function crsRemovalList(level: number): string[] {
+  const keptLevels = ([2, 3, 4] as const).filter((pl) => pl <= level);
+  return removalRanges(
+    [...CRS_RULES_NEVER_FIRING, ...CRS_SETUP_RULES_REMOVED, ...rulesAboveParanoiaLevel(level)],
+    [
+      ...CRS_PL1_RULES,
+      ...keptLevels.flatMap((pl) => [
+        ...CRS_RULES_BY_PARANOIA_LEVEL[pl],
+        CRS_SCORE_SUM_BY_PARANOIA_LEVEL[pl],
+      ]),
+      // wagate's own SecAction among CRS's ids.
+      "900000",
+    ],
+  );
+}
+
 /** The audit log file name, inside layout.logDir. */
 export const AUDIT_LOG_FILE = "modsec_audit.log";
 
@@ -290,34 +471,47 @@ export interface ModsecurityFiles {
   readonly rulesFile: string;
 }
 
-/**
- * CRS rules (PL1, loaded files) that read the raw REQUEST_BODY: for verified requests they skip it like the JSON
- * values (a unit test checks the list against the installed CRS).
- */
-export const RAW_BODY_RULES = ["920260", "921110", "931110"] as const;
-
-/** Where every request reaching the WAF carries a bearer token the edge verified (when identity is on). */
-export const VERIFIED_PREFIX = "/v1/";
+/** The exclusions for the API's JSON bodies: rendered only when /v1/ requests reach ModSecurity (no identity). */
+function apiBodyExclusions(removed: ReadonlySet<string>): string {
+  return `# The XSS rules (941) are the most expensive family: each of its 23 rules at PL1 runs six transformations on every
+# value it reads (~1.7M of the ~5.4M instructions per request). They no longer read:
+# - ARGS_NAMES json.to, json.type, json.text.body: an ARGS_NAMES value is the argument's name itself, so excluding
+#   these exact names excludes exactly these constant strings, whatever the request (nothing is lost);
+# - ARGS json.to and json.type: every route that takes a top-level "to" accepts only an E.164 number, and the only
+#   one with a top-level "type" only "text" or "template" (strict zod schemas, gateway/src/http/schemas.ts); every
+#   other route refuses unknown fields with 400, and the same names in a query string or form reach nothing that
+#   reads them. SQLi, RCE, LFI, RFI and Node.js rules still inspect both values.
+# Exact names, no regex: ModSecurity 3.0.9 applies a regex exclusion to keys of every collection.
+${XSS_ARGS_RULES.filter((id) => id !== "941310" && !removed.has(id))
+  .map((id) => `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`)
+  .join("\n")}
+# The same constant names leave the other rules that read ARGS_NAMES through two or more transformations.
+${NAME_EXCLUSION_RULES.filter((id) => !removed.has(id))
+  .map(
+    (id) =>
+      `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS_NAMES:"))
+        .map((t) => `!${t}`)
+        .join("|")}"`,
+  )
+  .join("\n")}
+# 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
+# UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other
+# scripts trip it. JSON body values leave this one rule; the query string and form bodies keep it.
+SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
+`;
+}
 
 export function renderModsecurity(
   waf: Waf,
   layout: EdgeLayout,
   options: { verified?: boolean } = {},
 ): ModsecurityFiles {
-  // Identity first (nginx.ts): every request under VERIFIED_PREFIX that reaches ModSecurity carries a token the
-  // edge verified. Its body is the gateway's strict schemas' to judge (a positive model: unknown fields and query
-  // parameters refused with 400, values typed and bounded), not CRS's: the JSON body processor is not switched on
-  // there (its values never become ARGS) and the rules that read the raw body skip it. CRS still reads the method,
-  // request line, URI, query string and headers. A business's message that talks about SQL, shells or HTML is
-  // therefore never refused; anonymous routes keep the whole of CRS.
-  const jsonCondition = options.verified
-    ? `SecRule REQUEST_FILENAME "!@beginsWith ${VERIFIED_PREFIX}" \\
-    "id:10000,phase:1,t:none,pass,nolog,chain"
-    SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
-        "t:none,t:lowercase,ctl:requestBodyProcessor=JSON"
-SecRule REQUEST_FILENAME "@beginsWith ${VERIFIED_PREFIX}" \\
-    "id:10002,phase:1,t:none,pass,nolog,${RAW_BODY_RULES.map((id) => `ctl:ruleRemoveTargetById=${id};REQUEST_BODY`).join(",")}"`
-    : `SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
+  // Identity first (nginx.ts): with `verified`, no request under VERIFIED_PREFIX reaches ModSecurity at all (the
+  // edge verified its token; its path, query and body are the gateway's strict schemas' and the edge's positive
+  // checks' to judge). What this file then judges is anonymous traffic only (Meta's webhook route, /healthz), with
+  // the whole of CRS at the paranoia level; the exclusions written for the API's JSON bodies are not rendered.
+  const apiBodies = !options.verified;
+  const jsonCondition = `SecRule REQUEST_HEADERS:Content-Type "@rx ^application/(?:[a-z0-9.+-]+\\+)?json" \\
     "id:10000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"`;
   const rulesFile = posix.join(layout.modsecurityDir, "wagate.conf");
   const relative = posix.relative(layout.confDir, rulesFile);
@@ -420,7 +614,9 @@ SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
     SecRule REQUEST_HEADERS:X-Hub-Signature-256 "@rx ^sha256=[0-9a-f]{64}$" \\
         "ctl:requestBodyAccess=Off,setvar:tx.wagate_body_not_inspected=1"
 
-# POST /v1/broadcasts: up to 100,000 recipients (E.164 numbers, optional template parameters), which the gateway
+${
+  apiBodies
+    ? `# POST /v1/broadcasts: up to 100,000 recipients (E.164 numbers, optional template parameters), which the gateway
 # validates one by one with its schema and stores with parameterised statements. CRS over 100,000 values costs an
 # nginx worker about half a minute of CPU (measured), during which every other client on that worker waits: a
 # denial of service by itself. Only without a query string (the route takes none): with one, the whole request is
@@ -434,11 +630,17 @@ SecRule REQUEST_FILENAME "@streq /v1/broadcasts" \\
 # The OTP code is digits the gateway validates; keeping it out of every rule keeps it out of every log line.
 SecRule REQUEST_FILENAME "@streq /v1/otp/verify" \\
     "id:10110,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:json.code"
-
+`
+    : "# /v1/ never reaches ModSecurity (identity first): no exclusions for the API's routes.\n"
+}
 # Meta's subscription handshake (GET /webhooks/whatsapp) carries the operator's verify token in the query string;
 # no rule inspects it, so no log line quotes it. The gateway compares it in constant time.
-SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
-    "id:10111,phase:1,pass,nolog,t:none,ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:hub.verify_token"
+# Only on the handshake's GET: an exclusion by tag makes ModSecurity re-read every rule's tags for the rest of the
+# transaction (~1M instructions), which Meta's POSTs (no verify token) must not pay.
+SecRule REQUEST_METHOD "@streq GET" \\
+    "id:10111,phase:1,pass,nolog,t:none,chain"
+    SecRule REQUEST_FILENAME "@streq /webhooks/whatsapp" \\
+        "ctl:ruleRemoveTargetByTag=OWASP_CRS;ARGS:hub.verify_token"
 
 # CRS 920450 (restricted headers) matches every request header's name with a capture, stores each in a TX variable
 # and then compares every "TX:header_name_*" with the restricted list: ~360,000 instructions on every request, 6 %
@@ -472,32 +674,7 @@ ${HEADER_WIDE_RULES.filter((id) => !removed.has(id))
     (id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"`,
   )
   .join("\n")}
-# The XSS rules (941) are the most expensive family: each of its 23 rules at PL1 runs six transformations on every
-# value it reads (~1.7M of the ~5.4M instructions per request). They no longer read:
-# - ARGS_NAMES json.to, json.type, json.text.body: an ARGS_NAMES value is the argument's name itself, so excluding
-#   these exact names excludes exactly these constant strings, whatever the request (nothing is lost);
-# - ARGS json.to and json.type: every route that takes a top-level "to" accepts only an E.164 number, and the only
-#   one with a top-level "type" only "text" or "template" (strict zod schemas, gateway/src/http/schemas.ts); every
-#   other route refuses unknown fields with 400, and the same names in a query string or form reach nothing that
-#   reads them. SQLi, RCE, LFI, RFI and Node.js rules still inspect both values.
-# Exact names, no regex: ModSecurity 3.0.9 applies a regex exclusion to keys of every collection.
-${XSS_ARGS_RULES.filter((id) => id !== "941310" && !removed.has(id))
-  .map((id) => `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.map((t) => `!${t}`).join("|")}"`)
-  .join("\n")}
-# The same constant names leave the other rules that read ARGS_NAMES through two or more transformations.
-${NAME_EXCLUSION_RULES.filter((id) => !removed.has(id))
-  .map(
-    (id) =>
-      `SecRuleUpdateTargetById ${id} "${XSS_EXCLUDED_TARGETS.filter((t) => t.startsWith("ARGS_NAMES:"))
-        .map((t) => `!${t}`)
-        .join("|")}"`,
-  )
-  .join("\n")}
-# 941310 looks for the US-ASCII "malformed encoding" XSS of old browsers (bytes 0xBC/0xBE read as < and >). JSON is
-# UTF-8 by definition, where those bytes are continuation bytes of ordinary letters: Hindi, Bengali and other
-# scripts trip it. JSON body values leave this one rule; the query string and form bodies keep it.
-SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
-# REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
+${apiBodies ? apiBodyExclusions(removed) : ""}# REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
 # rendered, not typed by hand) and its sampling rules (sampling is 100 %). 901318/901321 initialise the persistent
 # per-client collection that only 910 (IP reputation) and 912 (DoS) read; neither is loaded, and it costs a SHA-1
 # of the User-Agent and a locked in-memory store on every request.
@@ -507,12 +684,11 @@ SecRuleUpdateTargetById 941310 "!ARGS:/^json\\./"
 # 920360-920410 only when an argument-count, argument-length or upload-size limit is set in TX. wagate sets none
 # of them (nginx's per-route client_max_body_size and SecArgumentsLimit bound requests instead), as CRS's own
 # default does; removed instead of evaluated on every request (~45k instructions).
-SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}
-SecRuleRemoveById 901001 901100-901170 901200 901318 901321 901350 901400-901450 901500 949011-949018 949100
 # Paranoia level ${waf.paranoiaLevel} is fixed when rendering: the rules above it and every paranoia-level "skip" rule go,
 # instead of being stepped over one evaluation at a time on every request (CRS 3.3.4's ids; a unit test checks
 # them against the installed CRS).
-SecRuleRemoveById ${aboveLevel.join(" ")}
+# All of them in one list of ranges that span no rule kept at this level (CRS_PL1_RULES says why).
+SecRuleRemoveById ${crsRemovalList(waf.paranoiaLevel).join(" ")}
 `;
   return { files: { [relative]: contents }, rulesFile };
 }

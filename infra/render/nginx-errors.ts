@@ -24,6 +24,8 @@ export const EDGE_ERRORS: Readonly<
   494: { code: "headers_too_large", message: "The request headers are too large", edge: "invalid", as: 431 },
   497: { code: "bad_request", message: "Plain HTTP was sent to the HTTPS port", edge: "invalid", as: 400 },
   500: { code: "internal", message: "Internal error at the edge", edge: "" },
+  // nginx's answer to a Transfer-Encoding other than "chunked" (a smuggling attempt or an exotic client).
+  501: { code: "not_implemented", message: "This Transfer-Encoding is not supported", edge: "invalid" },
   502: { code: "unavailable", message: "The gateway is not answering", edge: "" },
   503: { code: "unavailable", message: "The gateway is not available", edge: "" },
   504: { code: "timeout", message: "The gateway did not answer in time", edge: "" },

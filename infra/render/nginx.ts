@@ -70,6 +70,57 @@ export interface NginxInput {
   readonly identity?: { readonly keyFile: string };
 }
 
+/**
+ * Identity first: what the edge checks on a verified /v1/ request, which meets no ModSecurity (measured: merely
+ * switching ModSecurity on costs more than the ratio target allows; README's edge section has the figures). The
+ * rest of the positive model is the gateway's: strict zod schemas for path parameters and bodies (unknown fields
+ * refused with 400) and its own token verification with revocation.
+ */
+export const VERIFIED_CHECKS = {
+  token: "HS256 signature, exp/nbf, iss/aud, sub and jti (edge-js.ts): else 401",
+  methods: "API_METHODS on /v1/, POST only on /v1/otp and /v1/broadcasts: else 405",
+  path: "segments of letters, digits and _~+:@=-. not starting with a dot, as sent; no %-encoding but %2B %2F %3D (base64 ids): else 400",
+  query:
+    "none, except API_QUERY_ROUTES' parameters with plain values (letters, digits, _+- and %2B): else 400",
+  headers:
+    "no value starting with a bash function definition (shellshock's '() {'): else 400; control characters: nginx refuses NUL/CR/LF, the gateway's strict HTTP parser the rest; names: letters, digits, hyphens (ignore_invalid_headers)",
+  sizes: "client_max_body_size per route (413), header buffers (431), URI length (414)",
+  protocol:
+    "nginx's own: Content-Length with Transfer-Encoding, duplicate Content-Length, a Transfer-Encoding other than chunked, control characters in the request line or header names, underscores in header names ignored: 400/501",
+} as const;
+
+/** The methods of the gateway's /v1/ routes (Fastify answers HEAD for each GET). */
+export const API_METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE"] as const;
+
+/**
+ * The only verified routes that take query parameters (their zod querystring schemas): the path as a regex, the
+ * parameter names; values are limited to letters, digits and hyphens (an enum, a number, a UUID).
+ */
+export const API_QUERY_ROUTES: readonly { readonly path: string; readonly params: readonly string[] }[] = [
+  // GET /v1/webhooks/:id/deliveries (gateway/src/http/webhooks.ts, deliveriesQuery)
+  { path: "/v1/webhooks/[A-Za-z0-9_-]+/deliveries", params: ["status", "limit", "before"] },
+  // GET /v1/messages, GET /v1/conversations (gateway/src/http/inbox.ts, listMessagesQuery, listConversationsQuery)
+  { path: "/v1/messages", params: ["direction", "contact", "number", "before", "limit"] },
+  { path: "/v1/conversations", params: ["contact", "number", "before", "limit"] },
+  // POST /v1/media (gateway/src/http/media.ts, uploadQuery)
+  { path: "/v1/media", params: ["from"] },
+  // GET /v1/templates (gateway/src/http/templates.ts, templatesQuery)
+  { path: "/v1/templates", params: ["number"] },
+];
+
+/**
+ * A /v1/ path as the API's routes spell it: segments of id characters, none starting with a dot. Meta's message
+ * ids (POST /v1/messages/:id/read) are base64: `=`, and `+`, `/`, `=` percent-encoded (never a dot or a `%2E`).
+ */
+const API_PATH_CHAR = "(?:[A-Za-z0-9._~+:@=-]|%2[BbFf]|%3[Dd])";
+const API_PATH = `/v1(?:/(?:[A-Za-z0-9_~+:@=-]|%2[BbFf]|%3[Dd])${API_PATH_CHAR}*)*/?`;
+
+function apiQueryPattern(route: { path: string; params: readonly string[] }): string {
+  // Values: an enum, a number, an id, an opaque base64url cursor, an E.164 number (`+` as sent, or `%2B`).
+  const param = `(?:${route.params.join("|")})=(?:[A-Za-z0-9_+-]|%2[Bb])*`;
+  return `^${route.path}\\?${param}(?:&${param})*$`;
+}
+
 /** The nginx the VM runs (Debian 13 "trixie"). */
 export const VM_NGINX_VERSION = "1.26.3";
 
@@ -211,6 +262,8 @@ interface Route {
    * page runs the gateway's script under the policy the gateway computes for it; API_DOCS_CSP_FALLBACK otherwise).
    */
   readonly gatewayCsp?: boolean;
+  /** Verified routes whose every endpoint is a POST (others: API_METHODS). */
+  readonly postOnly?: boolean;
 }
 
 /** The public API description (gateway/src/http/openapi.ts, api-reference.ts): no token, anonymous WAF. */
@@ -259,6 +312,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       match: "/v1/otp",
       name: "@wagate_otp",
       verified: true,
+      postOnly: true,
       limits: [limitReq("wagate_otp", otpPerMinute.burst), ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.otp,
       bodyBuffer: BODY_LIMITS.otp,
@@ -267,6 +321,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       match: "= /v1/broadcasts",
       name: "@wagate_broadcasts",
       verified: true,
+      postOnly: true,
       limits: [ipLimit, tokenLimit],
       bodyLimit: BODY_LIMITS.broadcasts,
       bodyBuffer: "2m",
@@ -345,9 +400,24 @@ export function renderNginx(input: NginxInput): Record<string, string> {
     ([s, e]) => `error_page ${s}${e.as ? ` =${e.as}` : ""} ${ERROR_PAGE_PREFIX}${s};`,
   );
   const wafErrorPageDirectives = errorPageDirectives.filter((l) => !l.startsWith("error_page 403 "));
+  const wafLines = waf.enabled
+    ? [
+        "    modsecurity on;",
+        "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
+        ...wafErrorPageDirectives.map((l) => `    ${l}`),
+        "    js_header_filter wagate.wafErrorHeaders;",
+        "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
+      ]
+    : [];
+  const uriRefused = errorBody(
+    "invalid_request",
+    "path or query: characters, dot segments or query parameters this route does not take",
+  );
+  const headersRefused = errorBody("invalid_request", "headers: a value that is a function definition");
   const routeBlocks = routes.flatMap((r) => {
     const checked = identity !== undefined && r.verified === true;
-    const wafOn = waf.enabled && !(r.streamed && checked);
+    // Binary uploads stream to the gateway as they arrive.
+    const streamedLines = r.streamed ? ["    proxy_request_buffering off;"] : [];
     return [
       `location ${r.match} {`,
       ...r.limits.map((l) => `    ${l}`),
@@ -358,43 +428,50 @@ export function renderNginx(input: NginxInput): Record<string, string> {
       "}",
       ...(checked
         ? [
-            // The per-token limit above only counted verified tokens ($wagate_identity is "" otherwise).
+            // The per-token limit above only counted verified tokens ($wagate_identity is "" otherwise). A verified
+            // request meets no ModSecurity: the positive model (methods and query parameters here, the gateway's
+            // strict schemas behind) judges it; see VERIFIED_CHECKS.
             `location ${r.name}_identity {`,
             `    client_max_body_size ${r.bodyLimit};`,
             `    client_body_buffer_size ${r.bodyBuffer};`,
+            ...streamedLines,
             '    if ($wagate_identity = "") {',
             "        return 401;",
             "    }",
-            `    try_files /.wagate-edge-handover ${r.name};`,
+            ...(r.postOnly
+              ? ["    if ($request_method != POST) {", "        return 405;", "    }"]
+              : ["    if ($wagate_api_method = 0) {", "        return 405;", "    }"]),
+            "    if ($wagate_api_uri = 0) {",
+            "        set $wagate_denial invalid;",
+            `        return 400 '${uriRefused}';`,
+            "    }",
+            "    if ($wagate_headers_ok = 0) {",
+            "        set $wagate_denial invalid;",
+            `        return 400 '${headersRefused}';`,
+            "    }",
+            "    proxy_pass http://wagate_gateway;",
             "}",
           ]
-        : []),
-      `location ${r.name} {`,
-      `    client_max_body_size ${r.bodyLimit};`,
-      `    client_body_buffer_size ${r.bodyBuffer};`,
-      ...(r.streamed ? ["    proxy_request_buffering off;"] : []),
-      // A location with add_header inherits none of the server's: all of them again, the policy from the gateway.
-      ...(r.gatewayCsp
-        ? [
-            ...securityHeaders
-              .filter((l) => !l.startsWith("add_header Content-Security-Policy "))
-              .map((l) => `    ${l}`),
-            "    add_header Content-Security-Policy $wagate_gateway_csp always;",
-            "    add_header X-Request-Id $request_id always;",
-            "    add_header Retry-After $wagate_retry_after always;",
-          ]
-        : []),
-      ...(wafOn
-        ? [
-            "    modsecurity on;",
-            "    # A ModSecurity 403 becomes JSON in place (infra/render/edge-js.ts says why not error_page).",
-            ...wafErrorPageDirectives.map((l) => `    ${l}`),
-            "    js_header_filter wagate.wafErrorHeaders;",
-            "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
-          ]
-        : []),
-      "    proxy_pass http://wagate_gateway;",
-      "}",
+        : [
+            `location ${r.name} {`,
+            `    client_max_body_size ${r.bodyLimit};`,
+            `    client_body_buffer_size ${r.bodyBuffer};`,
+            ...streamedLines,
+            // A location with add_header inherits none of the server's: all of them again, the policy from the gateway.
+            ...(r.gatewayCsp
+              ? [
+                  ...securityHeaders
+                    .filter((l) => !l.startsWith("add_header Content-Security-Policy "))
+                    .map((l) => `    ${l}`),
+                  "    add_header Content-Security-Policy $wagate_gateway_csp always;",
+                  "    add_header X-Request-Id $request_id always;",
+                  "    add_header Retry-After $wagate_retry_after always;",
+                ]
+              : []),
+            ...wafLines,
+            "    proxy_pass http://wagate_gateway;",
+            "}",
+          ]),
       "",
     ];
   });
@@ -506,7 +583,26 @@ ${
     # answered 401 next). The key file is read by the master at configuration load.
     js_preload_object ${IDENTITY_KEY_OBJECT} from ${identity.keyFile};
     js_set $wagate_identity wagate.identity;
-    limit_req_zone $wagate_identity zone=wagate_token:10m rate=${perToken.rate}r/s;`
+    limit_req_zone $wagate_identity zone=wagate_token:10m rate=${perToken.rate}r/s;
+    # The positive model of verified requests (VERIFIED_CHECKS): the API's methods; path segments of the characters
+    # the API's ids use, none starting with a dot; query parameters only where a route's schema takes them. Matched
+    # on the request line as sent (what the gateway receives), so no encoding or dot segment slips past.
+    js_set $wagate_headers_ok wagate.headersOk;
+    map $request_method $wagate_api_method {
+${indent(
+  API_METHODS.map((m) => `${m} 1;`),
+  2,
+)}
+        default 0;
+    }
+    map $request_uri $wagate_api_uri {
+        "~^${API_PATH}\\??$" 1;
+${indent(
+  API_QUERY_ROUTES.map((q) => `"~${apiQueryPattern(q)}" 1;`),
+  2,
+)}
+        default 0;
+    }`
     : `    map $http_authorization $wagate_token_key {
         "~^Bearer [A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.(?<wagate_token_sig>[A-Za-z0-9_-]{22})" $wagate_token_sig;
         default "";

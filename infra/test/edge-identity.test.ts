@@ -3,9 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IdentityKey } from "../render/edge-js.js";
 import { businessMessages } from "./fixtures/business-corpus.js";
 import {
+  DOMAIN,
   type EdgeRequest,
   type EdgeResponse,
   OPEN_LIMITS,
+  rawTls,
   startTestEdge,
   type TestEdge,
 } from "./fixtures/edge.js";
@@ -13,7 +15,8 @@ import {
 // Identity first (issue 14): the edge verifies the bearer token of every /v1/ request after the per-IP limits and
 // before the WAF; a missing, forged, expired or malformed token gets the JSON 401 at the edge; the per-token limit
 // keys on the verified token; verified requests' bodies are the gateway's schemas' to judge, so what businesses
-// send is never refused, while their query string and headers still meet CRS; anonymous routes keep full CRS.
+// send is never refused; verified requests meet no ModSecurity but the edge's positive model (methods, path, query,
+// header values, nginx's protocol checks) before the gateway's strict schemas; anonymous routes keep full CRS.
 
 const KEY: IdentityKey = {
   secret: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
@@ -85,6 +88,15 @@ describe("the bearer token is verified at the edge", () => {
     ["another audience", () => token({ aud: "other" })],
     ["no jti", () => token({ jti: undefined })],
     ["no exp", () => token({ exp: undefined })],
+    // The same 32 signature bytes spelled another way (the last character's two unused bits set): one spelling only.
+    [
+      "signature in non-canonical base64url",
+      () => {
+        const t = token();
+        const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        return t.slice(0, -1) + alphabet[alphabet.indexOf(t.slice(-1)) + 1];
+      },
+    ],
   ];
   for (const [name, make] of refused) {
     it(`${name}: JSON 401 at the edge, the gateway never sees it`, async () => {
@@ -233,24 +245,110 @@ describe("attacks, verified and anonymous", () => {
     expect(edge.upstream.received.length).toBe(before);
   });
 
-  it("verified: injections in the query string and headers, scanners and shellshock still meet CRS's 403", async () => {
+  it("anonymous: scanners, shellshock and header injection on Meta's webhook and /healthz meet CRS's 403", async () => {
+    const before = edge.upstream.received.length;
+    const headers: Record<string, string>[] = [
+      { "x-client-info": "() { :; }; /bin/bash -c 'cat /etc/passwd'" },
+      { "user-agent": "sqlmap/1.7.2#stable" },
+      { referer: "https://e.com/?id=1' or '1'='1' --" },
+    ];
+    for (const path of ["/healthz", "/webhooks/whatsapp?hub.mode=subscribe&hub.challenge=1"])
+      for (const h of headers)
+        expect((await edge.send({ path, headers: h })).status, `${path} ${Object.keys(h)}`).toBe(403);
+    expect(edge.upstream.received.length).toBe(before);
+  });
+
+  it("verified: no WAF, the positive model: path, query, method and header values the API does not take meet the edge's 400/405", async () => {
     const auth = token();
     const before = edge.upstream.received.length;
-    const attacks: EdgeRequest[] = [
-      { path: "/v1/messages/abc?status=1%27%20OR%20%271%27%3D%271", headers: { authorization: auth } },
-      { path: "/v1/replies?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", headers: { authorization: auth } },
-      { path: "/v1/messages/..%5c..%5c..%5cwindows%5cwin.ini", headers: { authorization: auth } },
-      {
-        path: "/v1/messages/x",
-        headers: { authorization: auth, "x-client-info": "() { :; }; /bin/bash -c 'cat /etc/passwd'" },
-      },
-      { path: "/v1/messages/x", headers: { authorization: auth, "user-agent": "sqlmap/1.7.2#stable" } },
-      {
-        path: "/v1/messages/x",
-        headers: { authorization: auth, referer: "https://e.com/?id=1' or '1'='1' --" },
-      },
+    const attacks: [EdgeRequest, number][] = [
+      // Query parameters on a route whose schema takes none, or unknown ones where it takes some.
+      [{ path: "/v1/messages/abc?status=1%27%20OR%20%271%27%3D%271", headers: { authorization: auth } }, 400],
+      [
+        { path: "/v1/replies?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", headers: { authorization: auth } },
+        400,
+      ],
+      [
+        { path: "/v1/webhooks/w1/deliveries?status=failed&sort=1;DROP", headers: { authorization: auth } },
+        400,
+      ],
+      [{ path: "/v1/webhooks/w1/deliveries?limit=1%27", headers: { authorization: auth } }, 400],
+      // Encoded bytes and dot segments in the path.
+      [{ path: "/v1/messages/..%5c..%5c..%5cwindows%5cwin.ini", headers: { authorization: auth } }, 400],
+      [{ path: "/v1/messages/./../replies", headers: { authorization: auth } }, 400],
+      [{ path: "/v1/messages/%00", headers: { authorization: auth } }, 400],
+      // Shellshock's function definition in any header.
+      [
+        {
+          path: "/v1/messages/x",
+          headers: { authorization: auth, "x-client-info": "() { :; }; /bin/bash -c 'cat /etc/passwd'" },
+        },
+        400,
+      ],
+      // Methods the routes do not have.
+      [{ method: "PROPFIND", path: "/v1/messages/x", headers: { authorization: auth } }, 405],
+      [{ method: "PUT", path: "/v1/messages", headers: { authorization: auth } }, 405],
+      [post("/v1/otp", {}, auth), 200],
+      [{ method: "GET", path: "/v1/otp/verify", headers: { authorization: auth } }, 405],
+      [{ method: "DELETE", path: "/v1/broadcasts", headers: { authorization: auth } }, 405],
     ];
-    for (const attack of attacks) expect((await edge.send(attack)).status, attack.path).toBe(403);
+    let reached = 0;
+    for (const [attack, status] of attacks) {
+      const res = await edge.send(attack);
+      expect(res.status, `${attack.method ?? "GET"} ${attack.path}`).toBe(status);
+      if (status === 200) reached++;
+      else
+        expect(JSON.parse(res.body).error.code).toMatch(/^(invalid_request|bad_request|method_not_allowed)$/);
+    }
+    expect(edge.upstream.received.length).toBe(before + reached);
+  });
+
+  it("verified: what the API's routes take passes (ids, a query the schema declares, the API's methods)", async () => {
+    const auth = token();
+    const ok: EdgeRequest[] = [
+      { path: "/v1/messages/01J9ZC4X5N8QK2W3E4R5T6Y7U8", headers: { authorization: auth } },
+      {
+        path: "/v1/webhooks/5f0c2d9e-8a41-4b7e-9c3a-1d2e3f405060/deliveries?status=failed&limit=10",
+        headers: { authorization: auth },
+      },
+      { path: "/v1/replies?", headers: { authorization: auth } },
+      {
+        method: "PATCH",
+        path: "/v1/replies/r_1",
+        headers: { authorization: auth, "content-type": "application/json" },
+        body: "{}",
+      },
+      { method: "DELETE", path: "/v1/webhooks/w-1", headers: { authorization: auth } },
+      { method: "HEAD", path: "/v1/numbers/+15551234567", headers: { authorization: auth } },
+    ];
+    for (const req of ok)
+      expect((await edge.send(req)).status, `${req.method ?? "GET"} ${req.path}`).toBe(200);
+  });
+
+  it("verified: request smuggling shapes are refused by nginx itself, in JSON", async () => {
+    const auth = token();
+    const body = JSON.stringify(text("hi"));
+    const head = `POST /v1/messages HTTP/1.1\r\nHost: ${DOMAIN}\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\n`;
+    const before = edge.upstream.received.length;
+    const both = await rawTls(
+      edge,
+      `${head}Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    );
+    expect(both.status).toBe(400);
+    const twice = await rawTls(
+      edge,
+      `${head}Content-Length: ${body.length}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(twice.status).toBe(400);
+    const exotic = await rawTls(
+      edge,
+      `${head}Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`,
+    );
+    expect(exotic.status).toBe(501);
+    for (const res of [both, twice, exotic]) {
+      expect(res.headers["content-type"]).toBe("application/json");
+      expect(JSON.parse(res.body).error.request_id).toMatch(/^[0-9a-f]{32}$/);
+    }
     expect(edge.upstream.received.length).toBe(before);
   });
 

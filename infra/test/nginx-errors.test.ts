@@ -1,9 +1,16 @@
 import { connect as http2Connect } from "node:http2";
 import { connect as netConnect } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EDGE_ERRORS } from "../render/nginx.js";
-import { DOMAIN, type EdgeResponse, OPEN_LIMITS, startTestEdge, type TestEdge } from "./fixtures/edge.js";
+import {
+  DOMAIN,
+  type EdgeResponse,
+  OPEN_LIMITS,
+  parseHttp1,
+  rawTls,
+  startTestEdge,
+  type TestEdge,
+} from "./fixtures/edge.js";
 
 // Every status nginx produces itself answers in the gateway's error shape, with its request id, over HTTP/1.1 and
 // HTTP/2: first each one nginx can be made to produce for real (a WAF denial, an unknown route, TRACE, a body or
@@ -81,50 +88,6 @@ function sendHttp2(
     // Node ends a GET's stream itself (no body to send).
     if (!stream.writableEnded) stream.end(req.body ?? "");
   });
-}
-
-/** Raw bytes over TLS (what no well-behaved client library sends), answered as an HTTP/1.1 response. */
-function rawTls(target: TestEdge, request: string): Promise<EdgeResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({
-      host: "127.0.0.1",
-      port: target.layout.httpsPort,
-      servername: DOMAIN,
-      ca: target.ca,
-      ALPNProtocols: ["http/1.1"],
-    });
-    const chunks: Buffer[] = [];
-    socket.on("secureConnect", () => socket.write(request));
-    socket.on("data", (c: Buffer) => chunks.push(c));
-    // A reset after nginx gave up on the client is an answer too (what arrived before it, if anything).
-    socket.on("error", (error: NodeJS.ErrnoException) =>
-      error.code === "ECONNRESET" ? socket.destroy() : reject(error),
-    );
-    socket.on("close", () => resolve(parseHttp1(Buffer.concat(chunks).toString())));
-  });
-}
-
-function parseHttp1(text: string): EdgeResponse {
-  const [head = "", ...rest] = text.split("\r\n\r\n");
-  const [statusLine = "", ...lines] = head.split("\r\n");
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const i = line.indexOf(":");
-    headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
-  }
-  let body = rest.join("\r\n\r\n");
-  if (headers["transfer-encoding"] === "chunked") {
-    let out = "";
-    for (let i = 0; ; ) {
-      const end = body.indexOf("\r\n", i);
-      const size = Number.parseInt(body.slice(i, end), 16);
-      if (!size) break;
-      out += body.slice(end + 2, end + 2 + size);
-      i = end + 2 + size + 2;
-    }
-    body = out;
-  }
-  return { status: Number(statusLine.split(" ")[1]), headers, body };
 }
 
 const sqli = "/v1/messages/abc?status=1%27%20OR%20%271%27%3D%271";

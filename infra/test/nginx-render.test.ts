@@ -6,12 +6,14 @@ import { localLayout, vmLayout } from "../render/layout.js";
 import {
   CRS_NEVER_SET_GATES,
   CRS_PARANOIA_SKIP_RULES,
+  CRS_PL1_RULES,
   CRS_RULE_FILES,
   CRS_RULES_BY_PARANOIA_LEVEL,
   CRS_RULES_NEVER_FIRING,
+  CRS_SETUP_RULES_REMOVED,
+  crsRemovalList,
   HEADER_WIDE_RULES,
   NAME_EXCLUSION_RULES,
-  RAW_BODY_RULES,
   RESTRICTED_HEADERS,
   renderModsecurity,
   rulesAboveParanoiaLevel,
@@ -240,6 +242,26 @@ describe("renderModsecurity", () => {
     ]);
   });
 
+  it("with identity first, renders no exclusion for the API's JSON bodies: /v1/ never reaches ModSecurity", () => {
+    const rules = (verified: boolean) =>
+      renderModsecurity(wafSchema.parse({}), vmLayout(), { verified }).files["modsecurity.d/wagate.conf"] ??
+      "";
+    const anonymous = rules(true);
+    expect(anonymous).not.toContain("json.to");
+    expect(anonymous).not.toContain("@streq /v1/");
+    expect(anonymous).not.toMatch(/^SecRuleUpdateTargetById 941310/m);
+    expect(anonymous).toContain("id:10000,");
+    // Without identity the API's bodies still meet CRS, with their exclusions.
+    expect(rules(false)).toContain('"@streq /v1/broadcasts"');
+    expect(rules(false)).toMatch(/^SecRuleUpdateTargetById 941100 /m);
+    // The handshake's verify-token exclusion (by tag: costly for the rest of the transaction) only on GET.
+    const handshake = anonymous.slice(
+      anonymous.indexOf("id:10111") - 60,
+      anonymous.indexOf("id:10111") + 200,
+    );
+    expect(handshake).toMatch(/SecRule REQUEST_METHOD "@streq GET"[\s\S]*@streq \/webhooks\/whatsapp/);
+  });
+
   it("keeps both spellings of the Authorization header away from every loaded header-wide rule", () => {
     const updated = (level: number) =>
       (
@@ -261,7 +283,18 @@ describe("renderModsecurity", () => {
         renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
           "modsecurity.d/wagate.conf"
         ] ?? "";
-      expect(rules).toContain(`SecRuleRemoveById ${CRS_RULES_NEVER_FIRING.join(" ")}\n`);
+      const line = rules.split("\n").find((l) => l.startsWith("SecRuleRemoveById ")) ?? "";
+      const removed = new Set(
+        line
+          .split(" ")
+          .slice(1)
+          .flatMap((r) => {
+            const [a, b = a] = r.split("-").map(Number) as [number, number?];
+            return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => String(a + i));
+          }),
+      );
+      for (const id of ["920250", "920360", "920410"]) expect(removed.has(id), id).toBe(true);
+      expect(CRS_RULES_NEVER_FIRING).toEqual(["920250", "920360-920410"]);
       for (const gate of CRS_NEVER_SET_GATES)
         expect(rules).not.toMatch(new RegExp(`setvar:'?tx\\.${gate}=`, "i"));
     }
@@ -304,7 +337,6 @@ describe("the pinned CRS rule ids match the VM's modsecurity-crs (Debian 13's 3.
     const wide = new Set<string>();
     const xssArgs = new Set<string>();
     const readsArgsNames = new Set<string>();
-    const readsRawBody = new Set<string>();
     for (const file of CRS_RULE_FILES.filter((f) => !/90[19]|949/.test(f.slice(8, 11)))) {
       expect(files).toContain(file);
       const lines = (await readFile(join(crsRules, file), "utf8")).split("\n");
@@ -328,7 +360,6 @@ describe("the pinned CRS rule ids match the VM's modsecurity-crs (Debian 13's 3.
         if (/(^|\|)REQUEST_HEADERS(\||$)/.test(target)) wide.add(id);
         if (file.includes("-941-") && /(^|\|)ARGS(\||$)/.test(target)) xssArgs.add(id);
         if (level === 1 && /(^|\|)ARGS_NAMES(\||$)/.test(target)) readsArgsNames.add(id);
-        if (level === 1 && /(^|\|)REQUEST_BODY(\||$)/.test(target)) readsRawBody.add(id);
         target = "";
       });
     }
@@ -339,8 +370,6 @@ describe("the pinned CRS rule ids match the VM's modsecurity-crs (Debian 13's 3.
     expect(new Set(HEADER_WIDE_RULES)).toEqual(wide);
     expect(new Set(XSS_ARGS_RULES)).toEqual(xssArgs);
     for (const id of NAME_EXCLUSION_RULES) expect(readsArgsNames.has(id), id).toBe(true);
-    // The rules that read the raw body at PL1: what verified requests' bodies skip (identity first).
-    expect(readsRawBody).toEqual(new Set(RAW_BODY_RULES));
     // Each never-firing rule starts with its gate, and the range holds no other rule.
     const ids = new Set(
       (await Promise.all(CRS_RULE_FILES.map((f) => readFile(join(crsRules, f), "utf8"))))
@@ -360,5 +389,32 @@ describe("the pinned CRS rule ids match the VM's modsecurity-crs (Debian 13's 3.
       const gate = CRS_NEVER_SET_GATES.find((g) => first.toLowerCase().includes(`tx:${g}`));
       expect(gate, `rule ${id}: ${first.slice(0, 80)}`).toBeDefined();
     }
+  });
+  it("renders the removal list as ranges that remove exactly the intended rules of the installed CRS", async () => {
+    const text = (await Promise.all(CRS_RULE_FILES.map((f) => readFile(join(crsRules, f), "utf8")))).join(
+      "\n",
+    );
+    const existing = new Set((text.match(/\bid:\d{6}/g) ?? []).map((m) => Number(m.slice(3))));
+    const within = (ranges: readonly string[]) =>
+      new Set(
+        expand(ranges)
+          .map(Number)
+          .filter((id) => existing.has(id)),
+      );
+    for (const level of [1, 2, 3, 4]) {
+      const intended = within([
+        ...CRS_RULES_NEVER_FIRING,
+        ...CRS_SETUP_RULES_REMOVED,
+        ...rulesAboveParanoiaLevel(level),
+      ]);
+      expect(within(crsRemovalList(level)), `level ${level}`).toEqual(intended);
+    }
+    // The rules kept at level 1 are exactly CRS_PL1_RULES (what the ranges must not span).
+    const kept = [...existing].filter((id) => !within(crsRemovalList(1)).has(id)).sort();
+    expect(kept.map(String)).toEqual([...CRS_PL1_RULES]);
+    // Fewer entries than the ids and ranges they replace.
+    expect(crsRemovalList(1).length).toBeLessThan(
+      CRS_RULES_NEVER_FIRING.length + CRS_SETUP_RULES_REMOVED.length + rulesAboveParanoiaLevel(1).length,
+    );
   });
 });

@@ -15,7 +15,8 @@ import { type EchoUpstream, startEchoUpstream } from "./fixtures/upstream.js";
 // OWASP CRS's own regression tests (the families that apply to a JSON API) against the rules the edge renders,
 // on the VM's packages (Debian 13: nginx 1.26, libmodsecurity3 3.0.14, CRS 3.3.7, from the cached trixie root):
 // whatever was trimmed or excluded for speed or false positives must keep 648 of 656 at paranoia level 1 (the 8
-// others are malformed requests nginx itself answers before ModSecurity sees them). The test data (CRS 3.3.4's
+// others are malformed requests nginx itself answers before ModSecurity sees them). The rules as rendered with identity
+// first (`verified`): what anonymous traffic meets, since verified /v1/ requests never reach ModSecurity. The test data (CRS 3.3.4's
 // tests; 3.3.7 changed rules, not tests, for these families) lives beside the repository (../shared), never in it.
 
 const run = promisify(execFile);
@@ -50,7 +51,7 @@ describe("OWASP CRS regression suite against the rendered rules (Debian 13's pac
     port = await freePort();
     const layout = localLayout(inside, { http: port, https: await freePort(), upstream: upstream.port });
     const host = hostLayout(layout, root);
-    const { files, rulesFile } = renderModsecurity(wafSchema.parse({}), layout);
+    const { files, rulesFile } = renderModsecurity(wafSchema.parse({}), layout, { verified: true });
     for (const d of layoutDirectories(host)) await mkdir(d, { recursive: true });
     for (const [name, text] of Object.entries(files)) await writeFile(join(host.confDir, name), text);
     errorLog = join(host.logDir, "error.log");

@@ -219,8 +219,9 @@ const checks: Record<(typeof CHECK_NAMES)[number], Check> = {
   },
   async "waf-blocks-sqli"(ctx) {
     // Anonymous API requests meet the edge's token check first (401) where identity-first is on, so the
-    // anonymous probe goes to Meta's webhook route, which keeps the full CRS; with a token, the API route too
-    // (a verified request's URI and query are still read by CRS).
+    // anonymous probe goes to Meta's webhook route, which keeps the full CRS; with a token, the API route too:
+    // CRS's 403 without identity first, the edge's positive model's 400 with it (a verified request meets no WAF;
+    // this route takes no query parameter). Either way the probe never reaches the gateway.
     const injection = "id=1%27%20OR%20%271%27%3D%271%27--";
     const anonymous = await probe("https", ctx.target, `/webhooks/whatsapp?${injection}`);
     if (anonymous.status !== 403)
@@ -230,8 +231,8 @@ const checks: Record<(typeof CHECK_NAMES)[number], Check> = {
     const verified = await probe("https", ctx.target, `/v1/messages/${randomId()}?${injection}`, {
       headers: { authorization: `Bearer ${token}` },
     });
-    return verified.status === 403
-      ? pass("SQL injection probes answered 403, anonymous and with the token")
+    return verified.status === 403 || verified.status === 400
+      ? pass(`SQL injection probes refused: 403 anonymous, ${verified.status} with the token`)
       : fail(`an SQL injection probe with the token answered ${verified.status}`);
   },
   async "rate-limit"(ctx) {
