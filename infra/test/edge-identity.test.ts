@@ -320,6 +320,19 @@ describe("attacks, verified and anonymous", () => {
       },
       { method: "DELETE", path: "/v1/webhooks/w-1", headers: { authorization: auth } },
       { method: "HEAD", path: "/v1/numbers/+15551234567", headers: { authorization: auth } },
+      // The inbox's listings, a cursor and an E.164 contact as a client encodes it.
+      {
+        path: "/v1/messages?direction=in&contact=%2B14155550123&number=default&before=aS4xNzAwLjQy&limit=50",
+        headers: { authorization: auth },
+      },
+      { path: "/v1/conversations?contact=+14155550123&limit=20", headers: { authorization: auth } },
+      { path: "/v1/templates?number=default", headers: { authorization: auth } },
+      // Meta's base64 message ids: `=` as sent, `/` and `+` percent-encoded.
+      {
+        method: "POST",
+        path: "/v1/messages/wamid.HBgLMTQxNTU1NTAxMjMVAgASGBQzQUI%2FRTc%2BMkQA=/read",
+        headers: { authorization: auth },
+      },
     ];
     for (const req of ok)
       expect((await edge.send(req)).status, `${req.method ?? "GET"} ${req.path}`).toBe(200);

@@ -191,12 +191,12 @@ describe("the media route as rendered", () => {
 
   it("with the edge's token check: 100m, no request buffering, ModSecurity off", () => {
     const conf = render(true);
-    const named = block(conf, "@wagate_media");
+    // Verified requests go straight from the token check to the gateway (no ModSecurity on any verified route).
+    const named = block(conf, "@wagate_media_identity");
     expect(block(conf, "= /v1/media")).toContain("client_max_body_size 100m;");
+    expect(named).toContain("client_max_body_size 100m;");
     expect(named).toContain("proxy_request_buffering off;");
     expect(named).not.toContain("modsecurity on;");
-    // Every other API route keeps the WAF.
-    expect(block(conf, "@wagate_api")).toContain("modsecurity on;");
   });
 
   it("without it (no verified identity at the edge): the WAF stays on for the media route", () => {
