@@ -51,6 +51,8 @@ export class CommitBatcher {
   private unsynced: Settled[] = [];
   /** A sync of the WAL is running: commits wait for it (group commit). */
   private syncing = false;
+  /** The checkpointer copies the WAL's last frames: no commit until released (checkpointer.ts). */
+  private held = false;
   private closing = false;
   /** Commits and syncs so far (what the group commit saves is measured by these). */
   readonly stats = { commits: 0, syncs: 0 };
@@ -97,6 +99,20 @@ export class CommitBatcher {
     });
   }
 
+  /**
+   * Holds commits (writes wait, nothing fails) so that the checkpointer can copy the WAL's last frames; the next
+   * commit after `release` then writes the WAL from its start instead of growing it.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.pending.length > 0) this.flushSoon();
+  }
+
   /** Flushes at the next turn of the event loop (check phase), once. */
   private flushSoon(): void {
     if (this.scheduled === "immediate") return;
@@ -105,12 +121,12 @@ export class CommitBatcher {
     setImmediate(() => this.flush());
   }
 
-  /** `force`: commit even while a sync runs (closing). */
+  /** `force`: commit even while a sync runs or commits are held (closing). */
   private flush(force = false): void {
     this.scheduled = undefined;
     clearTimeout(this.delayTimer);
-    // The sync's callback flushes what arrived meanwhile, in one commit.
-    if (this.syncing && !force) return;
+    // The sync's callback (or `release`) flushes what arrived meanwhile, in one commit.
+    if ((this.syncing || this.held) && !force) return;
     const writes = this.pending;
     if (writes.length === 0) return;
     this.pending = [];
