@@ -59,6 +59,9 @@ export class CommitBatcher {
   private readonly runBatch: (writes: PendingWrite[]) => unknown[];
   private readonly runBatchIsolated: (writes: PendingWrite[]) => Array<{ ok: boolean; value: unknown }>;
   private readonly walFd: number | undefined;
+  private readonly totalChanges: () => number;
+  /** A commit changed rows since the last sync started: what reads them must wait for the next sync. */
+  private unsyncedChanges = false;
 
   /** `walPath` is the database's `-wal` file; undefined for an in-memory database (nothing to sync). */
   constructor(db: Database, walPath: string | undefined) {
@@ -74,6 +77,8 @@ export class CommitBatcher {
       }),
     );
     this.walFd = walPath ? openSync(walPath, "r") : undefined;
+    const totalChanges = db.prepare("SELECT total_changes()").pluck();
+    this.totalChanges = () => totalChanges.get() as number;
   }
 
   /**
@@ -131,6 +136,7 @@ export class CommitBatcher {
     if (writes.length === 0) return;
     this.pending = [];
     this.stats.commits++;
+    const changesBefore = this.totalChanges();
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
       results = this.runBatch(writes).map((value) => ({ ok: true, value }));
@@ -143,11 +149,16 @@ export class CommitBatcher {
         return;
       }
     }
+    if (this.totalChanges() !== changesBefore) this.unsyncedChanges = true;
+    // A batch that changed nothing (an OTP check of a spent code, an idempotent replay) has nothing of its own to
+    // sync; it waits only if what it may have read is not yet synced (a commit since the last sync started, or
+    // the sync in flight).
+    const mustSync = this.unsyncedChanges || this.syncing;
     results.forEach((result, i) => {
       const write = writes[i] as PendingWrite;
       // A write that failed changed nothing: no need to wait for the disk to say so.
       if (!result.ok) write.reject(result.value);
-      else if (write.durable) this.unsynced.push({ write, value: result.value });
+      else if (write.durable && mustSync) this.unsynced.push({ write, value: result.value });
       else write.resolve(result.value);
     });
     this.sync();
@@ -162,6 +173,8 @@ export class CommitBatcher {
       return;
     }
     this.syncing = true;
+    // This sync covers every commit so far.
+    this.unsyncedChanges = false;
     this.stats.syncs++;
     const fd = this.walFd;
     fdatasync(fd, (error) => {
@@ -183,6 +196,7 @@ export class CommitBatcher {
     this.flush(true);
     if (this.walFd !== undefined && this.unsynced.length > 0) {
       fdatasyncSync(this.walFd);
+      this.unsyncedChanges = false;
       this.stats.syncs++;
     }
     const batch = this.unsynced;
