@@ -116,7 +116,7 @@ export function startCheckpointer(
     },
   });
   worker.unref();
-  const maxHoldMs = options.maxHoldMs ?? 1000;
+  const maxHoldMs = options.maxHoldMs ?? 250;
   let holdTimer: NodeJS.Timeout | undefined;
   const release = () => {
     if (holdTimer === undefined) return;
