@@ -136,7 +136,14 @@ export class CommitBatcher {
     if (writes.length === 0) return;
     this.pending = [];
     this.stats.commits++;
-    const changesBefore = this.totalChanges();
+    let changesBefore: number;
+    try {
+      changesBefore = this.totalChanges();
+    } catch (error) {
+      // The connection is closed: nothing can be written.
+      for (const write of writes) write.reject(error);
+      return;
+    }
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
       results = this.runBatch(writes).map((value) => ({ ok: true, value }));
