@@ -122,4 +122,39 @@ describe("CommitBatcher", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a durable write that changed nothing answers without a sync, unless what it read is not yet synced", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wagate-batcher-"));
+    const path = join(dir, "db.sqlite");
+    const db = new BetterSqlite3(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.exec("CREATE TABLE t (v TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0) STRICT");
+    const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+    // Like an OTP check: spends an attempt while any are left, else changes nothing.
+    const spend = db.prepare("UPDATE t SET n = n + 1 WHERE v = ? AND n < 1");
+    const batcher = new CommitBatcher(db, `${path}-wal`);
+    try {
+      await batcher.write(() => insert.run("a"));
+      expect(batcher.stats).toEqual({ commits: 1, syncs: 1 });
+      expect(await batcher.write(() => spend.run("a").changes)).toBe(1);
+      expect(batcher.stats).toEqual({ commits: 2, syncs: 2 });
+      // Nothing changed and everything before is synced: no sync.
+      expect(await batcher.write(() => spend.run("a").changes)).toBe(0);
+      expect(await batcher.write(() => spend.run("a").changes)).toBe(0);
+      expect(batcher.stats).toEqual({ commits: 4, syncs: 2 });
+      // Bookkeeping committed a change nobody synced: a write that reads after it waits for a sync.
+      await batcher.write(() => insert.run("b"), { durable: false });
+      expect(batcher.stats).toEqual({ commits: 5, syncs: 2 });
+      expect(await batcher.write(() => spend.run("a").changes)).toBe(0);
+      expect(batcher.stats).toEqual({ commits: 6, syncs: 3 });
+      // A write that changes rows always waits for its sync.
+      await batcher.write(() => insert.run("c"));
+      expect(batcher.stats).toEqual({ commits: 7, syncs: 4 });
+    } finally {
+      batcher.close();
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -70,7 +70,6 @@ describe("migration 5: messages and webhook deliveries rebuilt without IN-list C
       expect(indexes).toEqual([
         "messages_broadcast",
         "messages_number_bulk",
-        "messages_number_queued",
         "messages_provider_id",
         "messages_queued",
         "messages_recipient",
@@ -130,9 +129,10 @@ describe("migration 11: every outbound type as a message's kind, the CHECK widen
     try {
       expect(db.prepare("SELECT version FROM schema_migrations WHERE version = 11").pluck().get()).toBe(11);
       expect(db.prepare("SELECT id, rowid FROM messages ORDER BY id").all()).toEqual(rowidsBefore);
+      // Unchanged but for what migration 12 drops (the store migrates to the latest version).
       expect(
         db.prepare("SELECT type, name, sql FROM sqlite_schema WHERE name <> 'messages' ORDER BY name").all(),
-      ).toEqual(schemaBefore);
+      ).toEqual(schemaBefore.filter((o) => (o as { name: string }).name !== "messages_number_queued"));
       expect(db.pragma("integrity_check")).toEqual([{ integrity_check: "ok" }]);
       for (const kind of ["image", "video", "audio", "document", "sticker", "location", "contacts"]) {
         db.prepare(insertMessage).run(`m-${kind}`, kind, "queued", null);
@@ -172,6 +172,54 @@ describe("migration 11: every outbound type as a message's kind, the CHECK widen
       expect(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'messages'").pluck().get()).toContain(
         "kind = 'x'",
       );
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe("migration 12: no index of queued messages by number", () => {
+  it("drops it; a number's queued messages are still failed, and the outbox's statements still read indexes", async () => {
+    const path = join(dir, "v7.db");
+    const old = databaseAt(path, 7);
+    old.exec(`INSERT INTO numbers (id, name, transport, status, status_changed_at, created_at, updated_at)
+              VALUES ('n1', 'sales', 'web', 'unlinked', 0, 0, 0)`);
+    const put = old.prepare(
+      `${insertMessage.replace("broadcast_id)", "broadcast_id, number_id)")}`.replace("?)", "?, ?)"),
+    );
+    put.run("m-n1", "text", "queued", null, "n1");
+    put.run("m-n1-sent", "text", "sent", null, "n1");
+    put.run("m-default", "text", "queued", null, null);
+    old.close();
+
+    const store = openSqliteStore(path);
+    const failed = await store.numbers.failQueuedMessages("n1", { code: "number_unlinked", message: "x" }, 1);
+    expect(failed).toBe(1);
+    expect((await store.getMessage("m-n1"))?.status).toBe("failed");
+    expect((await store.getMessage("m-n1-sent"))?.status).toBe("sent");
+    expect((await store.getMessage("m-default"))?.status).toBe("queued");
+    await store.close();
+
+    const db = new Database(path);
+    try {
+      expect(
+        db.prepare("SELECT name FROM sqlite_schema WHERE name = 'messages_number_queued'").pluck().get(),
+      ).toBeUndefined();
+      const plan = (sql: string) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((r) => r.detail);
+      // Claims and the number's UPDATE go through the partial indexes of queued and sending rows: never a scan
+      // of the whole table.
+      const claim = plan(`UPDATE messages SET status = 'sending' WHERE rowid IN (SELECT rowid FROM messages
+        WHERE status = 'queued' AND next_attempt_at <= 1 ORDER BY priority, next_attempt_at LIMIT 5)`);
+      expect(claim).toContain("SCAN messages USING COVERING INDEX messages_queued");
+      expect(
+        plan("UPDATE messages SET status = 'failed' WHERE number_id = 'n1' AND status = 'queued'"),
+      ).toEqual(["SCAN messages USING INDEX messages_queued"]);
+      const outstanding = plan(`SELECT (SELECT COUNT(*) FROM messages WHERE status = 'queued' AND priority = 1
+        AND number_id IS 'n1') + (SELECT COUNT(*) FROM messages WHERE status = 'sending' AND priority = 1 AND number_id IS 'n1')`);
+      expect(outstanding).toContain("SEARCH messages USING INDEX messages_queued (priority=?)");
+      expect(outstanding).toContain("SCAN messages USING INDEX messages_sending");
+      expect([...claim, ...outstanding].filter((d) => d === "SCAN messages")).toEqual([]);
     } finally {
       db.close();
     }

@@ -51,12 +51,17 @@ export class CommitBatcher {
   private unsynced: Settled[] = [];
   /** A sync of the WAL is running: commits wait for it (group commit). */
   private syncing = false;
+  /** The checkpointer copies the WAL's last frames: no commit until released (checkpointer.ts). */
+  private held = false;
   private closing = false;
   /** Commits and syncs so far (what the group commit saves is measured by these). */
   readonly stats = { commits: 0, syncs: 0 };
   private readonly runBatch: (writes: PendingWrite[]) => unknown[];
   private readonly runBatchIsolated: (writes: PendingWrite[]) => Array<{ ok: boolean; value: unknown }>;
   private readonly walFd: number | undefined;
+  private readonly totalChanges: () => number;
+  /** A commit changed rows since the last sync started: what reads them must wait for the next sync. */
+  private unsyncedChanges = false;
 
   /** `walPath` is the database's `-wal` file; undefined for an in-memory database (nothing to sync). */
   constructor(db: Database, walPath: string | undefined) {
@@ -72,6 +77,8 @@ export class CommitBatcher {
       }),
     );
     this.walFd = walPath ? openSync(walPath, "r") : undefined;
+    const totalChanges = db.prepare("SELECT total_changes()").pluck();
+    this.totalChanges = () => totalChanges.get() as number;
   }
 
   /**
@@ -97,6 +104,20 @@ export class CommitBatcher {
     });
   }
 
+  /**
+   * Holds commits (writes wait, nothing fails) so that the checkpointer can copy the WAL's last frames; the next
+   * commit after `release` then writes the WAL from its start instead of growing it.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.pending.length > 0) this.flushSoon();
+  }
+
   /** Flushes at the next turn of the event loop (check phase), once. */
   private flushSoon(): void {
     if (this.scheduled === "immediate") return;
@@ -105,16 +126,24 @@ export class CommitBatcher {
     setImmediate(() => this.flush());
   }
 
-  /** `force`: commit even while a sync runs (closing). */
+  /** `force`: commit even while a sync runs or commits are held (closing). */
   private flush(force = false): void {
     this.scheduled = undefined;
     clearTimeout(this.delayTimer);
-    // The sync's callback flushes what arrived meanwhile, in one commit.
-    if (this.syncing && !force) return;
+    // The sync's callback (or `release`) flushes what arrived meanwhile, in one commit.
+    if ((this.syncing || this.held) && !force) return;
     const writes = this.pending;
     if (writes.length === 0) return;
     this.pending = [];
     this.stats.commits++;
+    let changesBefore: number;
+    try {
+      changesBefore = this.totalChanges();
+    } catch (error) {
+      // The connection is closed: nothing can be written.
+      for (const write of writes) write.reject(error);
+      return;
+    }
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
       results = this.runBatch(writes).map((value) => ({ ok: true, value }));
@@ -127,11 +156,16 @@ export class CommitBatcher {
         return;
       }
     }
+    if (this.totalChanges() !== changesBefore) this.unsyncedChanges = true;
+    // A batch that changed nothing (an OTP check of a spent code, an idempotent replay) has nothing of its own to
+    // sync; it waits only if what it may have read is not yet synced (a commit since the last sync started, or
+    // the sync in flight).
+    const mustSync = this.unsyncedChanges || this.syncing;
     results.forEach((result, i) => {
       const write = writes[i] as PendingWrite;
       // A write that failed changed nothing: no need to wait for the disk to say so.
       if (!result.ok) write.reject(result.value);
-      else if (write.durable) this.unsynced.push({ write, value: result.value });
+      else if (write.durable && mustSync) this.unsynced.push({ write, value: result.value });
       else write.resolve(result.value);
     });
     this.sync();
@@ -146,6 +180,8 @@ export class CommitBatcher {
       return;
     }
     this.syncing = true;
+    // This sync covers every commit so far.
+    this.unsyncedChanges = false;
     this.stats.syncs++;
     const fd = this.walFd;
     fdatasync(fd, (error) => {
@@ -167,6 +203,7 @@ export class CommitBatcher {
     this.flush(true);
     if (this.walFd !== undefined && this.unsynced.length > 0) {
       fdatasyncSync(this.walFd);
+      this.unsyncedChanges = false;
       this.stats.syncs++;
     }
     const batch = this.unsynced;

@@ -481,4 +481,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX media_inbound ON media (provider_media_id) WHERE direction = 'in';
     `,
   },
+  {
+    version: 12,
+    name: "messages: no index of queued messages by number",
+    // Every send naming `from` inserted an entry into messages_number_queued and every claim removed it: two
+    // B-tree changes and two more pages in the WAL per group commit on the hot path, for a query that runs when a
+    // number is deleted or stays unlinked too long. That UPDATE now reads the queued messages through
+    // messages_queued (only queued rows), which the insert and the claim maintain anyway; the broadcast sender's
+    // count of outstanding messages already did.
+    sql: `
+      DROP INDEX IF EXISTS messages_number_queued;
+    `,
+  },
 ];

@@ -171,14 +171,14 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   db.pragma("synchronous = NORMAL");
   db.pragma("busy_timeout = 5000");
   migrate(db);
-  // Checkpoints run on a worker thread (see checkpointer.ts); SQLite still checkpoints when the last
-  // connection closes.
-  const checkpointer = path === ":memory:" ? undefined : startCheckpointer(path);
-  if (checkpointer) db.pragma("wal_autocheckpoint = 0");
   const batcher = new CommitBatcher(
     db,
     path === ":memory:" || options.fsync === false ? undefined : `${path}-wal`,
   );
+  // Checkpoints run on a worker thread, which holds the batcher's commits briefly to keep the WAL from growing
+  // (see checkpointer.ts); SQLite still checkpoints when the last connection closes.
+  const checkpointer = path === ":memory:" ? undefined : startCheckpointer(path, batcher);
+  if (checkpointer) db.pragma("wal_autocheckpoint = 0");
 
   const claimIdempotency = idempotencyClaimer(db);
   const revocations = new RevocationList(db);
