@@ -212,7 +212,7 @@ nginx_running() { systemctl is-active --quiet nginx; }
 
 # The edge's token key (written from stdin by the stack before this step, like the gateway's env file): read by
 # nginx's master, as root, only when it loads its configuration. Sets key_digest; succeeds (0) when the key differs
-# from the one nginx last loaded, so that a rotated API_SECRET reloads nginx although no bundle file changed.
+# from the one nginx last loaded, so that a rotated gateway secret reloads nginx although no bundle file changed.
 key_digest=
 identity_key_changed() {
   [[ -f "$EDGE_IDENTITY_KEY_FILE" ]] || die "missing $EDGE_IDENTITY_KEY_FILE (the stack writes it before this step)"
