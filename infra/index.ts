@@ -13,6 +13,7 @@ import { prepareBuildContext } from "./plan/build-context.js";
 import { backupBucketName } from "./plan/names.js";
 import { protectionFor } from "./plan/protection.js";
 import { renderHostBundle } from "./render/bundle.js";
+import { renderEdgeIdentityKey } from "./render/edge-identity-key.js";
 import { renderGatewayEnvFile } from "./render/gateway-env.js";
 
 // Wiring only: configuration in, components connected, outputs out. Every decision lives in plan/ or render/.
@@ -68,6 +69,7 @@ const dns = config.hostedZoneId
   : undefined;
 
 if (config.provision) {
+  const gatewayEnv = pulumi.secret(gatewayEnvOf(config).apply(renderGatewayEnvFile));
   new Provision("wagate", {
     host: host.publicIp,
     user: host.sshUser,
@@ -90,7 +92,9 @@ if (config.provision) {
         awsRegion: config.awsRegion,
         dataDevice,
       }),
-    gatewayEnv: pulumi.secret(gatewayEnvOf(config).apply(renderGatewayEnvFile)),
+    gatewayEnv,
+    // The edge verifies tokens with the key, issuer and audience the gateway reads from that env file.
+    edgeIdentityKey: pulumi.secret(gatewayEnv.apply(renderEdgeIdentityKey)),
     buildContext: config.gatewayImage
       ? undefined
       : prepareBuildContext(fileURLToPath(new URL("..", import.meta.url)), `.local/pulumi/${stack}`),

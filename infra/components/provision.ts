@@ -5,6 +5,7 @@ import {
   planProvision,
   type RemoteAction,
   remoteActions,
+  type SecretName,
   type StagedContext,
   sha256,
 } from "../plan/provision.js";
@@ -27,6 +28,8 @@ export interface ProvisionArgs {
   bundle: (dataDevice: string) => HostBundle;
   /** The gateway's env file (secrets): stdin of one command, nowhere else. */
   gatewayEnv: pulumi.Output<string>;
+  /** The edge's token key (render/edge-identity-key.ts, from the env file): stdin of one command, nowhere else. */
+  edgeIdentityKey: pulumi.Output<string>;
   /** Present when the image is built on the host. */
   buildContext: StagedContext | undefined;
   /** What must exist before the host is reached (the DNS record the certificate step needs). */
@@ -54,7 +57,11 @@ export class Provision extends pulumi.ComponentResource {
       hostKey: args.hostKey,
       perDialTimeout: 10,
     };
-    const envDigest = pulumi.secret(args.gatewayEnv.apply(sha256));
+    const secrets: Record<SecretName, pulumi.Output<string>> = {
+      gatewayEnv: pulumi.secret(args.gatewayEnv),
+      edgeIdentityKey: pulumi.secret(args.edgeIdentityKey),
+    };
+    const digestOf = (name: SecretName) => pulumi.secret(secrets[name].apply(sha256));
     const created = new Map<string, pulumi.Resource>();
     const actionsFor = (device: string) =>
       remoteActions(planProvision(args.bundle(device)), args.user, args.buildContext);
@@ -115,9 +122,9 @@ export class Provision extends pulumi.ComponentResource {
               connection: action.waitForHost ? { ...connection, dialErrorLimit: -1 } : connection,
               create: real((a) => (a.kind === "run" ? a.command : "")),
               addPreviousOutputInEnv: false,
-              ...(action.stdin ? { stdin: args.gatewayEnv, logging: "none" as const } : {}),
+              ...(action.stdin ? { stdin: secrets[action.stdin], logging: "none" as const } : {}),
               triggers: action.secretTriggers
-                ? pulumi.all([triggers, envDigest]).apply(([t, env]) => [...t, env])
+                ? pulumi.all([triggers, digestOf(action.secretTriggers)]).apply(([t, d]) => [...t, d])
                 : triggers,
             },
             {

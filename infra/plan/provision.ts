@@ -1,6 +1,13 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
-import { GATEWAY_BUILD_CONTEXT, GATEWAY_ENV_FILE, GATEWAY_STEP, type HostBundle } from "../render/bundle.js";
+import {
+  EDGE_IDENTITY_KEY_FILE,
+  EDGE_STEP,
+  GATEWAY_BUILD_CONTEXT,
+  GATEWAY_ENV_FILE,
+  GATEWAY_STEP,
+  type HostBundle,
+} from "../render/bundle.js";
 
 // What the provisioning does to a host, as data: which files go where, which command runs as root in which
 // order, and when each one must run again. The Pulumi component (components/provision.ts) turns this into
@@ -142,23 +149,35 @@ export function readyCommand(directories: readonly string[], sshUser: string): s
 }
 
 /**
- * Writes the gateway's env file from stdin, 0600 root from its first byte (umask before the file exists,
- * rename into place). The secret travels only on stdin: not in the command line, not in a file copied with
- * SFTP's default mode. The gateway step, whose triggers include the file's digest, restarts the container.
+ * Writes a secret file from stdin, 0600 root from its first byte (umask before the file exists, rename into
+ * place). The secret travels only on stdin: not in the command line, not in a file copied with SFTP's default
+ * mode. The step that reads it has the secret's digest among its triggers, so it runs again when it changes.
  */
-export function envFileCommand(envFile: string): string {
-  const tmp = `${envFile}.new`;
+export function secretFileCommand(path: string): string {
+  const tmp = `${path}.new`;
   const script = [
     "set -euo pipefail",
     // Leave an existing directory's mode alone: other files there (the backup settings) have their readers.
-    `[ -d ${shellQuote(posix.dirname(envFile))} ] || install -d -m 0755 ${shellQuote(posix.dirname(envFile))}`,
+    `[ -d ${shellQuote(posix.dirname(path))} ] || install -d -m 0755 ${shellQuote(posix.dirname(path))}`,
     "umask 077",
     `cat > ${shellQuote(tmp)}`,
     `chmod 0600 ${shellQuote(tmp)}`,
-    `mv -f ${shellQuote(tmp)} ${shellQuote(envFile)}`,
+    `mv -f ${shellQuote(tmp)} ${shellQuote(path)}`,
   ].join("; ");
   return `sudo -n bash -c ${shellQuote(script)}`;
 }
+
+/**
+ * The secrets an executor holds and feeds on stdin: the gateway's env file, and the edge's token key derived
+ * from it (render/edge-identity-key.ts). Each is written to its file by one action and read by one step.
+ */
+export type SecretName = "gatewayEnv" | "edgeIdentityKey";
+
+/** Where each secret is written on the host, by which action, and which step re-runs when it changes. */
+export const SECRET_FILES: Readonly<Record<SecretName, { path: string; actionId: string; step: string }>> = {
+  gatewayEnv: { path: GATEWAY_ENV_FILE, actionId: "gateway-env", step: GATEWAY_STEP },
+  edgeIdentityKey: { path: EDGE_IDENTITY_KEY_FILE, actionId: "edge-identity-key", step: EDGE_STEP },
+};
 
 /**
  * Removes files the bundle no longer holds (a dropped nginx snippet must not linger where a glob would load it).
@@ -221,16 +240,16 @@ export type RemoteAction =
       command: string;
       /** The first action: the host may still be booting, keep dialling. */
       waitForHost?: true;
-      stdin?: "gatewayEnv";
-      secretTriggers?: "gatewayEnv";
+      stdin?: SecretName;
+      secretTriggers?: SecretName;
     })
   | (ActionBase & { kind: "copy"; remotePath: string; content: string })
   | (ActionBase & { kind: "upload"; localDir: string; remoteParent: string });
 
 /**
- * The whole remote sequence — wait for the host, copy the bundle, write the env file, stage the build context,
- * run the steps — as one ordered list that both executors follow: the Pulumi component (one resource per action,
- * `after` as dependencies) and the Debian box (one action after the other over SSH).
+ * The whole remote sequence — wait for the host, copy the bundle, write the secret files (SECRET_FILES), stage
+ * the build context, run the steps — as one ordered list that both executors follow: the Pulumi component (one
+ * resource per action, `after` as dependencies) and the Debian box (one action after the other over SSH).
  */
 export function remoteActions(plan: ProvisionPlan, sshUser: string, context?: StagedContext): RemoteAction[] {
   const directories = [...plan.directories, ...(context ? [REMOTE_STAGE_DIR] : [])];
@@ -263,14 +282,16 @@ export function remoteActions(plan: ProvisionPlan, sshUser: string, context?: St
       after: plan.copies.map((c) => `file-${c.resourceSuffix}`),
       triggers: [digestOf(Object.fromEntries(plan.copies.map((c) => [c.path, ""])))],
     },
-    {
-      kind: "run",
-      id: "gateway-env",
-      command: envFileCommand(GATEWAY_ENV_FILE),
-      stdin: "gatewayEnv",
-      after: ["ready"],
-      triggers: [],
-    },
+    ...(Object.keys(SECRET_FILES) as SecretName[]).map(
+      (secret): RemoteAction => ({
+        kind: "run",
+        id: SECRET_FILES[secret].actionId,
+        command: secretFileCommand(SECRET_FILES[secret].path),
+        stdin: secret,
+        after: ["ready"],
+        triggers: [],
+      }),
+    ),
   ];
   if (context) {
     const staged = posix.join(REMOTE_STAGE_DIR, posix.basename(context.localDir));
@@ -295,13 +316,16 @@ export function remoteActions(plan: ProvisionPlan, sshUser: string, context?: St
   let previous = actions.filter((a) => a.id !== "ready").map((a) => a.id);
   for (const step of plan.steps) {
     const gateway = step.name === GATEWAY_STEP;
+    const secret = (Object.keys(SECRET_FILES) as SecretName[]).find(
+      (s) => SECRET_FILES[s].step === step.name,
+    );
     actions.push({
       kind: "run",
       id: step.resourceSuffix,
       command: step.command,
       after: previous,
       triggers: [step.trigger, ...(gateway && context ? [context.digest] : [])],
-      ...(gateway ? { secretTriggers: "gatewayEnv" as const } : {}),
+      ...(secret ? { secretTriggers: secret } : {}),
     });
     previous = [step.resourceSuffix];
   }

@@ -54,7 +54,9 @@ import {
 // (infra/plan/provision.ts turns this into one ordered list of remote actions that both executors follow.)
 // 1. Copy `files` to `remoteDir` (keys are paths relative to it). The steps only read it.
 // 2. Write the gateway's env file (renderGatewayEnvFile in gateway-env.ts, the secrets) to GATEWAY_ENV_FILE,
-//    root 0600, from stdin, before the step named GATEWAY_STEP; re-run that step when the env file changes.
+//    root 0600, from stdin, before the step named GATEWAY_STEP; re-run that step when the env file changes. Write
+//    the edge's token key (renderEdgeIdentityKey in edge-identity-key.ts, derived from the env file) the same
+//    way to EDGE_IDENTITY_KEY_FILE before EDGE_STEP; re-run that step (nginx reloads) when the key changes.
 // 3. When no pinned `gatewayImage` is given, copy the build context (the repository's `package.json`,
 //    `package-lock.json` and `gateway/`) to GATEWAY_BUILD_CONTEXT before GATEWAY_STEP; re-run it when they change.
 // 4. Run `steps` in order as root (through `sudo -n` for Debian's `admin`); stop at the first failure. Every step is
@@ -64,6 +66,13 @@ import {
 export const REMOTE_BUNDLE_DIR = "/opt/wagate/bundle";
 /** The gateway's secrets (env file, root 0600), copied separately from the bundle. */
 export const GATEWAY_ENV_FILE = "/etc/wagate/gateway.env";
+/**
+ * The edge's token key (js_preload_object of renderNginx's `identity`), root 0600: nginx's master reads it as
+ * root at configuration load; copied separately from the bundle, like the env file.
+ */
+export const EDGE_IDENTITY_KEY_FILE = "/etc/wagate/edge-identity-key.json";
+/** The step that needs EDGE_IDENTITY_KEY_FILE in place (and reloads nginx when it changes). */
+export const EDGE_STEP: ProvisionStepName = "nginx";
 /** Build context for `podman build` on the host when no pinned image is given. */
 export const GATEWAY_BUILD_CONTEXT = "/opt/wagate/src";
 /** Dockerfile, relative to the build context. */
@@ -191,6 +200,8 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
       layout,
       ...(c.adminCidrs ? { adminCidrs: c.adminCidrs } : {}),
       trustedCidrs: c.trustedCidrs,
+      // Identity first: the edge verifies tokens with the gateway's key, from a file outside the bundle.
+      identity: { keyFile: EDGE_IDENTITY_KEY_FILE },
     }),
   )) {
     files[posix.join("nginx", name)] = content;
@@ -252,6 +263,7 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     DOMAIN: c.domain,
     HTTPS_PORT: layout.httpsPort,
     NGINX_CONF_DIR: layout.confDir,
+    EDGE_IDENTITY_KEY_FILE,
     NGINX_DIRS: layoutDirectories(layout),
     NGINX_USER: layout.user ?? "www-data",
     NGINX_MODSECURITY_TMP: posix.join(layout.tempDir, "modsecurity"),

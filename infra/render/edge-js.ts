@@ -14,7 +14,10 @@ import { EDGE_ERRORS } from "./nginx-errors.js";
 //   compared in constant time, exp (and nbf when present) within the clock tolerance, iss and aud exact, sub and
 //   jti present. Its value is the token's jti, the key of the per-token limit; "" for anything else (JSON 401).
 //   The key comes from a JSON file the master reads at configuration load (js_preload_object), so it can be
-//   readable by root only; workers hold it in memory.
+//   readable by root only; workers hold it in memory. During an API_SECRET rotation the file also holds the
+//   previous secret, and a token signed with either passes the edge: nginx reloads with the new file before the
+//   gateway restarts with the new secret, and neither key may be refused at the edge while the gateway still
+//   runs with it. The gateway stays the authority: it verifies with API_SECRET only.
 
 /** File name of the module, relative to layout.confDir. */
 export const EDGE_JS_FILE = "njs/wagate.js";
@@ -26,6 +29,8 @@ export const IDENTITY_KEY_OBJECT = "wagate_identity_key";
 export interface IdentityKey {
   /** The gateway's API_SECRET (HS256 key: its UTF-8 bytes). */
   readonly secret: string;
+  /** API_SECRET_PREVIOUS, only while a rotation is under way. */
+  readonly previousSecret?: string;
   readonly issuer: string;
   readonly audience: string;
   /** The gateway's JWT_CLOCK_TOLERANCE_SECONDS. */
@@ -79,6 +84,10 @@ function sameBytes(a, b) {
     return diff === 0;
 }
 
+function signedWith(secret, m, signature) {
+    return sameBytes(crypto.createHmac('sha256', secret).update(m[1] + '.' + m[2]).digest(), signature);
+}
+
 function identity(r) {
     var header = r.headersIn['Authorization'];
     if (!header || header.length > 4096) return '';
@@ -87,8 +96,11 @@ function identity(r) {
     var m = /^Bearer ([A-Za-z0-9_-]+)\\.([A-Za-z0-9_-]+)\\.([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])$/.exec(header);
     if (!m) return '';
     var key = wagate_identity_key;
-    var expected = crypto.createHmac('sha256', key.secret).update(m[1] + '.' + m[2]).digest();
-    if (!sameBytes(expected, Buffer.from(m[3], 'base64url'))) return '';
+    var signature = Buffer.from(m[3], 'base64url');
+    // During an API_SECRET rotation the previous secret's tokens pass the edge too: nginx reloads before the gateway
+    // restarts, and the gateway (which verifies with API_SECRET alone) still judges every token.
+    if (!signedWith(key.secret, m, signature) && !(key.previousSecret && signedWith(key.previousSecret, m, signature)))
+        return '';
     try {
         var head = decodePart(m[1]);
         var claims = decodePart(m[2]);

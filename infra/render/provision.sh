@@ -4,7 +4,8 @@
 #   bash provision.sh <packages|data|nginx|certificate|fail2ban|gateway|backups|health>
 # Every step is idempotent: packages are installed only when missing, files written only when their content
 # changed, and a service is reloaded or restarted only when something it depends on changed. No secret is read
-# from or written to this script; the gateway's secrets arrive as a 0600 env file copied separately.
+# from or written to this script; the gateway's secrets arrive as a 0600 env file copied separately, and the
+# edge's token key as a 0600 file beside it.
 set -euo pipefail
 umask 022
 
@@ -209,11 +210,28 @@ bootstrap_certificate() {
 
 nginx_running() { systemctl is-active --quiet nginx; }
 
+# The edge's token key (written from stdin by the stack before this step, like the gateway's env file): read by
+# nginx's master, as root, only when it loads its configuration. Sets key_digest; succeeds (0) when the key differs
+# from the one nginx last loaded, so that a rotated gateway secret reloads nginx although no bundle file changed.
+key_digest=
+identity_key_changed() {
+  [[ -f "$EDGE_IDENTITY_KEY_FILE" ]] || die "missing $EDGE_IDENTITY_KEY_FILE (the stack writes it before this step)"
+  chown root:root "$EDGE_IDENTITY_KEY_FILE"
+  chmod 0600 "$EDGE_IDENTITY_KEY_FILE"
+  key_digest=$(sha256sum <"$EDGE_IDENTITY_KEY_FILE" | cut -d' ' -f1)
+  [[ "$(cat "$identity_state" 2>/dev/null)" != "$key_digest" ]]
+}
+identity_state=/var/lib/wagate-provision/edge-identity-key.state
+
 step_nginx() {
   local d changed=1
   for d in "${NGINX_DIRS[@]}"; do install -d -m 0755 "$d"; done
   install -d -m 0700 -o "$NGINX_USER" -g "$NGINX_USER" "$NGINX_MODSECURITY_TMP"
   if put_tree "$BUNDLE_DIR/nginx" "$NGINX_CONF_DIR" 0644; then changed=0; fi
+  if identity_key_changed; then
+    log "changed the edge's token key ($EDGE_IDENTITY_KEY_FILE)"
+    changed=0
+  fi
   # Read by logrotate's daily timer; nginx needs no reload for it.
   put "$BUNDLE_DIR/logrotate/access-log" "$NGINX_LOGROTATE_FILE" 0644 || true
   bootstrap_certificate
@@ -235,6 +253,8 @@ step_nginx() {
   else
     log "nginx unchanged"
   fi
+  install -d -m 0700 "$(dirname "$identity_state")"
+  echo "$key_digest" >"$identity_state"
 }
 
 # The lineage certbot keeps is for this domain and this ACME server (a changed `domain` or a move from Let's
@@ -325,8 +345,13 @@ ensure_gateway_image() {
   [[ -f "$GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE" ]] ||
     die "no pinned image and no sources at $GATEWAY_BUILD_CONTEXT/$GATEWAY_DOCKERFILE to build one"
   local source_hash current
-  source_hash=$(cd "$GATEWAY_BUILD_CONTEXT" && find . -type f -not -path './node_modules/*' -print0 | sort -z |
-    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  # The build's arguments are part of what it makes (a test box names its base image there): a new base, a new image.
+  source_hash=$(
+    cd "$GATEWAY_BUILD_CONTEXT" && {
+      find . -type f -not -path './node_modules/*' -print0 | sort -z | xargs -0 sha256sum
+      ((${#PODMAN_BUILD_ARGS[@]} == 0)) || printf '%s\n' "${PODMAN_BUILD_ARGS[@]}"
+    } | sha256sum | cut -d' ' -f1
+  )
   current=$(podman "${PODMAN_GLOBAL_ARGS[@]}" image inspect --format '{{.Id}} {{ index .Labels "org.wagate.source" }}' \
     "$GATEWAY_IMAGE" 2>/dev/null || true)
   if [[ -n "$current" && "${current#* }" == "$source_hash" ]]; then

@@ -49,7 +49,7 @@ const actionsWriting = (marker: string): RemoteAction[] => [
   { kind: "copy", id: "file-x", remotePath: `${marker}.copy`, content: "copied\n", after: [], triggers: [] },
   { kind: "run", id: "step", command: `touch ${marker}.step`, after: [], triggers: [] },
 ];
-const secrets = { gatewayEnv: "" };
+const secrets = { gatewayEnv: "", edgeIdentityKey: "" };
 
 beforeAll(async () => {
   await requireBinary("sshd", "openssh-server");

@@ -75,10 +75,10 @@ describe("box proxy", () => {
 });
 
 describe("box executor", () => {
-  const secrets = { gatewayEnv: "API_SECRET=aa\n" };
+  const secrets = { gatewayEnv: "API_SECRET=aa\n", edgeIdentityKey: '{"secret":"aa"}\n' };
   const actions = () => remoteActions(planProvision(renderHostBundle(bundleInput())), "admin");
 
-  it("re-runs a copy when its content changes, a step when its triggers change, the gateway when the secret changes", () => {
+  it("re-runs a copy when its content changes, a step when its triggers change, a secret's file and step when it changes", () => {
     const a = actions();
     const b = remoteActions(planProvision(renderHostBundle(bundleInput(21))), "admin");
     const differing = a
@@ -86,11 +86,13 @@ describe("box executor", () => {
       .map((x) => x.id);
     expect(differing.filter((id) => !id.startsWith("file-"))).toEqual(["nginx", "health"]);
     expect(differing.some((id) => id.startsWith("file-nginx"))).toBe(true);
-    const otherSecret = { gatewayEnv: "API_SECRET=bb\n" };
-    const bySecret = a
-      .filter((x) => actionInputs(x, secrets) !== actionInputs(x, otherSecret))
-      .map((x) => x.id);
-    expect(bySecret).toEqual(["gateway"]);
+    const changedBy = (other: typeof secrets) =>
+      a.filter((x) => actionInputs(x, secrets) !== actionInputs(x, other)).map((x) => x.id);
+    expect(changedBy({ ...secrets, gatewayEnv: "API_SECRET=bb\n" })).toEqual(["gateway-env", "gateway"]);
+    expect(changedBy({ ...secrets, edgeIdentityKey: '{"secret":"bb"}\n' })).toEqual([
+      "edge-identity-key",
+      "nginx",
+    ]);
   });
 
   it("walks the stack's own list: the box's bundle carries the test-only inputs and nothing else differs in kind", () => {

@@ -4,8 +4,9 @@ import { boxFiguresLine, runBox } from "../../scripts/lib/box/box-run.js";
 // The deploy path for real: a bare Debian 13 box (debootstrap + systemd-nspawn, its own network namespace) with a
 // separate data disk (a loop image at a stable device path), provisioned over SSH with the stack's remote actions,
 // then checked: HTTPS with a Pebble certificate, the smoke checks, container hardening, a fail2ban ban in the
-// box's nftables, a restorable backup, no failed unit, a second run that changes nothing, and a changed nginx file
-// that re-runs only nginx's step. Then the box is replaced by a brand-new root against the same data disk: the
+// box's nftables, a restorable backup, no failed unit, a second run that changes nothing, a changed nginx file
+// that re-runs only nginx's step, identity first at the edge (the edge's 401 for bad tokens, `sudo wagate token`'s
+// passes) and an API_SECRET rotation (both keys pass the edge while the previous one is kept, then only the new). Then the box is replaced by a brand-new root against the same data disk: the
 // message accepted before is sent after, once; the pending OTP verifies; the certificate is the same. runBox tears
 // the box, its disk, its network and every process down itself, also when it throws.
 
@@ -25,6 +26,7 @@ describe("Debian 13 box provisioned over SSH, then replaced", () => {
       "rate-limit",
       "headers",
       "token-accepted",
+      "edge-identity",
       "container-hardening",
       "fail2ban-active",
       "fail2ban-sshd-journal",
@@ -35,6 +37,12 @@ describe("Debian 13 box provisioned over SSH, then replaced", () => {
       "second-run-changes-nothing",
       "second-run-restarts-nothing",
       "changed-file-reloads-only-nginx",
+      "rotation-reruns-secret-steps",
+      "rotation-reloads-nginx",
+      "rotation-edge-accepts-both-keys",
+      "rotation-end-reruns-secret-steps",
+      "rotation-end-reloads-nginx",
+      "rotation-end-edge-refuses-previous",
       "replace-mounts-kept-volume",
       "replace-message-sent-once",
       "replace-otp-verifies",

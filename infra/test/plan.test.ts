@@ -22,15 +22,23 @@ import { protectionFor } from "../plan/protection.js";
 import {
   asRoot,
   digestOf,
-  envFileCommand,
   type ProvisionPlan,
   planProvision,
   pruneCommand,
   REMOTE_STAGE_DIR,
   readyCommand,
   remoteActions,
+  secretFileCommand,
 } from "../plan/provision.js";
-import { GATEWAY_STEP, type HostBundle, type HostBundleInput, renderHostBundle } from "../render/bundle.js";
+import {
+  EDGE_IDENTITY_KEY_FILE,
+  EDGE_STEP,
+  GATEWAY_ENV_FILE,
+  GATEWAY_STEP,
+  type HostBundle,
+  type HostBundleInput,
+  renderHostBundle,
+} from "../render/bundle.js";
 import { stackConfig } from "./support/stack-config.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "wagate-plan-"));
@@ -128,6 +136,7 @@ describe("the remote sequence both executors follow", () => {
       ...plan.copies.map((c) => `file-${c.resourceSuffix}`),
       "bundle-prune",
       "gateway-env",
+      "edge-identity-key",
       "build-context",
       "build-context-install",
     ]);
@@ -143,12 +152,18 @@ describe("the remote sequence both executors follow", () => {
     });
   });
 
-  it("feeds the secret env on stdin to one command, and re-runs the gateway step when it or the context changes", () => {
-    expect(actions.filter((a) => a.kind === "run" && a.stdin).map((a) => a.id)).toEqual(["gateway-env"]);
+  it("feeds each secret on stdin to one command writing its file, and re-runs the step that reads it when it changes", () => {
+    const fed = actions.flatMap((a) => (a.kind === "run" && a.stdin ? [[a.id, a.stdin, a.command]] : []));
+    expect(fed).toEqual([
+      ["gateway-env", "gatewayEnv", secretFileCommand(GATEWAY_ENV_FILE)],
+      ["edge-identity-key", "edgeIdentityKey", secretFileCommand(EDGE_IDENTITY_KEY_FILE)],
+    ]);
     const gateway = actions.find((a) => a.id === GATEWAY_STEP);
     expect(gateway).toMatchObject({ secretTriggers: "gatewayEnv" });
     expect(gateway?.triggers).toContain(context.digest);
+    expect(actions.find((a) => a.id === EDGE_STEP)).toMatchObject({ secretTriggers: "edgeIdentityKey" });
     expect(actions.filter((a) => a.kind === "run" && a.secretTriggers).map((a) => a.id)).toEqual([
+      EDGE_STEP,
       GATEWAY_STEP,
     ]);
   });
@@ -206,12 +221,12 @@ describe("remote commands, run for real with a sudo that only drops its -n", () 
     expect(readdirSync(join(dir, "nginx"))).toEqual(["keep.conf"]);
   });
 
-  it("envFileCommand writes stdin to a 0600 file and keeps the secret off the command line", () => {
+  it("secretFileCommand writes stdin to a 0600 file and keeps the secret off the command line", () => {
     const dir = join(scratch, "etc-wagate");
     mkdirSync(dir, { mode: 0o755 });
     const envFile = join(dir, "gateway.env");
     const secret = "API_SECRET=0123456789abcdef\n";
-    const command = envFileCommand(envFile);
+    const command = secretFileCommand(envFile);
     sh(command, secret);
     expect(readFileSync(envFile, "utf8")).toBe(secret);
     expect(statSync(envFile).mode & 0o777).toBe(0o600);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GATEWAY_STEP } from "../render/bundle.js";
+import { EDGE_STEP, GATEWAY_STEP } from "../render/bundle.js";
 import {
   ELASTIC_IP,
   keyOf,
@@ -154,7 +154,7 @@ describe("re-runs", () => {
     expect(inputs(second)).toEqual(inputs(first));
   });
 
-  it("rotating the API secret re-runs the env file and the gateway step, nothing else", async () => {
+  it("rotating the API secret re-runs the env file, the edge's key, nginx's and the gateway's steps, nothing else", async () => {
     const before = await runProgram("dev", stackConfig("dev"));
     const after = await runProgram(
       "dev",
@@ -164,11 +164,14 @@ describe("re-runs", () => {
     );
     const [a, b] = [triggers(before), triggers(after)];
     const changed = Object.keys(b).filter((name) => JSON.stringify(a[name]) !== JSON.stringify(b[name]));
-    expect(changed).toEqual([`wagate-${GATEWAY_STEP}`]);
-    const stdin = (run: ProgramRun) =>
-      unwrapSecrets(run.resources.find((r) => r.name === "wagate-gateway-env")?.inputs.stdin);
-    expect(stdin(after)).not.toEqual(stdin(before));
-    expect(String(stdin(after))).toContain(`API_SECRET=${"ab".repeat(32)}`);
+    // Triggers: the steps that read the secrets. The two commands that write them run again because their
+    // stdin (an input) changed.
+    expect(changed).toEqual([`wagate-${EDGE_STEP}`, `wagate-${GATEWAY_STEP}`]);
+    const stdin = (run: ProgramRun, name: string) =>
+      unwrapSecrets(run.resources.find((r) => r.name === name)?.inputs.stdin);
+    expect(stdin(after, "wagate-gateway-env")).not.toEqual(stdin(before, "wagate-gateway-env"));
+    expect(String(stdin(after, "wagate-gateway-env"))).toContain(`API_SECRET=${"ab".repeat(32)}`);
+    expect(JSON.parse(String(stdin(after, "wagate-edge-identity-key"))).secret).toBe("ab".repeat(32));
   });
 });
 

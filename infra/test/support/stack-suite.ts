@@ -6,7 +6,7 @@ import { backupBucketName } from "../../plan/names.js";
 import { isDisposableStack, protectionFor } from "../../plan/protection.js";
 import { planProvision } from "../../plan/provision.js";
 import { resourcePolicies, stackPolicies } from "../../policy/rules.js";
-import { GATEWAY_STEP, renderHostBundle } from "../../render/bundle.js";
+import { EDGE_STEP, GATEWAY_STEP, renderHostBundle } from "../../render/bundle.js";
 import { renderCloudConfig } from "../../render/cloud-init.js";
 import { PROVISION_STEPS } from "../../render/provision.js";
 import { policyResource, stackViolations, violations } from "./policy.js";
@@ -387,6 +387,7 @@ export function describeStack(stack: StackName): void {
         for (const c of [
           ...ofType(run, COPY).filter((x) => x.name.startsWith("wagate-file-")),
           named(COMMAND, "wagate-gateway-env"),
+          named(COMMAND, "wagate-edge-identity-key"),
         ]) {
           expect(before).toContain(keyOf(c));
         }
@@ -403,7 +404,8 @@ export function describeStack(stack: StackName): void {
         for (const s of plan.steps) {
           const triggers = input(step(s.resourceSuffix)).triggers as string[];
           expect(triggers.slice(0, 3)).toEqual([instanceId, device, s.trigger]);
-          if (s.name !== GATEWAY_STEP) expect(triggers).toHaveLength(3);
+          // The steps that read a secret file also carry the secret's digest (and the gateway the context's).
+          if (s.name !== GATEWAY_STEP) expect(triggers).toHaveLength(s.name === EDGE_STEP ? 4 : 3);
         }
         for (const copy of ofType(run, COPY)) {
           expect((input(copy).triggers as string[]).slice(0, 2), copy.name).toEqual([instanceId, device]);

@@ -12,6 +12,7 @@ import {
 } from "../../../infra/plan/build-context.js";
 import { planProvision, type RemoteAction, remoteActions } from "../../../infra/plan/provision.js";
 import { type HostBundleInput, renderHostBundle } from "../../../infra/render/bundle.js";
+import { renderEdgeIdentityKey } from "../../../infra/render/edge-identity-key.js";
 import { renderGatewayEnvFile } from "../../../infra/render/gateway-env.js";
 import { rateLimitSchema, wafSchema } from "../../../infra/render/settings.js";
 import { LOCAL_GATEWAY_IMAGE } from "../../../infra/render/systemd.js";
@@ -23,9 +24,11 @@ import {
   type BoxCheckContext,
   backupRestorable,
   containerHardening,
+  edgeVerifiesTokens,
   fail2banActive,
   floodBanned,
   noFailedUnits,
+  rotationAtEdge,
   smokeChecks,
   sshdJailCounts,
 } from "./checks.js";
@@ -34,7 +37,6 @@ import {
   BOX_CACHE_DIR,
   BOX_DOMAIN,
   HOST_ADDRESS,
-  NODE_BASE_IMAGE,
   NODE_BASE_TAR_IN_BOX,
   SSH_USER,
 } from "./constants.js";
@@ -46,7 +48,7 @@ import { createBoxNetwork, removeBoxNetwork } from "./network.js";
 import { type BoxProxy, startBoxProxy } from "./proxy.js";
 import { type BoxShell, boxShell } from "./remote.js";
 import { replaceBox } from "./replace.js";
-import { ensureBoxRoot, ensureNodeBaseTar } from "./root.js";
+import { ensureBoxRoot, ensureNodeBaseTar, nodeBaseImage } from "./root.js";
 
 // `npm run box`: a bare Debian 13 box with a separate data disk, provisioned over SSH with the stack's own remote
 // sequence, then checked, re-run unchanged, re-run with one rendered file changed, measured, and torn down. With
@@ -116,7 +118,7 @@ export function boxBundleInput(
       network: "host",
       keyring: false,
       extraBuildArgs: [
-        `--build-arg=NODE_IMAGE=${NODE_BASE_IMAGE}`,
+        `--build-arg=NODE_IMAGE=${nodeBaseImage()}`,
         "--network=host",
         // buildah (1.28) ignores containers.conf's keyring=false, and crun cannot create one in the box.
         "--isolation=chroot",
@@ -143,9 +145,10 @@ export function boxFiguresLine(f: BoxFigures): string {
  * the outbox retries every few seconds (the replacement check keeps a message waiting for Meta for a minute or
  * two; the default backoff would reach minutes).
  */
-export function boxGatewayEnv(apiSecret: string, graphBaseUrl: string): string {
+export function boxGatewayEnv(apiSecret: string, graphBaseUrl: string, apiSecretPrevious?: string): string {
   return `${renderGatewayEnvFile({
     apiSecret,
+    ...(apiSecretPrevious ? { apiSecretPrevious } : {}),
     whatsapp: {
       accessToken: "box-access-token",
       phoneNumberId: "106540352242922",
@@ -153,6 +156,12 @@ export function boxGatewayEnv(apiSecret: string, graphBaseUrl: string): string {
       verifyToken: "box-verify-token",
     },
   })}GRAPH_API_BASE_URL=${graphBaseUrl}\nOUTBOX_BACKOFF_MAX_MS=3000\nOUTBOX_MAX_ATTEMPTS=100\n`;
+}
+
+/** What the stack feeds the box's provisioning on stdin: the env file and the edge's key derived from it. */
+export function boxSecrets(apiSecret: string, graphBaseUrl: string, apiSecretPrevious?: string): Secrets {
+  const gatewayEnv = boxGatewayEnv(apiSecret, graphBaseUrl, apiSecretPrevious);
+  return { gatewayEnv, edgeIdentityKey: renderEdgeIdentityKey(gatewayEnv) };
 }
 
 /** The change lines (`changed …`, `reloading …`) the provisioning script printed. */
@@ -265,7 +274,7 @@ export async function runBox(
       );
     const actions = actionsFor(20);
     const apiSecret = randomBytes(32).toString("hex");
-    const secrets: Secrets = { gatewayEnv: boxGatewayEnv(apiSecret, graph.baseUrl) };
+    let secrets = boxSecrets(apiSecret, graph.baseUrl);
 
     const bootOptions: BootOptions = {
       root,
@@ -282,7 +291,7 @@ export async function runBox(
     const sh = boxShell(sshArgs);
     const importBaseWith = (sh: BoxShell) => async () => {
       await sh(
-        `podman ${PODMAN_GLOBAL.join(" ")} image exists ${NODE_BASE_IMAGE} || podman ${PODMAN_GLOBAL.join(" ")} import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' ${NODE_BASE_TAR_IN_BOX} ${NODE_BASE_IMAGE} >/dev/null`,
+        `podman ${PODMAN_GLOBAL.join(" ")} image exists ${nodeBaseImage()} || podman ${PODMAN_GLOBAL.join(" ")} import --quiet --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' ${NODE_BASE_TAR_IN_BOX} ${nodeBaseImage()} >/dev/null`,
       );
     };
     const importBase = importBaseWith(sh);
@@ -299,16 +308,18 @@ export async function runBox(
     const bareToHealthySeconds = (performance.now() - started) / 1000;
     say(`box: bare box to healthy HTTPS in ${bareToHealthySeconds.toFixed(1)} s`);
 
-    const token = (
-      await mintToken({
-        secret: apiSecret,
-        sub: "box",
-        scopes: [...SCOPES],
-        ttlSeconds: 3600,
-        issuer: "wagate",
-        audience: "wagate",
-      })
-    ).token;
+    const tokenFor = async (secret: string) =>
+      (
+        await mintToken({
+          secret,
+          sub: "box",
+          scopes: [...SCOPES],
+          ttlSeconds: 3600,
+          issuer: "wagate",
+          audience: "wagate",
+        })
+      ).token;
+    let token = await tokenFor(apiSecret);
     const ctx: BoxCheckContext = { sh, ca: pebble.issuerRootPem, token, workDir };
     const checks: CheckResult[] = [];
     const record = (r: CheckResult | CheckResult[]) => {
@@ -318,6 +329,7 @@ export async function runBox(
       }
     };
     record(await smokeChecks(ctx));
+    record(await edgeVerifiesTokens(ctx, apiSecret));
     record(await containerHardening(ctx));
     record(await fail2banActive(ctx));
     record(await sshdJailCounts(ctx));
@@ -365,6 +377,46 @@ export async function runBox(
           },
     );
     record(compare("changed-file-reloads-only-nginx", before, await serviceState(sh), ["nginx-workers"]));
+
+    // An API_SECRET rotation as the README runs it: a new secret with the previous one kept, then without it.
+    // Each run writes both secret files; nginx reloads with the new key file, the gateway restarts.
+    const newSecret = randomBytes(32).toString("hex");
+    const tokens = { previous: token, current: await tokenFor(newSecret) };
+    let inputs = changed.inputs;
+    for (const [round, previousKept] of [
+      ["rotation", true],
+      ["rotation-end", false],
+    ] as const) {
+      const state = await serviceState(sh);
+      secrets = boxSecrets(newSecret, graph.baseUrl, previousKept ? apiSecret : undefined);
+      const rotated = await executeActions(actionsFor(21), {
+        sshArgs,
+        hostKey,
+        secrets,
+        previous: inputs,
+        logFile,
+      });
+      inputs = rotated.inputs;
+      const ran = rotated.outcomes.filter((o) => o.ran).map((o) => o.id);
+      record({
+        name: `${round}-reruns-secret-steps`,
+        status: ran.join(",") === "gateway-env,edge-identity-key,nginx,gateway" ? "pass" : "fail",
+        detail: `ran ${ran.join(", ")}`,
+      });
+      record(
+        compare(`${round}-reloads-nginx`, state, await serviceState(sh), ["nginx-workers", "wagate-gateway"]),
+      );
+      record(
+        await rotationAtEdge(
+          ctx,
+          previousKept ? "rotation-edge-accepts-both-keys" : "rotation-end-edge-refuses-previous",
+          tokens,
+          previousKept,
+        ),
+      );
+    }
+    token = tokens.current;
+    ctx.token = token;
     record(await wrongHostKeyRefused(ctx, sshArgs, workDir));
     record(await floodBanned(ctx));
     record(await noFailedUnits(ctx));

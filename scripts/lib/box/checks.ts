@@ -1,10 +1,15 @@
 import { execFile } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { GATEWAY_ENV_FILE } from "../../../infra/render/bundle.js";
+import { ADMIN_CLI_PATH } from "../../../infra/render/admin-cli.js";
+import { EDGE_IDENTITY_KEY_FILE, GATEWAY_ENV_FILE } from "../../../infra/render/bundle.js";
+import { IDENTITY_KEY_OBJECT } from "../../../infra/render/edge-js.js";
 import { RATE_LIMIT_JAIL } from "../../../infra/render/fail2ban.js";
+import { vmLayout } from "../../../infra/render/layout.js";
+import { ACCESS_LOG_FILE } from "../../../infra/render/nginx.js";
 import {
   BACKUP_DIR,
   BACKUP_SERVICE,
@@ -216,5 +221,135 @@ export function sshdJailCounts(ctx: BoxCheckContext): Promise<CheckResult> {
       await sleep(250);
     }
     return fail(name, "the sshd jail counted no failed login after 20 s");
+  });
+}
+
+/** An HS256 token signed with `secret` (what the gateway's mintToken makes, with any claims, expired ones too). */
+export function signedToken(secret: string, claims: Record<string, unknown>): string {
+  const part = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
+}
+
+/** Who answered a request: its status, and the access log's `edge` and `upstream_status` for its request id. */
+export interface EdgeOutcome {
+  status: number;
+  code: string;
+  /** The access log's `edge` field: "auth" for the edge's own 401. */
+  edge: string;
+  /** The gateway's status; "" when the edge answered without asking it. */
+  upstream: string;
+}
+
+const ACCESS_LOG = posix.join(vmLayout().logDir, ACCESS_LOG_FILE);
+
+/** GET /v1/messages/<unknown id> with `token` (a valid one that may read messages: the gateway's 404). */
+export async function edgeOutcome(ctx: BoxCheckContext, token: string | undefined): Promise<EdgeOutcome> {
+  const res = await boxRequest({
+    address: BOX_ADDRESS,
+    host: BOX_DOMAIN,
+    ca: ctx.ca,
+    path: `/v1/messages/${randomUUID()}`,
+    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+  });
+  const requestId = String(res.headers["x-request-id"] ?? "");
+  if (!/^[0-9a-f]{32}$/.test(requestId)) throw new Error(`answer ${res.status} without an X-Request-Id`);
+  let code = "";
+  try {
+    code = String((JSON.parse(res.body) as { error?: { code?: string } }).error?.code ?? "");
+  } catch {
+    code = `not JSON: ${res.body.slice(0, 60)}`;
+  }
+  // nginx writes the log line after the answer: wait for it a moment.
+  for (let i = 0; i < 20; i++) {
+    const line = (
+      await ctx.sh(`grep -F '"request_id":"${requestId}"' ${ACCESS_LOG} | tail -1`, { check: false })
+    ).trim();
+    if (line) {
+      const entry = JSON.parse(line) as { edge?: string; upstream_status?: string };
+      return { status: res.status, code, edge: entry.edge ?? "", upstream: entry.upstream_status ?? "" };
+    }
+    await sleep(100);
+  }
+  throw new Error(`no access log line for request ${requestId} (answered ${res.status})`);
+}
+
+const refusedAtEdge = (o: EdgeOutcome) =>
+  o.status === 401 && o.code === "unauthorized" && o.edge === "auth" && o.upstream === "";
+const passedToGateway = (o: EdgeOutcome, status: number) =>
+  o.status === status && o.upstream === String(status);
+const described = (o: EdgeOutcome) =>
+  `${o.status} ${o.code || "-"} (edge "${o.edge}", gateway ${o.upstream ? o.upstream : "not asked"})`;
+
+/**
+ * Identity first on the provisioned host: the key file is root's alone and nginx preloads it; a token from
+ * `sudo wagate token` reaches the gateway; missing, forged and expired tokens get the edge's JSON 401, which
+ * the access log records as the edge's ("auth", no upstream status), not the gateway's.
+ */
+export function edgeVerifiesTokens(ctx: BoxCheckContext, apiSecret: string): Promise<CheckResult> {
+  const name = "edge-identity";
+  return guarded(name, async () => {
+    const problems: string[] = [];
+    const mode = (await ctx.sh(`stat -c '%a %U:%G' ${EDGE_IDENTITY_KEY_FILE}`)).trim();
+    if (mode !== "600 root:root") problems.push(`${EDGE_IDENTITY_KEY_FILE} is ${mode}`);
+    const preload = `js_preload_object ${IDENTITY_KEY_OBJECT} from ${EDGE_IDENTITY_KEY_FILE};`;
+    const conf = await ctx.sh(`grep -rhF '${preload}' ${vmLayout().confDir} || true`);
+    if (!conf.includes(preload)) problems.push("nginx does not preload the key file");
+    const valid = (
+      await ctx.sh(`${ADMIN_CLI_PATH} token --sub box-edge --scope messages:read --ttl 600 2>/dev/null`)
+    ).trim();
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      sub: "box-edge",
+      scope: "messages:read",
+      iss: "wagate",
+      aud: "wagate",
+      jti: randomUUID(),
+    };
+    const tokens: [string, string | undefined][] = [
+      ["none", undefined],
+      // One signature character changed (not the last: its low bits are padding).
+      ["forged", `${valid.slice(0, -10)}${valid.at(-10) === "A" ? "B" : "A"}${valid.slice(-9)}`],
+      ["expired", signedToken(apiSecret, { ...claims, iat: now - 7200, exp: now - 3600 })],
+    ];
+    const seen: string[] = [];
+    for (const [kind, token] of tokens) {
+      const o = await edgeOutcome(ctx, token);
+      seen.push(`${kind} ${o.status}`);
+      if (!refusedAtEdge(o)) problems.push(`${kind} token: ${described(o)}, not the edge's 401`);
+    }
+    const accepted = await edgeOutcome(ctx, valid);
+    if (!passedToGateway(accepted, 404))
+      problems.push(`sudo wagate token's token: ${described(accepted)}, not the gateway's 404`);
+    return problems.length
+      ? fail(name, problems.join("; "))
+      : pass(
+          name,
+          `key file 0600 root, preloaded; ${seen.join(", ")} at the edge; sudo wagate token's token reaches the gateway (404 for an unknown id)`,
+        );
+  });
+}
+
+/**
+ * During an API_SECRET rotation the edge lets both keys' tokens through (the gateway, verifying with the new
+ * secret only, refuses the previous one's with its own 401); once API_SECRET_PREVIOUS is removed, the edge
+ * refuses the previous key's tokens itself.
+ */
+export function rotationAtEdge(
+  ctx: BoxCheckContext,
+  name: string,
+  tokens: { previous: string; current: string },
+  previousKept: boolean,
+): Promise<CheckResult> {
+  return guarded(name, async () => {
+    const previous = await edgeOutcome(ctx, tokens.previous);
+    const current = await edgeOutcome(ctx, tokens.current);
+    const problems: string[] = [];
+    if (!passedToGateway(current, 404)) problems.push(`the new key's token: ${described(current)}`);
+    if (previousKept ? !passedToGateway(previous, 401) : !refusedAtEdge(previous))
+      problems.push(`the previous key's token: ${described(previous)}`);
+    return problems.length
+      ? fail(name, problems.join("; "))
+      : pass(name, `new key's token ${described(current)}; previous key's ${described(previous)}`);
   });
 }

@@ -22,7 +22,5 @@ export const PREFIX_LENGTH = 24;
 /** Debian's cloud images log in as `admin` with passwordless sudo; so does the box. */
 export const SSH_USER = "admin";
 export const BOX_DOMAIN = "gateway.test";
-/** Tag of the locally made Node base image inside the box (the Dockerfile's NODE_IMAGE). */
-export const NODE_BASE_IMAGE = "localhost/wagate-node-base:trixie";
 /** Where the base image's root tarball is placed inside the box before boot. */
 export const NODE_BASE_TAR_IN_BOX = "/var/lib/wagate-box/node-base.tar";

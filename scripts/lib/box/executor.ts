@@ -2,17 +2,21 @@ import { appendFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { digestOf, type RemoteAction, sha256, shellQuote } from "../../../infra/plan/provision.js";
+import {
+  digestOf,
+  type RemoteAction,
+  type SecretName,
+  sha256,
+  shellQuote,
+} from "../../../infra/plan/provision.js";
 import { lastLines, run } from "./run.js";
 
 // The second executor of the remote sequence (infra/plan/provision.ts; the first is the Pulumi component):
 // the same actions, in the same order, over SSH. Like Pulumi, an action runs when its inputs (command or
-// content, triggers, the secret's digest where it has secretTriggers) differ from the previous run's, or when
-// there is no previous run; `force` runs everything, to prove that the steps themselves change nothing.
+// content, triggers, the digest of the secret it is fed or triggered by) differ from the previous run's, or
+// when there is no previous run; `force` runs everything, to prove that the steps themselves change nothing.
 
-export interface Secrets {
-  gatewayEnv: string;
-}
+export type Secrets = Record<SecretName, string>;
 
 export interface ActionOutcome {
   id: string;
@@ -50,6 +54,8 @@ export function actionInputs(action: RemoteAction, secrets: Secrets): string {
   const parts: Record<string, string> = { triggers: action.triggers.join(",") };
   if (action.kind === "run") {
     parts.command = action.command;
+    // Pulumi compares stdin as an input: a changed secret writes its file again.
+    if (action.stdin) parts.stdin = sha256(secrets[action.stdin]);
     if (action.secretTriggers) parts.secret = sha256(secrets[action.secretTriggers]);
   } else if (action.kind === "copy") {
     parts.remotePath = action.remotePath;

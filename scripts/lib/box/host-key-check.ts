@@ -33,7 +33,7 @@ export async function wrongHostKeyRefused(
   const outcome = await executeActions([probe], {
     sshArgs,
     hostKey: otherKey,
-    secrets: { gatewayEnv: "" },
+    secrets: { gatewayEnv: "", edgeIdentityKey: "" },
   }).then(
     () => "ran",
     (error: Error) =>

