@@ -1,5 +1,5 @@
 import type { InboundContent } from "../inbound/content.js";
-import type { MessageKind, MessageStatus, OutgoingMessage } from "../messages.js";
+import type { MessageRecord } from "./store.js";
 
 // Reading what the gateway received and sent, page by page, newest first; conversations (one per contact and
 // receiving number); read marks. Pages end at a position (`before`), never at an offset, so a page costs the same
@@ -24,21 +24,11 @@ export interface InboundRecord {
   readAt: number | null;
 }
 
-export interface OutboundRecord {
+/** An outbound message as the inbox lists it: the message's record without what only the outbox reads. */
+export type OutboundRecord = Omit<MessageRecord, "subject" | "secret" | "priority" | "nextAttemptAt"> & {
   /** Pages of outbound messages are cut on the rowid: insertion order, with no index beyond the table's own. */
   rowid: number;
-  id: string;
-  kind: MessageKind;
-  message: OutgoingMessage;
-  status: MessageStatus;
-  attempts: number;
-  providerMessageId: string | null;
-  numberId: string | null;
-  errorCode: string | null;
-  errorMessage: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
+};
 
 export interface InboundPosition {
   receivedAt: number;

@@ -79,10 +79,6 @@ function statusCodeOf(error: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-function textOf(message: WebSocketEvents["messages.upsert"]["messages"][number]["message"]): string | null {
-  return message?.conversation ?? message?.extendedTextMessage?.text ?? null;
-}
-
 /** Baileys' content for what WhatsApp Web can carry; undefined for what only the Cloud API sends. */
 function webContent(message: OutgoingMessage, jid: string): AnyMessageContent | undefined {
   switch (message.type) {
