@@ -97,8 +97,8 @@ function identity(r) {
     if (!m) return '';
     var key = wagate_identity_key;
     var signature = Buffer.from(m[3], 'base64url');
-    // During an API_SECRET rotation the previous secret's tokens pass the edge too: nginx reloads before the gateway
-    // restarts, and the gateway (which verifies with API_SECRET alone) still judges every token.
+    // During a secret rotation the previous secret's tokens pass the edge too: nginx reloads before the gateway
+    // restarts, and the gateway (which verifies with the current secret alone) still judges every token.
     if (!signedWith(key.secret, m, signature) && !(key.previousSecret && signedWith(key.previousSecret, m, signature)))
         return '';
     try {
