@@ -3,7 +3,12 @@ import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { declaredType } from "../src/media/kinds.js";
 import { chooseType, sniffMedia } from "../src/media/sniff.js";
-import { type FakeGraph, signWebhook, startFakeGraph } from "./support/fake-graph.js";
+import {
+  type FakeGraph,
+  inboundMessagesNotification,
+  signWebhook,
+  startFakeGraph,
+} from "./support/fake-graph.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
 
 // Media both ways against the fake Graph API over real HTTP: POST /v1/media streams the body to Meta's
@@ -427,33 +432,19 @@ describe("POST /v1/media", () => {
 // --- inbound media: registered from Meta's webhook, fetched through the gateway --------------------------------
 
 async function deliverInbound(wamid: string, field: "image" | "document", mediaId: string, mimeType: string) {
-  const body = JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "102290129340398",
-        changes: [
-          {
-            field: "messages",
-            value: {
-              messaging_product: "whatsapp",
-              metadata: { display_phone_number: "15550783881", phone_number_id: PHONE_NUMBER_ID },
-              contacts: [{ profile: { name: "Test" }, wa_id: "14155550123" }],
-              messages: [
-                {
-                  from: "14155550123",
-                  id: wamid,
-                  timestamp: String(Math.floor(Date.now() / 1000)),
-                  type: field,
-                  [field]: { id: mediaId, mime_type: mimeType, sha256: "ignored-here" },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  });
+  const body = JSON.stringify(
+    inboundMessagesNotification(
+      [
+        {
+          from: "14155550123",
+          id: wamid,
+          type: field,
+          [field]: { id: mediaId, mime_type: mimeType, sha256: "ignored-here" },
+        },
+      ],
+      { phoneNumberId: PHONE_NUMBER_ID },
+    ),
+  );
   const res = await fetch(`${gw.url}/webhooks/whatsapp`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },

@@ -118,6 +118,31 @@ export function signWebhook(appSecret: string, body: string): string {
   return `sha256=${createHmac("sha256", appSecret).update(body).digest("hex")}`;
 }
 
+/** Meta's webhook envelope around one change's `value`, for the number `phoneNumberId`. */
+function metaNotification(
+  value: Record<string, unknown>,
+  phoneNumberId = "106540352242922",
+): Record<string, unknown> {
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "102290129340398",
+        changes: [
+          {
+            field: "messages",
+            value: {
+              messaging_product: "whatsapp",
+              metadata: { display_phone_number: "15550783881", phone_number_id: phoneNumberId },
+              ...value,
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
 /** A `statuses` notification in Meta's envelope. */
 export function statusNotification(
   statuses: Array<{
@@ -129,56 +154,18 @@ export function statusNotification(
   }>,
 ): Record<string, unknown> {
   const timestamp = String(Math.floor(Date.now() / 1000));
-  return {
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "102290129340398",
-        changes: [
-          {
-            field: "messages",
-            value: {
-              messaging_product: "whatsapp",
-              metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
-              statuses: statuses.map((s) => ({ timestamp, recipient_id: "14155550123", ...s })),
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return metaNotification({
+    statuses: statuses.map((s) => ({ timestamp, recipient_id: "14155550123", ...s })),
+  });
 }
 
 /** An inbound text message notification in Meta's envelope. */
 export function inboundNotification(
   messages: Array<{ id: string; from: string; text: string }>,
 ): Record<string, unknown> {
-  const timestamp = String(Math.floor(Date.now() / 1000));
-  return {
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "102290129340398",
-        changes: [
-          {
-            field: "messages",
-            value: {
-              messaging_product: "whatsapp",
-              metadata: { display_phone_number: "15550783881", phone_number_id: "106540352242922" },
-              contacts: messages.map((m) => ({ profile: { name: "Test" }, wa_id: m.from })),
-              messages: messages.map((m) => ({
-                from: m.from,
-                id: m.id,
-                timestamp,
-                type: "text",
-                text: { body: m.text },
-              })),
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return inboundMessagesNotification(
+    messages.map((m) => ({ from: m.from, id: m.id, type: "text", text: { body: m.text } })),
+  );
 }
 
 /**
@@ -191,35 +178,13 @@ export function inboundMessagesNotification(
 ): Record<string, unknown> {
   const timestamp = String(Math.floor(Date.now() / 1000));
   const senders = [...new Set(messages.map((m) => m.from))];
-  return {
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "102290129340398",
-        changes: [
-          {
-            field: "messages",
-            value: {
-              messaging_product: "whatsapp",
-              metadata: {
-                display_phone_number: "15550783881",
-                phone_number_id: options.phoneNumberId ?? "106540352242922",
-              },
-              contacts: senders.map((from) => ({
-                profile: { name: options.profileName ?? "Test" },
-                wa_id: from,
-              })),
-              messages: messages.map((m, i) => ({
-                id: `wamid.inbound${Date.now()}${i}`,
-                timestamp,
-                ...m,
-              })),
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return metaNotification(
+    {
+      contacts: senders.map((from) => ({ profile: { name: options.profileName ?? "Test" }, wa_id: from })),
+      messages: messages.map((m, i) => ({ id: `wamid.inbound${Date.now()}${i}`, timestamp, ...m })),
+    },
+    options.phoneNumberId,
+  );
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
