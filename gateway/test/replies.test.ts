@@ -1,4 +1,5 @@
 import { rmSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGateway } from "../src/gateway.js";
@@ -451,6 +452,49 @@ describe("cost of regex rules", () => {
       const c = newContact();
       expect((await deliverInbound(budgeted, { from: c, text: "ping" })).outcome).toBe("replied");
       expect(repliesTo(budgeted, c).map((r) => replyText(r.payload))).toEqual(["pong"]);
+    } finally {
+      await budgeted.stop();
+    }
+  });
+
+  it("Meta's webhook is answered before the regex rules run, and /healthz keeps answering while they do", async () => {
+    // Matching on the webhook's answer path would hold the 200 until the budget is spent (the outcome would be
+    // settled by then); matching on the event loop would hold every other answer for as long (a single rule here
+    // runs for seconds). Bounds are loose (a shared machine): either break holds for over 2 s, not 1 s.
+    const budgeted = await startTestGateway(
+      { ...cloudEnv(), REPLY_COOLDOWN_SECONDS: "0" },
+      { replyMatchBudgetMs: 2_000 },
+    );
+    try {
+      for (let i = 0; i < 3; i++)
+        insertLegacyRule(budgeted, { pattern: "(?:a|aa|aaa){1000}x", priority: 1, text: "never" });
+      const id = newInboundId();
+      const body = JSON.stringify(inboundNotification([{ id, from: newContact(), text: "a".repeat(4096) }]));
+      const started = performance.now();
+      const answered = await budgeted.request("POST", "/webhooks/whatsapp", {
+        body,
+        headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },
+      });
+      const answerMs = performance.now() - started;
+      expect(answered.status).toBe(200);
+      // Stored and answered, the match still to come.
+      expect(matchOutcome(budgeted, id)).toBe("pending");
+      expect(answerMs).toBeLessThan(1_000);
+      // The test shares the gateway's event loop: a loop held by matching shows as a long gap between two answers
+      // of /healthz (asked every 20 ms), wherever the hold falls (during a request or during the wait).
+      const answers: number[] = [performance.now()];
+      while (matchOutcome(budgeted, id) === "pending") {
+        expect((await budgeted.request("GET", "/healthz")).status).toBe(200);
+        answers.push(performance.now());
+        await sleep(20);
+      }
+      // And once settled: a hold that ended with the match falls in this last gap.
+      expect((await budgeted.request("GET", "/healthz")).status).toBe(200);
+      answers.push(performance.now());
+      expect(matchOutcome(budgeted, id)).toBe("budget_exhausted");
+      const gaps = answers.slice(1).map((at, i) => Math.round(at - (answers[i] as number)));
+      expect(gaps.length).toBeGreaterThanOrEqual(10);
+      expect(Math.max(...gaps), `gaps between /healthz answers while matching: ${gaps}`).toBeLessThan(1_000);
     } finally {
       await budgeted.stop();
     }
