@@ -242,7 +242,15 @@ describe("port 443", () => {
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body).error.code).toBe("payload_too_large");
     expect(edge.upstream.received.length).toBe(before);
-    expect((await edge.accessLog()).at(-1)?.edge).toBe("size");
+    // nginx writes the line after it answered: wait for this request's own line.
+    const requestId = res.headers["x-request-id"];
+    expect(requestId).toMatch(/^[0-9a-f]{32}$/);
+    let entry: Record<string, unknown> | undefined;
+    for (let i = 0; i < 100 && !entry; i++) {
+      entry = (await edge.accessLog()).find((l) => l.request_id === requestId);
+      if (!entry) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(entry?.edge).toBe("size");
   });
 });
 
