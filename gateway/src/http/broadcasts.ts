@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
 import { storedTemplate } from "../messages.js";
-import { refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
+import { refuseUnsupportedOnWeb, resolveFrom } from "../numbers/from.js";
 import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import type { NumbersStore } from "../store/numbers.js";
@@ -159,7 +159,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
       // A web number sends no templates.
       const sending = resolveFrom(numbers, body.from);
       if (body.template) {
-        refuseTemplateOnWeb(sending, "template");
+        refuseUnsupportedOnWeb(sending, "template");
         await checkBroadcastTemplate(templates, sending.numberId, body.template, body.recipients);
       }
       const key = readIdempotencyKey(request);
