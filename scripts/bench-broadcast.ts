@@ -1,12 +1,10 @@
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { mintToken } from "../gateway/src/auth/index.js";
 import { startFakeGraph } from "../gateway/test/support/fake-graph.js";
-import { freePort, startProcess, waitForPort } from "./lib/processes.js";
+import { buildGateway, imageNodeOptions, memoryOf, startCompiledGateway } from "./lib/compiled-gateway.js";
 
 // npm run bench:broadcast — broadcasts against the fake Graph API answering with 50 ms latency, each run in a
 // fresh gateway process (cloud transport, its own temporary database) so that its memory is its own:
@@ -27,7 +25,6 @@ import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 // peak while sending (after the 202) is sampled apart. BENCH_BROADCAST_RUNS=2,3 picks runs.
 
 const LATENCY_MS = 50;
-const API_SECRET = randomBytes(32).toString("hex");
 const ACCESS_TOKEN = randomBytes(16).toString("hex");
 
 interface RunResult {
@@ -52,25 +49,9 @@ function cpuMsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-function memoryOf(pid: number): { rssKb: number; hwmKb: number } {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
-  return { rssKb: field("VmRSS"), hwmKb: field("VmHWM") };
-}
-
 const REPO_ROOT = join(import.meta.dirname, "..");
 
-/** The NODE_OPTIONS the image sets (gateway/Dockerfile, runtime stage): what production runs the gateway with. */
-function imageNodeOptions(dockerfile: string): string {
-  const found = [...dockerfile.matchAll(/^\s*(?:ENV\s+)?NODE_OPTIONS="([^"]*)"/gm)].map((m) => m[1] ?? "");
-  if (found.length !== 1)
-    throw new Error(`gateway/Dockerfile: expected one NODE_OPTIONS="..." setting, found ${found.length}`);
-  return found[0] as string;
-}
-
-const GATEWAY_NODE_OPTIONS =
-  process.env.BENCH_GATEWAY_NODE_OPTIONS ??
-  imageNodeOptions(readFileSync(join(REPO_ROOT, "gateway/Dockerfile"), "utf8"));
+const GATEWAY_NODE_OPTIONS = process.env.BENCH_GATEWAY_NODE_OPTIONS ?? imageNodeOptions();
 
 /** config.ts caps BROADCAST_RATE_PER_SECOND at 1,000; the uncapped run sets ten times that, past the outbox's reach. */
 const UNCAPPED_RATE = 10_000;
@@ -95,44 +76,27 @@ async function run(recipients: number, rate: number): Promise<RunResult> {
   const uncapped = rate > 1000;
   const dir = mkdtempSync(join(tmpdir(), "wagate-bench-broadcast-"));
   const fake = await startFakeGraph({ latencyMs: LATENCY_MS, accessToken: ACCESS_TOKEN });
-  const port = await freePort();
   // A file, not `node --input-type=module -e`: workers inherit the flag, and the checkpointer's worker is CommonJS.
   const launcher = join(dir, "uncapped-gateway.mjs");
   if (uncapped) writeFileSync(launcher, uncappedLauncher());
-  const args = [uncapped ? launcher : "gateway/dist/main.js"];
-  const gateway = startProcess("gateway", process.execPath, args, {
-    cwd: REPO_ROOT,
-    logFile: join(dir, "gateway.log"),
-    env: {
-      PATH: process.env.PATH ?? "",
-      API_SECRET,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DATABASE_PATH: join(dir, "bench.db"),
-      WHATSAPP_TRANSPORT: "cloud",
-      GRAPH_API_BASE_URL: fake.baseUrl,
-      WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
-      WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
-      ...(uncapped ? {} : { BROADCAST_RATE_PER_SECOND: String(rate) }),
-      // Per-message info lines would measure the logger; warnings and errors still show.
-      LOG_LEVEL: "warn",
-      NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
-    },
+  const gateway = await startCompiledGateway({
+    graph: { baseUrl: fake.baseUrl, accessToken: ACCESS_TOKEN },
+    dir,
+    nodeOptions: GATEWAY_NODE_OPTIONS,
+    ...(uncapped ? { entry: launcher } : { env: { BROADCAST_RATE_PER_SECOND: String(rate) } }),
+  }).catch(async (error: unknown) => {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
   });
+  const { port } = gateway;
+  const pid = gateway.process.pid;
   try {
-    await waitForPort(port, "127.0.0.1", 30_000);
-    const { token } = await mintToken({
-      secret: API_SECRET,
-      sub: "bench",
-      scopes: ["broadcasts"],
-      ttlSeconds: 3600,
-      issuer: "wagate",
-      audience: "wagate",
-    });
+    const token = await gateway.token(["broadcasts"]);
     const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const idleRssMb = memoryOf(gateway.pid).rssKb / 1024;
+    const idleRssMb = memoryOf(pid).rssKb / 1024;
     const list = Array.from({ length: recipients }, (_, i) => `+4477${String(i).padStart(8, "0")}`);
-    const cpuBefore = cpuMsOf(gateway.pid);
+    const cpuBefore = cpuMsOf(pid);
     const started = performance.now();
     const response = await fetch(`http://127.0.0.1:${port}/v1/broadcasts`, {
       method: "POST",
@@ -145,14 +109,14 @@ async function run(recipients: number, rate: number): Promise<RunResult> {
 
     let sendingPeakKb = 0;
     for (;;) {
-      sendingPeakKb = Math.max(sendingPeakKb, memoryOf(gateway.pid).rssKb);
+      sendingPeakKb = Math.max(sendingPeakKb, memoryOf(pid).rssKb);
       const r = await fetch(`http://127.0.0.1:${port}/v1/broadcasts/${id}`, { headers: auth });
       const view = (await r.json()) as { status: string; sent: number; failed: number };
       if (view.status === "completed") break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    const cpuMs = cpuMsOf(gateway.pid) - cpuBefore;
-    const peakKb = memoryOf(gateway.pid).hwmKb;
+    const cpuMs = cpuMsOf(pid) - cpuBefore;
+    const peakKb = memoryOf(pid).hwmKb;
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     heapReport = metrics
       .split("\n")
@@ -198,8 +162,7 @@ const RUNS: Array<{ label: string; recipients: number; rate: number }> = [
 ];
 
 async function main(): Promise<void> {
-  process.stdout.write("building the gateway (npm run build -w gateway) ...\n");
-  execFileSync("npm", ["run", "-s", "build", "-w", "gateway"], { cwd: REPO_ROOT, stdio: "inherit" });
+  buildGateway();
   const pick = process.env.BENCH_BROADCAST_RUNS?.split(",").map((s) => s.trim());
   process.stdout.write(
     `gateway NODE_OPTIONS: "${GATEWAY_NODE_OPTIONS}" (${process.env.BENCH_GATEWAY_NODE_OPTIONS === undefined ? "the image's, from gateway/Dockerfile" : "BENCH_GATEWAY_NODE_OPTIONS, not the image's"})\n`,

@@ -64,6 +64,7 @@ try {
   process.exitCode = report.ok ? 0 : 1;
 } catch (error) {
   console.error(`box: ${(error as Error).message}`);
-  console.log("box figures: os=debian-13 fresh=- rerun=- replace=- data-kept=no");
+  // The run stopped before anything was measured, the OS included.
+  console.log("box figures: os=- fresh=- rerun=- replace=- data-kept=no");
   process.exitCode = 1;
 }

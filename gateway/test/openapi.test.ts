@@ -4,6 +4,7 @@ import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referencePagePolicy } from "../src/http/api-reference.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
+import { routesOfTree } from "./support/route-tree.js";
 
 // GET /v1/openapi.json against what the app really serves: every route Fastify registered is in it (read from
 // Fastify's own route tree, not from the generator's list), it is a sound OpenAPI 3.1 document whose schemas compile
@@ -14,22 +15,6 @@ type Json = any;
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 const METHODS = ["get", "post", "put", "patch", "delete"] as const;
-
-/** (METHOD, path) of every route in Fastify's printRoutes tree, HEAD twins included as Fastify lists them. */
-export function routesOfTree(tree: string): Array<{ method: string; path: string }> {
-  const routes: Array<{ method: string; path: string }> = [];
-  const stack: string[] = [];
-  for (const line of tree.split("\n")) {
-    const match = /^((?:[│ ] {3})*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!match) continue;
-    const depth = (match[1] ?? "").length / 4;
-    stack.length = depth;
-    const path = `${stack.join("")}${match[2]}`;
-    stack.push(match[2] ?? "");
-    for (const method of (match[3] ?? "").split(", ").filter(Boolean)) routes.push({ method, path });
-  }
-  return routes;
-}
 
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
 

@@ -271,7 +271,10 @@ describe("a linked web number", () => {
       body: { from: sales.id, template: { name: "promo", language: "en_US" }, recipients: ["+14155550123"] },
     });
     expect(template.status).toBe(422);
-    expect(template.json.error.code).toBe("template_needs_cloud");
+    expect(template.json.error).toEqual({
+      code: "template_needs_cloud",
+      message: "type: templates are sent by cloud numbers only; from names a web number",
+    });
     const text = await gw.request("POST", "/v1/broadcasts", {
       token: sender,
       body: {

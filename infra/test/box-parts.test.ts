@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { boxBundleInput, boxFiguresLine, changeLines } from "../../scripts/lib/box/box-run.js";
+import { boxBundleInput, boxFiguresLine, changeLines, osOfRelease } from "../../scripts/lib/box/box-run.js";
 import { watchDowntime } from "../../scripts/lib/box/downtime.js";
 import { actionInputs } from "../../scripts/lib/box/executor.js";
 import { type BoxProxy, isAllowedConnect, isAllowedUrl, startBoxProxy } from "../../scripts/lib/box/proxy.js";
@@ -123,6 +123,7 @@ describe("box executor", () => {
 
 describe("box figures", () => {
   const figures = {
+    os: "debian-13",
     bareToHealthySeconds: 91.24,
     secondRunSeconds: 3.46,
     imageBytes: 1,
@@ -138,6 +139,19 @@ describe("box figures", () => {
     expect(boxFiguresLine(figures)).toBe(
       "box figures: os=debian-13 fresh=91.2 rerun=3.5 replace=- data-kept=-",
     );
+  });
+
+  it("name the OS the box's /etc/os-release names, not the one its root was meant to be", () => {
+    expect(
+      osOfRelease(
+        'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_ID="13"\nVERSION_CODENAME=trixie\nID=debian\n',
+      ),
+    ).toBe("debian-13");
+    expect(osOfRelease('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n')).toBe(
+      "debian-12",
+    );
+    expect(osOfRelease("ID=debian\n")).toBe("debian-unknown");
+    expect(boxFiguresLine({ ...figures, os: "debian-12" })).toMatch(/^box figures: os=debian-12 /);
   });
 
   it("downtime is the outage a prober saw: none while every probe answers, the gap once they stop", async () => {

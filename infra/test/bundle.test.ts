@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   GATEWAY_ENV_FILE,
   GATEWAY_STEP,
+  HOST_PACKAGES,
   type HostBundleInput,
   REMOTE_BUNDLE_DIR,
   renderHostBundle,
@@ -57,6 +58,25 @@ describe("renderHostBundle", () => {
     expect(files["backup/backup.env"]).toContain("BACKUP_BUCKET=wagate-staging-backups");
     expect(files["backup/backup.env"]).toContain("BACKUP_PREFIX=staging");
     expect(files["certbot/acme-ca.pem"]).toBeUndefined();
+  });
+
+  it("installs the Debian 13 packages the rendered files rely on", () => {
+    const files = renderHostBundle(base).files;
+    const all = Object.values(files).join("\n");
+    // Debian 13 has no rsyslog: the sshd jail reads the journal, which fail2ban 1.1 does through python3-systemd.
+    expect(files["fail2ban/jail.d/wagate.local"]).toMatch(/^\[sshd\]\nenabled = true\nbackend = systemd$/m);
+    const needs: Array<[boolean, string]> = [
+      [/^backend = systemd$/m.test(all), "python3-systemd"],
+      [/\bjs_import\b|\bjs_set\b/.test(all), "libnginx-mod-http-js"],
+      [/\bmodsecurity on;/.test(all), "libnginx-mod-http-modsecurity"],
+      [/modsecurity-crs/.test(all), "modsecurity-crs"],
+      [/\bpodman\b/.test(files["systemd/wagate-gateway.service"] ?? ""), "podman"],
+      [/nftables/.test(all), "nftables"],
+    ];
+    for (const [used, pkg] of needs) {
+      expect(used, pkg).toBe(true);
+      expect(HOST_PACKAGES, pkg).toContain(pkg);
+    }
   });
 
   it("issues with the configured ACME server: production, staging or a URL", () => {

@@ -1,6 +1,8 @@
+import { readFileSync } from "node:fs";
 import type * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { ConfigError, gatewayEnvOf, parseCidr, parseConfig, SECRET_KEYS } from "../config.js";
+import { architectureOf, DEBIAN_AMI_OWNER, DEBIAN_RELEASE } from "../plan/ami.js";
 import { readStackFile, STACKS, stackConfig, TEST_SECRETS } from "./support/stack-config.js";
 
 const unwrap = <T>(output: pulumi.Output<T>) => new Promise<T>((resolve) => output.apply(resolve));
@@ -40,6 +42,24 @@ describe("the three stack files", () => {
     expect(await unwrap(config.apiSecret)).toBe(TEST_SECRETS["wagate:apiSecret"]);
     expect(config.whatsapp).toBeDefined();
     expect(await isSecret(config.whatsapp?.accessToken as pulumi.Output<string>)).toBe(true);
+  });
+
+  // The id itself is checked against AWS at preview (components/host.ts: Debian's account, the release, the
+  // architecture); offline, the file says which image it pins, and that is a Debian 13 image of Debian's own account
+  // built for the architecture of the stack's instance type.
+  it.each(STACKS)("%s pins a Debian 13 AMI of Debian's own account, named next to its id", (stack) => {
+    const text = readFileSync(new URL(`../../Pulumi.${stack}.yaml`, import.meta.url), "utf8");
+    const config = parse(stack);
+    const pinned = new RegExp(
+      `# Debian ${DEBIAN_RELEASE} \\(\\w+\\) (\\S+) from Debian's own account \\((\\d+)\\): (debian-(\\d+)-(amd64|arm64)-\\S+) in ([a-z0-9-]+)\\.\\n(?:\\s*#.*\\n)*\\s*wagate:amiId: ${config.amiId}\\n`,
+    ).exec(text);
+    expect(pinned, `Pulumi.${stack}.yaml: the comment above wagate:amiId`).not.toBeNull();
+    const [, arch, owner, , release, nameArch, region] = pinned ?? [];
+    expect(owner).toBe(DEBIAN_AMI_OWNER);
+    expect(release).toBe(String(DEBIAN_RELEASE));
+    expect(nameArch).toBe(arch);
+    expect(nameArch).toBe(architectureOf(config.instanceType) === "arm64" ? "arm64" : "amd64");
+    expect(region).toBe(config.awsRegion);
   });
 
   it.each(STACKS)("%s holds no secret in its file: alone it lacks only the API secret", (stack) => {

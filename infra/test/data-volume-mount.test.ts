@@ -6,8 +6,10 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBinary } from "../../scripts/lib/processes.js";
 import { type HostBundleInput, renderHostBundle } from "../render/bundle.js";
+import { DEBIAN_CERTBOT_DIRS } from "../render/certbot.js";
 import { dataDeviceSchema, KEPT_DIRECTORIES } from "../render/data-volume.js";
 import { rateLimitSchema, wafSchema } from "../render/settings.js";
+import { BACKUP_DIR, GATEWAY_DATA_DIR } from "../render/systemd.js";
 
 // provision.sh's `data` step for real, on loop images of this machine: a blank volume is formatted and mounted, a
 // second run changes nothing, a "new instance" (fresh mount points, empty fstab) finds the data without formatting,
@@ -56,7 +58,14 @@ async function loopImage(name: string): Promise<string> {
 function instance(name: string) {
   const root = join(dir, name);
   const kept = KEPT_DIRECTORIES.map((d) => `${d.name}:${root}${d.path}`);
-  const paths = Object.fromEntries(KEPT_DIRECTORIES.map((d) => [d.name, `${root}${d.path}`]));
+  const byName = new Map(KEPT_DIRECTORIES.map((d) => [d.name, `${root}${d.path}`]));
+  // A kept directory's path in this instance; a name the volume does not keep throws (never a path relative to
+  // the working directory).
+  const path = (name: string) => {
+    const found = byName.get(name);
+    if (found === undefined) throw new Error(`the data volume keeps no directory named ${name}`);
+    return found;
+  };
   const runStep = (device: string) =>
     sh(
       [
@@ -74,7 +83,7 @@ function instance(name: string) {
         "step_data",
       ].join("\n"),
     );
-  return { root, paths, runStep, fstab: () => readFile(join(root, "etc/fstab"), "utf8").catch(() => "") };
+  return { root, path, runStep, fstab: () => readFile(join(root, "etc/fstab"), "utf8").catch(() => "") };
 }
 
 async function unmountUnder(root: string) {
@@ -127,9 +136,9 @@ describe("the data step on a loop device", () => {
       expect(fstab).toContain(`${first.root}/srv/wagate/${d.name} ${first.root}${d.path} none bind,nofail,`);
 
     // Data written at the usual paths lands on the volume.
-    await writeFile(join(first.paths.gateway ?? "", "wagate.db"), "the database");
-    await mkdir(join(first.paths.letsencrypt ?? "", "live/wagate"), { recursive: true });
-    await writeFile(join(first.paths.letsencrypt ?? "", "live/wagate/cert.pem"), "the certificate");
+    await writeFile(join(first.path("gateway"), "wagate.db"), "the database");
+    await mkdir(join(first.path("letsencrypt"), "live/wagate"), { recursive: true });
+    await writeFile(join(first.path("letsencrypt"), "live/wagate/cert.pem"), "the certificate");
 
     const run2 = await first.runStep(device);
     expect(run2.code, run2.out).toBe(0);
@@ -141,8 +150,8 @@ describe("the data step on a loop device", () => {
     const run3 = await second.runStep(device);
     expect(run3.code, run3.out).toBe(0);
     expect(run3.out).not.toContain("formatting");
-    expect(await readFile(join(second.paths.gateway ?? "", "wagate.db"), "utf8")).toBe("the database");
-    expect(await readFile(join(second.paths.letsencrypt ?? "", "live/wagate/cert.pem"), "utf8")).toBe(
+    expect(await readFile(join(second.path("gateway"), "wagate.db"), "utf8")).toBe("the database");
+    expect(await readFile(join(second.path("letsencrypt"), "live/wagate/cert.pem"), "utf8")).toBe(
       "the certificate",
     );
     await unmountUnder(second.root);
@@ -151,15 +160,15 @@ describe("the data step on a loop device", () => {
   it("moves what an instance kept on its root volume onto a new volume", async () => {
     const device = await loopImage("migration");
     const old = instance("old");
-    await mkdir(old.paths.gateway ?? "", { recursive: true });
-    await writeFile(join(old.paths.gateway ?? "", "wagate.db"), "rows from the root volume");
+    await mkdir(old.path("gateway"), { recursive: true });
+    await writeFile(join(old.path("gateway"), "wagate.db"), "rows from the root volume");
     const run = await old.runStep(device);
     expect(run.code, run.out).toBe(0);
-    expect(run.out).toContain(`moving ${old.paths.gateway} onto the data volume`);
+    expect(run.out).toContain(`moving ${old.path("gateway")} onto the data volume`);
     await unmountUnder(old.root);
     const fresh = instance("after-migration");
     expect((await fresh.runStep(device)).code).toBe(0);
-    expect(await readFile(join(fresh.paths.gateway ?? "", "wagate.db"), "utf8")).toBe(
+    expect(await readFile(join(fresh.path("gateway"), "wagate.db"), "utf8")).toBe(
       "rows from the root volume",
     );
     await unmountUnder(fresh.root);
@@ -185,6 +194,19 @@ describe("the data step on a loop device", () => {
     );
     expect(run.code).toBe(1);
     expect(run.out).toContain(`no block device at ${dir}/no-such-device`);
+  });
+});
+
+describe("what the data volume keeps", () => {
+  it("the gateway's data directory (the database), certbot's (the ACME account and certificates) and the backups", () => {
+    expect(KEPT_DIRECTORIES.map((d) => d.path).sort()).toEqual(
+      [GATEWAY_DATA_DIR, DEBIAN_CERTBOT_DIRS.configDir, BACKUP_DIR].sort(),
+    );
+    // certbot keeps its account under the config directory, and the container's /data is the gateway directory.
+    expect(DEBIAN_CERTBOT_DIRS.configDir).toBe("/etc/letsencrypt");
+    expect(renderHostBundle(input).files["systemd/wagate-gateway.service"]).toContain(
+      `--volume=${GATEWAY_DATA_DIR}:/data:rw`,
+    );
   });
 });
 

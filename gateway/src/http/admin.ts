@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
-import { revokeBody } from "./schemas.js";
+import { noQuery, revokeBody } from "./schemas.js";
 
 /** `POST /v1/admin/revocations` (scope `admin`): revoke a token id without shell access to the host. */
 export const adminRoutes: FastifyPluginAsync<{
@@ -10,7 +10,7 @@ export const adminRoutes: FastifyPluginAsync<{
 }> = async (app, { store, guard }) => {
   app.post(
     "/v1/admin/revocations",
-    { onRequest: guard("admin"), schema: { body: revokeBody } },
+    { onRequest: guard("admin"), schema: { body: revokeBody, querystring: noQuery } },
     async (request, reply) => {
       const { jti, reason } = request.body as { jti: string; reason?: string };
       await store.revokeToken(jti, Date.now(), reason);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
 import { uuidv7 } from "../ids.js";
 import { storedTemplate } from "../messages.js";
-import { refuseTemplateOnWeb, resolveFrom } from "../numbers/from.js";
+import { refuseUnsupportedOnWeb, resolveFrom } from "../numbers/from.js";
 import { e164Schema } from "../phone.js";
 import type { BroadcastRecipient, BroadcastRecord, BroadcastStore } from "../store/broadcasts.js";
 import type { NumbersStore } from "../store/numbers.js";
@@ -11,7 +11,7 @@ import type { TemplateCatalog } from "../templates/catalog.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
-import { fromField, messageIdParams, templateSchema } from "./schemas.js";
+import { fromField, messageIdParams, noQuery, templateSchema } from "./schemas.js";
 
 // POST /v1/broadcasts, GET /v1/broadcasts/:id, POST /v1/broadcasts/:id/cancel (scope `broadcasts`).
 // The body is refused as a whole only when malformed; an invalid number is reported per item in the 202 and
@@ -147,7 +147,11 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
 ) => {
   app.post(
     "/v1/broadcasts",
-    { onRequest: guard("broadcasts"), bodyLimit: BROADCAST_BODY_LIMIT, schema: { body: broadcastBody } },
+    {
+      onRequest: guard("broadcasts"),
+      bodyLimit: BROADCAST_BODY_LIMIT,
+      schema: { body: broadcastBody, querystring: noQuery },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
@@ -155,7 +159,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
       // A web number sends no templates.
       const sending = resolveFrom(numbers, body.from);
       if (body.template) {
-        refuseTemplateOnWeb(sending, "template");
+        refuseUnsupportedOnWeb(sending, "template");
         await checkBroadcastTemplate(templates, sending.numberId, body.template, body.recipients);
       }
       const key = readIdempotencyKey(request);
@@ -202,7 +206,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
 
   app.get(
     "/v1/broadcasts/:id",
-    { onRequest: guard("broadcasts"), schema: { params: messageIdParams } },
+    { onRequest: guard("broadcasts"), schema: { params: messageIdParams, querystring: noQuery } },
     async (request) => {
       const { id } = request.params as { id: string };
       const broadcast = await store.getBroadcast(id);
@@ -214,7 +218,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
 
   app.post(
     "/v1/broadcasts/:id/cancel",
-    { onRequest: guard("broadcasts"), schema: { params: messageIdParams } },
+    { onRequest: guard("broadcasts"), schema: { params: messageIdParams, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const subject = request.principal?.subject;

@@ -13,7 +13,7 @@ import type { Store } from "../store/store.js";
 import type { ReadReceipt, SendOutcome } from "../transport/transport.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
-import { fromField } from "./schemas.js";
+import { fromField, noQuery } from "./schemas.js";
 
 // The inbox (scope `inbox`; `admin` implies it). The inbox is the gateway's, not a token's: inbound messages have
 // no owner, so every inbox token sees every number's inbound messages, as every webhook subscription receives
@@ -236,7 +236,7 @@ export const inboxRoutes: FastifyPluginAsync<InboxRoutesOptions> = async (app, o
 
   app.post(
     "/v1/messages/:id/read",
-    { onRequest: guard("inbox"), schema: { params: inboundIdParams } },
+    { onRequest: guard("inbox"), schema: { params: inboundIdParams, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as z.infer<typeof inboundIdParams>;
       const message = await store.inbox.getInbound(id);

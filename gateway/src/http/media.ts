@@ -27,7 +27,7 @@ import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
 import type { Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
-import { fromField } from "./schemas.js";
+import { fromField, noQuery } from "./schemas.js";
 
 // POST /v1/media: the raw body of one medium, streamed to Meta's `POST /{phone-number-id}/media` as it arrives
 // (never held whole: at most the sniffer's head and a few socket chunks are in memory). The type is what the
@@ -250,7 +250,11 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
   app.get(
     "/v1/media/:id",
     // No automatic HEAD: it would download the whole medium from Meta to answer with headers only.
-    { onRequest: guard("inbox"), schema: { params: mediaIdParams }, exposeHeadRoute: false },
+    {
+      onRequest: guard("inbox"),
+      schema: { params: mediaIdParams, querystring: noQuery },
+      exposeHeadRoute: false,
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");

@@ -20,7 +20,7 @@ import type { TemplateCatalog } from "../templates/catalog.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
-import { messageIdParams, type SendMessageBody, sendMessageBody } from "./schemas.js";
+import { messageIdParams, noQuery, type SendMessageBody, sendMessageBody } from "./schemas.js";
 
 export interface MessagesRoutesOptions {
   store: Store;
@@ -92,7 +92,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 ) => {
   app.post(
     "/v1/messages",
-    { onRequest: guard("messages:send"), schema: { body: sendMessageBody } },
+    { onRequest: guard("messages:send"), schema: { body: sendMessageBody, querystring: noQuery } },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
@@ -134,7 +134,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 
   app.get(
     "/v1/messages/:id",
-    { onRequest: guard("messages:read"), schema: { params: messageIdParams } },
+    { onRequest: guard("messages:read"), schema: { params: messageIdParams, querystring: noQuery } },
     async (request) => {
       const { id } = request.params as { id: string };
       const record = await store.getMessage(id);

@@ -10,6 +10,7 @@ import { e164Schema } from "../phone.js";
 import type { NumberRecord, NumbersStore, NumberWriteResult } from "../store/numbers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
+import { noQuery } from "./schemas.js";
 
 // The numbers registry (scope `admin`): POST /v1/numbers, GET /v1/numbers, GET|PATCH|DELETE /v1/numbers/:id, and
 // POST /v1/numbers/:id/link for web numbers. Secrets (a cloud number's access token, a web number's session) are
@@ -170,48 +171,56 @@ export const numbersRoutes: FastifyPluginAsync<NumbersRoutesOptions> = async (ap
     return number;
   }
 
-  app.post("/v1/numbers", { onRequest: admin, schema: { body: createSchema } }, async (request, reply) => {
-    const body = request.body as CreateBody;
-    const now = Date.now();
-    const id = uuidv7(now);
-    const result = await numbers.createNumber(
-      body.transport === "cloud"
-        ? {
-            id,
-            name: body.name,
-            transport: "cloud",
-            status: "active",
-            ...(body.phone ? { phone: body.phone } : {}),
-            phoneNumberId: body.cloud.phone_number_id,
-            ...(body.cloud.waba_id ? { wabaId: body.cloud.waba_id } : {}),
-            credential: sealer.seal(body.cloud.access_token, numberCredentialAssociatedData(id)),
-            createdAt: now,
-          }
-        : { id, name: body.name, transport: "web", status: "unlinked", createdAt: now },
-    );
-    if (result.kind === "conflict") throw conflict(result);
-    if (result.kind !== "ok") throw new ApiError(500, "internal", "internal error");
-    request.log.info(
-      { numberId: id, transport: body.transport, by: request.principal?.subject },
-      "audit: number created",
-    );
-    reply.header("location", `/v1/numbers/${id}`);
-    return reply.status(201).send(numberView(result.number));
-  });
+  app.post(
+    "/v1/numbers",
+    { onRequest: admin, schema: { body: createSchema, querystring: noQuery } },
+    async (request, reply) => {
+      const body = request.body as CreateBody;
+      const now = Date.now();
+      const id = uuidv7(now);
+      const result = await numbers.createNumber(
+        body.transport === "cloud"
+          ? {
+              id,
+              name: body.name,
+              transport: "cloud",
+              status: "active",
+              ...(body.phone ? { phone: body.phone } : {}),
+              phoneNumberId: body.cloud.phone_number_id,
+              ...(body.cloud.waba_id ? { wabaId: body.cloud.waba_id } : {}),
+              credential: sealer.seal(body.cloud.access_token, numberCredentialAssociatedData(id)),
+              createdAt: now,
+            }
+          : { id, name: body.name, transport: "web", status: "unlinked", createdAt: now },
+      );
+      if (result.kind === "conflict") throw conflict(result);
+      if (result.kind !== "ok") throw new ApiError(500, "internal", "internal error");
+      request.log.info(
+        { numberId: id, transport: body.transport, by: request.principal?.subject },
+        "audit: number created",
+      );
+      reply.header("location", `/v1/numbers/${id}`);
+      return reply.status(201).send(numberView(result.number));
+    },
+  );
 
-  app.get("/v1/numbers", { onRequest: admin }, async () => ({
+  app.get("/v1/numbers", { onRequest: admin, schema: { querystring: noQuery } }, async () => ({
     numbers: [defaultNumberView(config), ...(await numbers.listNumbers()).map(numberView)],
   }));
 
-  app.get("/v1/numbers/:id", { onRequest: admin, schema: { params: numberIdParams } }, async (request) => {
-    const { id } = request.params as { id: string };
-    if (id === DEFAULT_NUMBER_ID) return defaultNumberView(config);
-    return numberView(await existing(id));
-  });
+  app.get(
+    "/v1/numbers/:id",
+    { onRequest: admin, schema: { params: numberIdParams, querystring: noQuery } },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      if (id === DEFAULT_NUMBER_ID) return defaultNumberView(config);
+      return numberView(await existing(id));
+    },
+  );
 
   app.patch(
     "/v1/numbers/:id",
-    { onRequest: admin, schema: { params: numberIdParams, body: patchBody } },
+    { onRequest: admin, schema: { params: numberIdParams, body: patchBody, querystring: noQuery } },
     async (request) => {
       const { id } = request.params as { id: string };
       if (id === DEFAULT_NUMBER_ID) throw defaultIsReadOnly();
@@ -250,7 +259,7 @@ export const numbersRoutes: FastifyPluginAsync<NumbersRoutesOptions> = async (ap
 
   app.delete(
     "/v1/numbers/:id",
-    { onRequest: admin, schema: { params: numberIdParams } },
+    { onRequest: admin, schema: { params: numberIdParams, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (id === DEFAULT_NUMBER_ID) throw defaultIsReadOnly();
@@ -278,7 +287,7 @@ export const numbersRoutes: FastifyPluginAsync<NumbersRoutesOptions> = async (ap
 
   app.post(
     "/v1/numbers/:id/link",
-    { onRequest: admin, schema: { params: numberIdParams, body: linkSchema } },
+    { onRequest: admin, schema: { params: numberIdParams, body: linkSchema, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (id === DEFAULT_NUMBER_ID) throw defaultIsReadOnly();

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from "fastify"
 import { z } from "zod";
 import type { Scope } from "../auth/index.js";
 import type { ScopeGuard } from "./auth.js";
+import { noQuery } from "./schemas.js";
 
 // The OpenAPI 3.1 document of GET /v1/openapi.json, generated from what the app really registered: every route
 // Fastify saw (an onRoute hook installed before any route), the zod schemas it validates with (body, query string,
@@ -254,6 +255,7 @@ export const openApiRoutes: FastifyPluginAsync<{ routes: readonly RegisteredRout
     {
       schema: {
         summary: "This document: the API as OpenAPI 3.1",
+        querystring: noQuery,
         response: {
           200: z.looseObject({ openapi: z.literal("3.1.0") }).meta({ description: "OpenAPI 3.1" }),
         },

@@ -8,7 +8,7 @@ import type { TemplateCatalog } from "../templates/catalog.js";
 import type { RequestedTemplate } from "../templates/fit.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, unauthorized } from "./errors.js";
-import { otpRequestBody, otpVerifyBody } from "./schemas.js";
+import { noQuery, otpRequestBody, otpVerifyBody } from "./schemas.js";
 
 export interface OtpRoutesOptions {
   otp: OtpService;
@@ -32,7 +32,7 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
 ) => {
   app.post(
     "/v1/otp",
-    { onRequest: guard("otp"), schema: { body: otpRequestBody } },
+    { onRequest: guard("otp"), schema: { body: otpRequestBody, querystring: noQuery } },
     async (request, reply) => {
       const subject = request.principal?.subject;
       if (!subject) throw unauthorized();
@@ -77,7 +77,7 @@ export const otpRoutes: FastifyPluginAsync<OtpRoutesOptions> = async (
 
   app.post(
     "/v1/otp/verify",
-    { onRequest: guard("otp"), schema: { body: otpVerifyBody } },
+    { onRequest: guard("otp"), schema: { body: otpVerifyBody, querystring: noQuery } },
     async (request) => {
       const subject = request.principal?.subject;
       if (!subject) throw unauthorized();

@@ -13,7 +13,7 @@ import type { ReplyContent, ReplyRule, ReplyRulePatch } from "../store/replies.j
 import type { Store } from "../store/store.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound, unauthorized } from "./errors.js";
-import { templateSchema } from "./schemas.js";
+import { noQuery, templateSchema } from "./schemas.js";
 
 // /v1/replies: a token's automated-reply rules (scope `replies`). Each token `sub` sees and edits only its own
 // rules; all enabled rules answer inbound messages (see replies/auto-replier.ts).
@@ -121,7 +121,7 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
 
   app.post(
     "/v1/replies",
-    { onRequest: guard("replies"), schema: { body: createBody } },
+    { onRequest: guard("replies"), schema: { body: createBody, querystring: noQuery } },
     async (request, reply) => {
       const subject = subjectOf(request.principal);
       const body = request.body as z.infer<typeof createBody>;
@@ -155,14 +155,18 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
     },
   );
 
-  app.get("/v1/replies", { onRequest: guard("replies") }, async (request) => {
-    const rules = await store.listReplyRules(subjectOf(request.principal));
-    return { data: rules.map(view) };
-  });
+  app.get(
+    "/v1/replies",
+    { onRequest: guard("replies"), schema: { querystring: noQuery } },
+    async (request) => {
+      const rules = await store.listReplyRules(subjectOf(request.principal));
+      return { data: rules.map(view) };
+    },
+  );
 
   app.get(
     "/v1/replies/:id",
-    { onRequest: guard("replies"), schema: { params: idParams } },
+    { onRequest: guard("replies"), schema: { params: idParams, querystring: noQuery } },
     async (request) => {
       const { id } = request.params as { id: string };
       const rule = await store.getReplyRule(subjectOf(request.principal), id);
@@ -173,7 +177,7 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
 
   app.patch(
     "/v1/replies/:id",
-    { onRequest: guard("replies"), schema: { params: idParams, body: patchBody } },
+    { onRequest: guard("replies"), schema: { params: idParams, body: patchBody, querystring: noQuery } },
     async (request) => {
       const subject = subjectOf(request.principal);
       const { id } = request.params as { id: string };
@@ -205,7 +209,7 @@ export const repliesRoutes: FastifyPluginAsync<RepliesRoutesOptions> = async (ap
 
   app.delete(
     "/v1/replies/:id",
-    { onRequest: guard("replies"), schema: { params: idParams } },
+    { onRequest: guard("replies"), schema: { params: idParams, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (!(await store.deleteReplyRule(subjectOf(request.principal), id))) throw notFound("rule");

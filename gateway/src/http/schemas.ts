@@ -56,6 +56,15 @@ export type SendMessageBody = z.infer<typeof sendMessageBody>;
 
 export const messageIdParams = z.strictObject({ id: z.uuid() });
 
+/**
+ * The query string of a /v1/ route that takes none: strict and empty, so `?anything` is a 400 naming it, as an
+ * unknown body field is. Every /v1/ route declares its query schema (this one, or its own strict object), also when
+ * the edge in front of it checks nothing (`npm run gateway` alone, the edge's identity off).
+ */
+export const noQuery = z.strictObject({});
+/** A query string read by nothing and accepted whatever it holds: the reference page's (http/api-reference.ts). */
+export const ignoredQuery = z.looseObject({});
+
 export const idempotencyKey = z
   .string()
   .min(1)

@@ -10,6 +10,7 @@ import { newSigningSecret } from "../webhooks/signing.js";
 import { checkWebhookTarget, type HostResolver, RefusedUrl, type UrlPolicy } from "../webhooks/ssrf.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound, unauthorized } from "./errors.js";
+import { noQuery } from "./schemas.js";
 
 // /v1/webhooks: a token's outbound webhook subscriptions (scope `webhooks`) and their deliveries. The signing
 // secret is answered once, at creation; it is stored sealed (it must be recoverable to sign) and never shown
@@ -88,7 +89,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
 
   app.post(
     "/v1/webhooks",
-    { onRequest: guard("webhooks"), schema: { body: createBody } },
+    { onRequest: guard("webhooks"), schema: { body: createBody, querystring: noQuery } },
     async (request, reply) => {
       const subject = subjectOf(request.principal);
       const body = request.body as z.infer<typeof createBody>;
@@ -116,13 +117,17 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
     },
   );
 
-  app.get("/v1/webhooks", { onRequest: guard("webhooks") }, async (request) => {
-    return { data: (await store.listWebhooks(subjectOf(request.principal))).map(view) };
-  });
+  app.get(
+    "/v1/webhooks",
+    { onRequest: guard("webhooks"), schema: { querystring: noQuery } },
+    async (request) => {
+      return { data: (await store.listWebhooks(subjectOf(request.principal))).map(view) };
+    },
+  );
 
   app.get(
     "/v1/webhooks/:id",
-    { onRequest: guard("webhooks"), schema: { params: idParams } },
+    { onRequest: guard("webhooks"), schema: { params: idParams, querystring: noQuery } },
     async (request) => {
       const { id } = request.params as { id: string };
       const sub = await store.getWebhook(subjectOf(request.principal), id);
@@ -133,7 +138,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
 
   app.patch(
     "/v1/webhooks/:id",
-    { onRequest: guard("webhooks"), schema: { params: idParams, body: patchBody } },
+    { onRequest: guard("webhooks"), schema: { params: idParams, body: patchBody, querystring: noQuery } },
     async (request) => {
       const subject = subjectOf(request.principal);
       const { id } = request.params as { id: string };
@@ -150,7 +155,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
 
   app.delete(
     "/v1/webhooks/:id",
-    { onRequest: guard("webhooks"), schema: { params: idParams } },
+    { onRequest: guard("webhooks"), schema: { params: idParams, querystring: noQuery } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (!(await store.deleteWebhook(subjectOf(request.principal), id))) throw notFound("webhook");
@@ -176,7 +181,7 @@ export const webhooksRoutes: FastifyPluginAsync<WebhooksRoutesOptions> = async (
 
   app.post(
     "/v1/webhooks/:id/deliveries/:deliveryId/redeliver",
-    { onRequest: guard("webhooks"), schema: { params: deliveryParams } },
+    { onRequest: guard("webhooks"), schema: { params: deliveryParams, querystring: noQuery } },
     async (request, reply) => {
       const { id, deliveryId } = request.params as { id: string; deliveryId: string };
       if (!(await store.redeliver(subjectOf(request.principal), id, deliveryId, Date.now()))) {

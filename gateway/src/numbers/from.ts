@@ -35,17 +35,6 @@ export function resolveFrom(numbers: NumbersStore, from: string | undefined): Se
   return { numberId: number.id, web: number.transport === "web" };
 }
 
-/** A template to a web number cannot be sent: WhatsApp Web has no templates. */
-export function refuseTemplateOnWeb(sending: SendingNumber, type: string): void {
-  if (sending.web && type === "template") {
-    throw new ApiError(
-      422,
-      "template_needs_cloud",
-      "type: templates are sent by cloud numbers only; from names a web number",
-    );
-  }
-}
-
 /**
  * What a web number cannot send, refused before anything is queued. WhatsApp Web has no templates; interactive
  * messages sent through it are not shown by most phones (they are a Cloud API feature); media by link would
@@ -66,6 +55,7 @@ export function cloudOnly(type: string): { code: string; what: string } | undefi
   return CLOUD_ONLY[type];
 }
 
+/** Refuses (422, before anything is queued) a message of this type from a web number: sends and broadcasts. */
 export function refuseUnsupportedOnWeb(sending: SendingNumber, type: string): void {
   if (!sending.web) return;
   const refusal = CLOUD_ONLY[type];

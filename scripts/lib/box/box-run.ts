@@ -55,6 +55,8 @@ import { ensureBoxRoot, ensureNodeBaseTar, nodeBaseImage } from "./root.js";
 // `replace`, a brand-new root is then provisioned against the kept data disk (replace.ts).
 
 export interface BoxFigures {
+  /** The box's own OS, read from its /etc/os-release (`debian-13`), not assumed from how its root was built. */
+  os: string;
   /** From starting the bare box to the health step's 200 over HTTPS. */
   bareToHealthySeconds: number;
   /** The whole sequence again with the same bundle (every action forced). */
@@ -133,11 +135,18 @@ export function boxBundleInput(
   };
 }
 
+/** `<ID>-<VERSION_ID>` of an /etc/os-release (`debian-13` on trixie); os-release(5) values may be quoted. */
+export function osOfRelease(release: string): string {
+  const field = (name: string) =>
+    new RegExp(`^${name}=["']?([^"'\n]*)["']?$`, "m").exec(release)?.[1] || "unknown";
+  return `${field("ID")}-${field("VERSION_ID")}`;
+}
+
 /** The one line `npm run box` ends with (a contract: scripts and the README quote it). */
 export function boxFiguresLine(f: BoxFigures): string {
   const s = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(1));
   const kept = f.dataKept === undefined ? "-" : f.dataKept ? "yes" : "no";
-  return `box figures: os=debian-13 fresh=${s(f.bareToHealthySeconds)} rerun=${s(f.secondRunSeconds)} replace=${s(f.replaceSeconds)} data-kept=${kept}`;
+  return `box figures: os=${f.os} fresh=${s(f.bareToHealthySeconds)} rerun=${s(f.secondRunSeconds)} replace=${s(f.replaceSeconds)} data-kept=${kept}`;
 }
 
 /**
@@ -437,6 +446,8 @@ export async function runBox(
       (o) => o.id === "gateway" && o.output.includes("wagate[gateway]: building"),
     );
     const figures: BoxFigures = {
+      // The box's own word for its OS, not how its root was built: the figures line claims what ran.
+      os: osOfRelease(await sh("cat /etc/os-release")),
       bareToHealthySeconds,
       secondRunSeconds,
       imageBytes,
