@@ -147,7 +147,11 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
 ) => {
   app.post(
     "/v1/broadcasts",
-    { onRequest: guard("broadcasts"), bodyLimit: BROADCAST_BODY_LIMIT, schema: { body: broadcastBody } },
+    {
+      onRequest: guard("broadcasts"),
+      bodyLimit: BROADCAST_BODY_LIMIT,
+      schema: { body: broadcastBody, idempotent: true },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");

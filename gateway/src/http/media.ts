@@ -25,6 +25,7 @@ import {
 import { chooseType, SNIFF_BYTES, sniffMedia } from "../media/sniff.js";
 import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
 import type { Store } from "../store/store.js";
+import { mediaUploaded } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { fromField } from "./schemas.js";
@@ -109,7 +110,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
 
   app.post(
     "/v1/media",
-    { onRequest: guard("messages:send"), schema: { querystring: uploadQuery } },
+    {
+      onRequest: guard("messages:send"),
+      schema: { querystring: uploadQuery, response: { 201: mediaUploaded } },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");

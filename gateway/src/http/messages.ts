@@ -17,6 +17,7 @@ import {
 } from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
 import type { TemplateCatalog } from "../templates/catalog.js";
+import { messageAccepted, messageAnswer } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
@@ -92,7 +93,10 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 ) => {
   app.post(
     "/v1/messages",
-    { onRequest: guard("messages:send"), schema: { body: sendMessageBody } },
+    {
+      onRequest: guard("messages:send"),
+      schema: { body: sendMessageBody, idempotent: true, response: { 202: messageAccepted } },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
@@ -134,7 +138,10 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 
   app.get(
     "/v1/messages/:id",
-    { onRequest: guard("messages:read"), schema: { params: messageIdParams } },
+    {
+      onRequest: guard("messages:read"),
+      schema: { params: messageIdParams, response: { 200: messageAnswer } },
+    },
     async (request) => {
       const { id } = request.params as { id: string };
       const record = await store.getMessage(id);
