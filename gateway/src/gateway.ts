@@ -47,6 +47,8 @@ export interface GatewayOverrides {
   dnsServers?: readonly string[];
   /** Regex time per inbound message for automated replies (tests shorten it). */
   replyMatchBudgetMs?: number;
+  /** Where web numbers' media are fetched instead of WhatsApp's media servers (`http://127.0.0.1:port`; tests). */
+  webMediaOrigin?: string;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -97,6 +99,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     onWebhookQueued: () => webhooks?.notify(),
     resolveHost,
     ...(overrides.dnsServers ? { dnsServers: overrides.dnsServers } : {}),
+    ...(overrides.webMediaOrigin ? { webMediaOrigin: overrides.webMediaOrigin } : {}),
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),

@@ -249,6 +249,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     sealedNumberCredentials: db.prepare("SELECT id, credential FROM numbers WHERE credential IS NOT NULL"),
     resealNumberCredential: db.prepare("UPDATE numbers SET credential = ? WHERE id = ?"),
     sealedSessionKeys: db.prepare("SELECT number_id, key, value FROM number_session_keys"),
+    sealedMediaSources: db.prepare("SELECT id, source FROM media WHERE source IS NOT NULL"),
+    resealMediaSource: db.prepare("UPDATE media SET source = ? WHERE id = ?"),
     resealSessionKey: db.prepare("UPDATE number_session_keys SET value = ? WHERE number_id = ? AND key = ?"),
     sealedMessages: db.prepare("SELECT id, secret FROM messages WHERE secret IS NOT NULL"),
     resealMessage: db.prepare("UPDATE messages SET secret = ? WHERE id = ?"),
@@ -473,6 +475,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           credential: Buffer;
         }>)
           replace({ kind: "number_credential", id }, credential, s.resealNumberCredential);
+        for (const { id, source } of s.sealedMediaSources.all() as Array<{ id: string; source: Buffer }>)
+          replace({ kind: "media_source", id }, source, s.resealMediaSource);
         type SessionRow = { number_id: string; key: string; value: Buffer };
         for (const row of s.sealedSessionKeys.all() as SessionRow[]) {
           let next: Buffer | undefined;

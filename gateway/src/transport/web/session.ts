@@ -5,15 +5,18 @@ import type { Sealer } from "../../crypto/sealer.js";
 import type { EventSink } from "../../events.js";
 import { publishStatusEvents } from "../../http/meta-webhook.js";
 import type { LinkAnswer, LinkRequest } from "../../http/numbers.js";
+import { uuidv7 } from "../../ids.js";
 import type { InboundPipeline } from "../../inbound/pipeline.js";
+import { sealWebMediaSource } from "../../media/web-media.js";
 import type { OutgoingMessage } from "../../messages.js";
 import { cloudOnly } from "../../numbers/from.js";
 import { backoffDelay } from "../../queue/backoff.js";
+import type { NewMedia } from "../../store/media.js";
 import type { InboundMessage, StatusUpdate, Store } from "../../store/store.js";
 import type { SendOutcome } from "../transport.js";
 import { sealedAuthState } from "./auth-state.js";
 import type { BaileysModule } from "./baileys.js";
-import { webInboundContent } from "./inbound-content.js";
+import { webInboundContent, webMediaSource } from "./inbound-content.js";
 import { quietBaileysLogger } from "./logger.js";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "./socket.js";
 import { vcardOf } from "./vcard.js";
@@ -485,6 +488,7 @@ export class WebSession {
     const o = this.o;
     const now = this.now();
     const inbound: InboundMessage[] = [];
+    const media: NewMedia[] = [];
     for (const m of upsert.messages) {
       const key = m.key as typeof m.key & { remoteJidAlt?: string | null };
       if (key.fromMe || !key.id) continue;
@@ -517,8 +521,28 @@ export class WebSession {
         mediaId: content.mediaId,
         profileName: m.pushName ?? null,
       });
+      // The medium is fetched again from WhatsApp when asked for (GET /v1/media/:id): what that takes is sealed.
+      const source = content.mediaId ? webMediaSource(m.message) : undefined;
+      if (content.mediaId && source) {
+        const id = uuidv7(now);
+        media.push({
+          id,
+          subject: null,
+          numberId: o.numberId,
+          direction: "in",
+          providerMediaId: content.mediaId,
+          mimeType: source.mimeType ?? null,
+          size: source.fileLength ?? null,
+          sha256: source.fileSha256 ?? null,
+          messageId: key.id,
+          createdAt: now,
+          source: sealWebMediaSource(o.sealer, id, source),
+        });
+      }
     }
     if (inbound.length === 0) return;
+    // Registered before the message is committed: a message the inbox lists always has its medium fetchable.
+    await o.store.media.registerInboundMedia(media);
     // Committed before processed: a crash in between is recovered at the next start (inbound/pipeline.ts).
     await o.store.recordWebhook([], inbound, now);
     await o.inbound.process(inbound, [], now);
