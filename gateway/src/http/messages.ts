@@ -103,7 +103,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
       const body = request.body as SendMessageBody;
       // Before anything is queued: an unknown number, or one that cannot send, is a 422 naming `from`.
       const sending = resolveFrom(store.numbers, body.from);
-      refuseUnsupportedOnWeb(sending, body.type);
+      refuseUnsupportedOnWeb(sending, body.type, body);
       if (body.type === "reaction" || body.context)
         await checkReferences(store, principal.subject, sending, body);
       if (body.type === "template") {

@@ -7,6 +7,9 @@ import { publishStatusEvents } from "../../http/meta-webhook.js";
 import type { LinkAnswer, LinkRequest } from "../../http/numbers.js";
 import { uuidv7 } from "../../ids.js";
 import type { InboundPipeline } from "../../inbound/pipeline.js";
+import { CheckFailed } from "../../media/checked-download.js";
+import { MEDIA_CAPS } from "../../media/kinds.js";
+import { type FetchedMedium, LinkRefused } from "../../media/link-fetch.js";
 import { sealWebMediaSource } from "../../media/web-media.js";
 import type { OutgoingMessage } from "../../messages.js";
 import { cloudOnly } from "../../numbers/from.js";
@@ -45,9 +48,14 @@ export interface WebSessionOptions {
   firstAnswerTimeoutMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  /** Fetches a medium sent by link, through the SSRF guard; without it web numbers send no media. */
+  fetchLink?: MediaLinkFetcher;
   onEnqueued?: () => void;
   now?: () => number;
 }
+
+/** A medium's bytes from its link, capped at `maxBytes` (media/link-fetch.ts); throws LinkRefused. */
+export type MediaLinkFetcher = (link: string, maxBytes: number, numberId: string) => Promise<FetchedMedium>;
 
 /** Baileys' DisconnectReason values the session acts on. */
 const LOGGED_OUT = 401;
@@ -80,6 +88,56 @@ const digitsOf = (jid: string) =>
 function statusCodeOf(error: unknown): number | undefined {
   const code = (error as { output?: { statusCode?: unknown } } | undefined)?.output?.statusCode;
   return typeof code === "number" ? code : undefined;
+}
+
+interface LinkedMedium {
+  kind: "image" | "video" | "audio" | "document" | "sticker";
+  link: string;
+  caption?: string | undefined;
+  filename?: string | undefined;
+}
+
+/** A media message by link (by id: an upload to Meta, which a web number cannot send). */
+function linkedMedium(message: OutgoingMessage): LinkedMedium | undefined {
+  switch (message.type) {
+    case "image":
+    case "video":
+    case "audio":
+    case "document":
+    case "sticker": {
+      const object = (
+        message as unknown as Record<string, { link?: string; caption?: string; filename?: string }>
+      )[message.type];
+      if (!object?.link) return undefined;
+      return { kind: message.type, link: object.link, caption: object.caption, filename: object.filename };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Baileys' content for a fetched medium; the mime type is the server's when it names one of the kind's. */
+function baileysMedium(medium: LinkedMedium, fetched: FetchedMedium): AnyMessageContent {
+  const stream = { stream: fetched.stream };
+  const type = fetched.contentType;
+  const caption = medium.caption !== undefined ? { caption: medium.caption } : {};
+  switch (medium.kind) {
+    case "image":
+      return { image: stream, ...caption };
+    case "video":
+      return { video: stream, ...caption };
+    case "audio":
+      return { audio: stream, mimetype: type?.startsWith("audio/") ? type : "audio/mpeg" };
+    case "sticker":
+      return { sticker: stream };
+    case "document":
+      return {
+        document: stream,
+        mimetype: type ?? "application/octet-stream",
+        ...(medium.filename !== undefined ? { fileName: medium.filename } : {}),
+        ...caption,
+      };
+  }
 }
 
 /** Baileys' content for what WhatsApp Web can carry; undefined for what only the Cloud API sends. */
@@ -209,6 +267,8 @@ export class WebSession {
   /** The send path (manager.ts decides about unlinked numbers first). */
   async send(message: OutgoingMessage): Promise<SendOutcome> {
     const jid = `${digitsOf(message.to)}@s.whatsapp.net`;
+    const medium = linkedMedium(message);
+    if (medium && this.o.fetchLink) return this.sendMedium(message, jid, medium);
     const content = webContent(message, jid);
     // Refused before queueing (numbers/from.ts); a message queued before that rule existed fails here.
     if (!content) {
@@ -238,6 +298,59 @@ export class WebSession {
     } catch (error) {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");
       // It may have left before the error: not resent until its lease ends.
+      return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
+    }
+  }
+
+  /**
+   * A medium by link: fetched through the SSRF guard once the socket is open (not before: a disconnected number
+   * would fetch it for nothing), handed to Baileys as a stream, which encrypts and uploads it to WhatsApp.
+   */
+  private async sendMedium(
+    message: OutgoingMessage,
+    jid: string,
+    medium: LinkedMedium,
+  ): Promise<SendOutcome> {
+    const socket = this.socket;
+    if (!socket || !this.open) {
+      return {
+        kind: "retryable",
+        code: "number_disconnected",
+        message: "the number's connection is being re-established",
+        minDelayMs: 5_000,
+      };
+    }
+    const fetchLink = this.o.fetchLink as MediaLinkFetcher;
+    let fetched: FetchedMedium;
+    try {
+      fetched = await fetchLink(medium.link, MEDIA_CAPS[medium.kind], this.o.numberId);
+    } catch (error) {
+      if (!(error instanceof LinkRefused)) throw error;
+      return error.retryable
+        ? { kind: "retryable", code: "media_link_unavailable", message: error.message, minDelayMs: 30_000 }
+        : { kind: "permanent", code: "media_link_refused", message: error.message };
+    }
+    let tooLarge = false;
+    fetched.stream.on("error", (error) => {
+      if (error instanceof CheckFailed) tooLarge = true;
+    });
+    const content = baileysMedium(medium, fetched);
+    try {
+      const sent = await socket.sendMessage(
+        jid,
+        content,
+        message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
+      );
+      return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+    } catch (error) {
+      fetched.stream.destroy();
+      if (tooLarge)
+        return {
+          kind: "permanent",
+          code: "media_too_large",
+          message: `the link's ${medium.kind} is over ${MEDIA_CAPS[medium.kind]} bytes`,
+        };
+      this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: media send failed");
       return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
     }
   }
