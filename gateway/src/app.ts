@@ -57,6 +57,8 @@ export interface AppDeps {
   readReceipts?: ReadReceiptSender;
   /** Name servers for the Graph API host instead of the system's (`ip:port`; tests). */
   dnsServers?: readonly string[];
+  /** Where web numbers' media are fetched instead of WhatsApp's media servers (tests). */
+  webMediaOrigin?: string;
   /** The numbers' approved templates that template sends are checked against (default: read from the Graph API). */
   templates?: TemplateCatalog;
 }
@@ -231,7 +233,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     ...(deps.dnsServers ? { dnsServers: deps.dnsServers } : {}),
   });
   app.addHook("onClose", async () => graphMedia.close());
-  await app.register(mediaRoutes, { config, store: deps.store, sealer, graph: graphMedia, guard });
+  await app.register(mediaRoutes, {
+    config,
+    store: deps.store,
+    sealer,
+    graph: graphMedia,
+    guard,
+    ...(deps.webMediaOrigin ? { webMediaOrigin: deps.webMediaOrigin } : {}),
+  });
   await app.register(adminRoutes, { store: deps.store, guard });
   await app.register(numbersRoutes, {
     config,

@@ -7,6 +7,7 @@ import type { Config } from "./config.js";
 import { sealerFor } from "./crypto/sealer.js";
 import type { EventSink } from "./events.js";
 import { createInboundPipeline } from "./inbound/pipeline.js";
+import { fetchMediaLink } from "./media/link-fetch.js";
 import { createMetrics } from "./metrics.js";
 import { sealedOwnerAssociatedData } from "./numbers/sealing.js";
 import { OutboxWorker, type RateLimiter } from "./queue/outbox.js";
@@ -47,6 +48,10 @@ export interface GatewayOverrides {
   dnsServers?: readonly string[];
   /** Regex time per inbound message for automated replies (tests shorten it). */
   replyMatchBudgetMs?: number;
+  /** Where web numbers' media are fetched instead of WhatsApp's media servers (`http://127.0.0.1:port`; tests). */
+  webMediaOrigin?: string;
+  /** Certificate authorities trusted for media links web numbers fetch (a test's self-signed server). */
+  mediaLinkCa?: string;
 }
 
 /** Wires config, store, transport, HTTP app and outbox worker: what `main.ts` runs and the tests start. */
@@ -97,6 +102,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     onWebhookQueued: () => webhooks?.notify(),
     resolveHost,
     ...(overrides.dnsServers ? { dnsServers: overrides.dnsServers } : {}),
+    ...(overrides.webMediaOrigin ? { webMediaOrigin: overrides.webMediaOrigin } : {}),
     onBroadcastCreated: () => broadcasts?.notify(),
     ...(overrides.logger === undefined ? {} : { logger: overrides.logger }),
     ...(overrides.now ? { now: overrides.now } : {}),
@@ -113,6 +119,14 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     unlinkedWaitMs: config.WEB_UNLINKED_WAIT_SECONDS * 1000,
     reconnectBaseMs: config.WEB_RECONNECT_BASE_MS,
     reconnectMaxMs: config.WEB_RECONNECT_MAX_MS,
+    // A web number's media by link, fetched here through the webhooks' SSRF guard (its resolver and exemptions).
+    fetchLink: (link, maxBytes, numberId) =>
+      fetchMediaLink(link, maxBytes, `media-link:${numberId}`, {
+        policy: webhookUrlPolicy(config),
+        resolve: resolveHost,
+        timeoutMs: Math.max(config.WEBHOOK_TIMEOUT_MS, 10_000),
+        ca: overrides.mediaLinkCa,
+      }),
   });
   const webNumbers = web;
   const router = createTransportRouter({

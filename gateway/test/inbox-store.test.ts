@@ -116,6 +116,33 @@ const text = (id: string, from: string, sentAt: number, numberId?: string): Inbo
   ...(numberId ? { numberId } : {}),
 });
 
+describe("recovery", () => {
+  it("hands a message a crash left unprocessed back with its content, medium and profile name", async () => {
+    const store = openSqliteStore(join(dir, "recovery.db"));
+    try {
+      const image: InboundMessage = {
+        id: "wamid.r-image",
+        from: "+14155550101",
+        type: "image",
+        text: null,
+        sentAt: 1000,
+        raw: { id: "wamid.r-image" },
+        numberId: "n1",
+        content: { image: { id: "1003383421387256", caption: "c" }, context: { id: "wamid.q" } },
+        mediaId: "1003383421387256",
+        profileName: "Ana",
+      };
+      await store.recordWebhook([], [image, text("r-text", "+14155550102", 1100)], 10_000);
+      // What the pipeline's recovery reads: the same as the live message it would have processed.
+      const [first, second] = await store.unprocessedInbound(10);
+      expect(first).toEqual(image);
+      expect(second).toMatchObject({ id: "r-text", content: { text: { body: "r-text" } }, mediaId: null });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("read marks and conversations", () => {
   it("marks a message and the earlier ones of its conversation only; the trigger keeps the last message", async () => {
     const store = openSqliteStore(join(dir, "marks.db"));

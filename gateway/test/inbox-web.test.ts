@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inboundMessagesNotification, signWebhook } from "./support/fake-graph.js";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.js";
 
 // A WhatsApp Web number's inbound messages of every type, as Baileys decodes them (`messages.upsert` from a fake
 // socket with Baileys' shapes), listed by the inbox in the same shape as Meta's; read receipts through the socket.
@@ -14,15 +15,29 @@ let admin: string;
 let inbox: string;
 let numberId: string;
 let socket: FakeWaSocket;
+let hooks: WebhookReceiver;
 
 beforeAll(async () => {
   fake = fakeSockets();
   gw = await startTestGateway(
-    { WEB_RECONNECT_BASE_MS: "20", WEB_RECONNECT_MAX_MS: "100", WHATSAPP_APP_SECRET: APP_SECRET },
+    {
+      WEB_RECONNECT_BASE_MS: "20",
+      WEB_RECONNECT_MAX_MS: "100",
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      WEBHOOK_ALLOW_HTTP: "true",
+      WEBHOOK_ALLOWED_HOSTS: "127.0.0.1",
+      WEBHOOK_POLL_INTERVAL_MS: "20",
+    },
     { webSocketFactory: fake.factory },
   );
   admin = await gw.token(["admin"]);
   inbox = await gw.token(["inbox"]);
+  hooks = await startWebhookReceiver();
+  const subscribed = await gw.request("POST", "/v1/webhooks", {
+    token: await gw.token(["webhooks"]),
+    body: { url: hooks.url, events: ["message.received"] },
+  });
+  expect(subscribed.status).toBe(201);
   const created = await gw.request("POST", "/v1/numbers", {
     token: admin,
     body: { name: "shop", transport: "web" },
@@ -42,6 +57,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await gw?.stop();
+  await hooks?.close();
 });
 
 const CUSTOMER = "14155550901";
@@ -280,6 +296,27 @@ describe("a web number's inbound messages in the inbox", () => {
       profile_name: "Ana",
       unread: EVERY_TYPE.length + 1,
     });
+  });
+
+  it("hands each message's content to the message.received webhook, as the inbox lists it", async () => {
+    const delivered = await eventually(
+      async () => {
+        const found = new Map(
+          hooks.received.map((r) => JSON.parse(r.rawBody)).map((b) => [b.data.message_id, b]),
+        );
+        return found.size >= EVERY_TYPE.length + 1 ? found : undefined;
+      },
+      10_000,
+      "a message.received delivery per message",
+    );
+    for (const t of EVERY_TYPE) {
+      const body = delivered.get(t.id);
+      expect(body.data).toMatchObject({ number_id: numberId, from: `+${CUSTOMER}`, type: t.type });
+      expect(body.data.content).toEqual(t.listed);
+    }
+    expect(delivered.get("W-POLL").data).toMatchObject({ type: "pollCreation", content: null });
+    // Baileys' media keys and URLs never reach a receiver.
+    expect(hooks.received.map((r) => r.rawBody).join("\n")).not.toContain("mmg.whatsapp.net");
   });
 
   it("marks read through the socket (Baileys' readMessages), and unread drops", async () => {

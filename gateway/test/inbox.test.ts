@@ -8,6 +8,7 @@ import {
   startFakeGraph,
 } from "./support/fake-graph.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.js";
 
 // The inbox: every inbound type Meta documents, through a signed webhook, listed field by field; pages and their
 // cursors; conversations (unread counts, the 24-hour window, the last message); read receipts that reach the fake
@@ -24,6 +25,7 @@ let otherInbox: string;
 let sender: string;
 let admin: string;
 let reader: string;
+let hooks: WebhookReceiver;
 
 beforeAll(async () => {
   fake = await startFakeGraph();
@@ -34,7 +36,16 @@ beforeAll(async () => {
     WHATSAPP_PHONE_NUMBER_ID: DEFAULT_PHONE_NUMBER_ID,
     WHATSAPP_APP_SECRET: APP_SECRET,
     WHATSAPP_VERIFY_TOKEN: "verify",
+    WEBHOOK_ALLOW_HTTP: "true",
+    WEBHOOK_ALLOWED_HOSTS: "127.0.0.1",
+    WEBHOOK_POLL_INTERVAL_MS: "20",
   });
+  hooks = await startWebhookReceiver();
+  const subscribed = await gw.request("POST", "/v1/webhooks", {
+    token: await gw.token(["webhooks"]),
+    body: { url: hooks.url, events: ["message.received"] },
+  });
+  expect(subscribed.status).toBe(201);
   inbox = await gw.token(["inbox"]);
   otherInbox = await gw.token(["inbox"], { sub: "another-team" });
   sender = await gw.token(["messages:send"]);
@@ -44,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await fake?.close();
+  await hooks?.close();
 });
 
 async function deliver(payload: unknown): Promise<void> {
@@ -378,6 +390,29 @@ describe("inbound messages of every type, from Meta's signed webhook into the in
     // Stored once: a re-delivery (Meta retries) adds nothing.
     await deliver(inboundMessagesNotification(items, { profileName: "Ana Lima" }));
     expect((await list(`?contact=%2B${CUSTOMER}&limit=100`)).json.messages).toHaveLength(items.length);
+  });
+
+  it("hands each message's content to the message.received webhook, as the inbox lists it", async () => {
+    const delivered = await eventually(
+      async () => {
+        const bodies = hooks.received.map((r) => JSON.parse(r.rawBody));
+        const found = new Map(bodies.map((b) => [b.data.message_id, b]));
+        return found.size >= EVERY_TYPE.length + 2 ? found : undefined;
+      },
+      10_000,
+      "a message.received delivery per message",
+    );
+    for (const { message, listed } of EVERY_TYPE) {
+      const { context, ...fields } = listed as Record<string, unknown>;
+      const body = delivered.get(message.id);
+      expect(body.type).toBe("message.received");
+      expect(body.data.type).toBe(message.type);
+      // The same fields as the inbox lists (the inbox answers `context: null` where the message had none).
+      expect(body.data.content).toEqual({ ...fields, ...(context ? { context } : {}) });
+    }
+    // A type the inbox keeps raw has no content; the message object is there as WhatsApp sent it.
+    expect(delivered.get(UNKNOWN.id).data).toMatchObject({ type: "order", content: null });
+    expect(delivered.get(UNKNOWN.id).data.whatsapp).toMatchObject(UNKNOWN);
   });
 
   it("keeps the medium's id beside the message, for the media routes to find which number received it", async () => {

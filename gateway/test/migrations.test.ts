@@ -129,10 +129,16 @@ describe("migration 11: every outbound type as a message's kind, the CHECK widen
     try {
       expect(db.prepare("SELECT version FROM schema_migrations WHERE version = 11").pluck().get()).toBe(11);
       expect(db.prepare("SELECT id, rowid FROM messages ORDER BY id").all()).toEqual(rowidsBefore);
-      // Unchanged but for what migration 12 drops (the store migrates to the latest version).
+      // Unchanged but for what migration 12 drops and the column migration 13 adds to media (the store migrates
+      // to the latest version).
+      const laterChanges = (o: unknown) =>
+        !["messages_number_queued", "media"].includes((o as { name: string }).name);
       expect(
-        db.prepare("SELECT type, name, sql FROM sqlite_schema WHERE name <> 'messages' ORDER BY name").all(),
-      ).toEqual(schemaBefore.filter((o) => (o as { name: string }).name !== "messages_number_queued"));
+        db
+          .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name <> 'messages' ORDER BY name")
+          .all()
+          .filter(laterChanges),
+      ).toEqual(schemaBefore.filter(laterChanges));
       expect(db.pragma("integrity_check")).toEqual([{ integrity_check: "ok" }]);
       for (const kind of ["image", "video", "audio", "document", "sticker", "location", "contacts"]) {
         db.prepare(insertMessage).run(`m-${kind}`, kind, "queued", null);
@@ -220,6 +226,26 @@ describe("migration 12: no index of queued messages by number", () => {
       expect(outstanding).toContain("SEARCH messages USING INDEX messages_queued (priority=?)");
       expect(outstanding).toContain("SCAN messages USING INDEX messages_sending");
       expect([...claim, ...outstanding].filter((d) => d === "SCAN messages")).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe("migration 13: a web number's media source, sealed", () => {
+  it("adds the source column to media; existing media keep theirs empty", async () => {
+    const path = join(dir, "v12.db");
+    const old = databaseAt(path, 12);
+    old.exec(
+      `INSERT INTO media (id, direction, provider_media_id, created_at) VALUES ('m1', 'in', '123', 0)`,
+    );
+    old.close();
+    const store = openSqliteStore(path);
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT id, source FROM media").all()).toEqual([{ id: "m1", source: null }]);
+      expect(db.prepare("SELECT version FROM schema_migrations WHERE version = 13").pluck().get()).toBe(13);
     } finally {
       db.close();
     }

@@ -3,6 +3,7 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referencePagePolicy } from "../src/http/api-reference.js";
+import { inboundMessagesNotification, signWebhook } from "./support/fake-graph.js";
 import { startTestGateway, type TestGateway } from "./support/gateway.js";
 import { routesOfTree } from "./support/route-tree.js";
 
@@ -240,12 +241,20 @@ export function openApiProblems(doc: Json): string[] {
   return problems;
 }
 
+const APP_SECRET = "app-secret-of-the-openapi-test";
+
+/** A PNG's signature and IHDR: enough bytes for the sniffer to know an image. */
+const PNG = Buffer.concat([
+  Buffer.from("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489", "hex"),
+  Buffer.alloc(64),
+]);
+
 describe("GET /v1/openapi.json", () => {
   let gw: TestGateway;
   let doc: Json;
 
   beforeAll(async () => {
-    gw = await startTestGateway({ LOG_LEVEL: "warn" });
+    gw = await startTestGateway({ LOG_LEVEL: "warn", WHATSAPP_APP_SECRET: APP_SECRET });
     const answer = await gw.request("GET", "/v1/openapi.json");
     expect(answer.status).toBe(200);
     expect(answer.headers.get("content-type")).toMatch(/^application\/json/);
@@ -322,6 +331,126 @@ describe("GET /v1/openapi.json", () => {
     const numbers = JSON.stringify(doc.paths["/v1/numbers"].post.requestBody);
     expect(numbers).toContain("phone_number_id");
     expect(doc.paths["/v1/templates"].get.parameters.map((p: Json) => p.name)).toEqual(["number"]);
+  });
+
+  it("names the Idempotency-Key header on the routes that read it, and only there", () => {
+    const withHeader: string[] = [];
+    for (const [path, item] of Object.entries(doc.paths) as Array<[string, Json]>)
+      for (const [method, op] of Object.entries(item) as Array<[string, Json]>)
+        for (const p of op.parameters ?? [])
+          if (p.in === "header" && p.name === "Idempotency-Key") {
+            withHeader.push(`${method.toUpperCase()} ${path}`);
+            expect(p.required).toBe(false);
+            const check = newAjv().compile(p.schema);
+            expect([check("order-42"), check(""), check("has space"), check("x".repeat(256))]).toEqual([
+              true,
+              false,
+              false,
+              false,
+            ]);
+          }
+    expect(withHeader.sort()).toEqual(["POST /v1/broadcasts", "POST /v1/messages"]);
+  });
+
+  it("describes the main routes' answers, and real answers validate against them", async () => {
+    const ajv = newAjv();
+    const schemaOf = (path: string, method: string, status: string) => {
+      const schema = doc.paths[path]?.[method]?.responses?.[status]?.content?.["application/json"]?.schema;
+      expect(schema, `${method.toUpperCase()} ${path} ${status}`).toBeDefined();
+      return schema;
+    };
+    const problems: string[] = [];
+    const expectValid = (schema: unknown, answer: { status: number; json: Json }, what: string) => {
+      const check = ajv.compile(schema as object);
+      if (!check(answer.json)) problems.push(`${what}: ${ajv.errorsText(check.errors)}`);
+    };
+    const token = await gw.token(["messages:send", "messages:read", "inbox"]);
+
+    const body = JSON.stringify(
+      inboundMessagesNotification(
+        [
+          { from: "14155550960", id: "wamid.openapi-1", type: "text", text: { body: "hi" } },
+          {
+            from: "14155550960",
+            id: "wamid.openapi-2",
+            type: "image",
+            image: { id: "1003383421387299", mime_type: "image/jpeg", sha256: "x", caption: "c" },
+            context: { from: "15550783881", id: "wamid.quoted" },
+          },
+          { from: "14155550961", id: "wamid.openapi-3", type: "order", order: { catalog_id: "1" } },
+        ],
+        { profileName: "Ana" },
+      ),
+    );
+    const delivered = await gw.request("POST", "/webhooks/whatsapp", {
+      body,
+      headers: { "content-type": "application/json", "x-hub-signature-256": signWebhook(APP_SECRET, body) },
+    });
+    expect(delivered.status).toBe(200);
+
+    const sent = await gw.request("POST", "/v1/messages", {
+      token,
+      body: { type: "text", to: "+14155550960", text: { body: "hello" } },
+      headers: { "idempotency-key": "openapi-answer-1" },
+    });
+    expect(sent.status).toBe(202);
+    expectValid(schemaOf("/v1/messages", "post", "202"), sent, "POST /v1/messages 202");
+    const replayed = await gw.request("POST", "/v1/messages", {
+      token,
+      body: { type: "text", to: "+14155550960", text: { body: "hello" } },
+      headers: { "idempotency-key": "openapi-answer-1" },
+    });
+    expect(replayed.json).toEqual(sent.json);
+
+    const one = await gw.request("GET", `/v1/messages/${sent.json.id}`, { token });
+    expect(one.status).toBe(200);
+    expectValid(schemaOf("/v1/messages/{id}", "get", "200"), one, "GET /v1/messages/{id} 200");
+
+    const inbound = await gw.request("GET", "/v1/messages?direction=in", { token });
+    expect(inbound.json.messages.length).toBeGreaterThanOrEqual(3);
+    expectValid(schemaOf("/v1/messages", "get", "200"), inbound, "GET /v1/messages?direction=in 200");
+    const outbound = await gw.request("GET", "/v1/messages?direction=out&limit=1", { token });
+    expect(outbound.json.messages).toHaveLength(1);
+    expectValid(schemaOf("/v1/messages", "get", "200"), outbound, "GET /v1/messages?direction=out 200");
+
+    const conversations = await gw.request("GET", "/v1/conversations", { token });
+    expect(conversations.json.conversations.length).toBeGreaterThanOrEqual(2);
+    expectValid(schemaOf("/v1/conversations", "get", "200"), conversations, "GET /v1/conversations 200");
+
+    const uploaded = await fetch(`${gw.url}/v1/media`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "image/png" },
+      body: PNG,
+    });
+    expect(uploaded.status).toBe(201);
+    expectValid(
+      schemaOf("/v1/media", "post", "201"),
+      { status: 201, json: await uploaded.json() },
+      "POST /v1/media 201",
+    );
+
+    // Refusals of every kind, in the error shape.
+    const refusals = [
+      await gw.request("POST", "/v1/messages", { token, body: { type: "text" } }),
+      await gw.request("GET", "/v1/messages/not-a-uuid", { token }),
+      await gw.request("GET", "/v1/conversations"),
+      await gw.request("GET", `/v1/messages/${"0".repeat(8)}-0000-7000-8000-${"0".repeat(12)}`, { token }),
+      await gw.request("POST", "/v1/messages", {
+        token,
+        body: { type: "text", to: "+14155550960", text: { body: "other" } },
+        headers: { "idempotency-key": "openapi-answer-1" },
+      }),
+    ];
+    expect(refusals.map((r) => r.status)).toEqual([400, 400, 401, 404, 409]);
+    for (const refusal of refusals)
+      expectValid(doc.components.schemas.Error, refusal, `an error answer ${refusal.status}`);
+    expect(problems).toEqual([]);
+
+    // And the schemas can fail: an answer of another shape is refused.
+    const check = ajv.compile(schemaOf("/v1/messages/{id}", "get", "200"));
+    expect(check({ ...one.json, status: "lost" })).toBe(false);
+    expect(check({ ...one.json, created_at: "yesterday" })).toBe(false);
+    expect(ajv.compile(doc.components.schemas.Error)({ message: "x" })).toBe(false);
   });
 
   it("validates every request the README shows for a /v1 route", () => {

@@ -152,7 +152,8 @@ describe("web numbers refuse what only the Cloud API sends: 422 before queueing"
         },
       },
     ],
-    ["image", "media_needs_cloud", { image: { link: "https://cdn.example.com/a.jpg" } }],
+    // Uploaded media (by id) live at Meta; by link a web number sends them (web-media-send.test.ts).
+    ["image", "media_needs_cloud", { image: { id: "1" } }],
     ["video", "media_needs_cloud", { video: { id: "1" } }],
     ["audio", "media_needs_cloud", { audio: { id: "1" } }],
     ["document", "media_needs_cloud", { document: { id: "1" } }],
@@ -163,7 +164,12 @@ describe("web numbers refuse what only the Cloud API sends: 422 before queueing"
     const response = await send({ type, ...object });
     expect(response.status).toBe(422);
     expect(response.json.error.code).toBe(code);
-    expect(response.json.error.message).toMatch(/^type: .* cloud numbers only; from names a web number$/);
+    const uploaded = (object as Record<string, { id?: string } | undefined>)[type]?.id !== undefined;
+    expect(response.json.error.message).toMatch(
+      uploaded
+        ? new RegExp(`^${type}\\.id: uploaded media are sent by cloud numbers only`)
+        : /^type: .* cloud numbers only; from names a web number$/,
+    );
     expect(web.socket.sent.length).toBe(before);
   });
 

@@ -150,7 +150,7 @@ export const broadcastRoutes: FastifyPluginAsync<BroadcastRoutesOptions> = async
     {
       onRequest: guard("broadcasts"),
       bodyLimit: BROADCAST_BODY_LIMIT,
-      schema: { body: broadcastBody, querystring: noQuery },
+      schema: { body: broadcastBody, querystring: noQuery, idempotent: true },
     },
     async (request, reply) => {
       const principal = request.principal;

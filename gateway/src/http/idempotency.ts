@@ -25,6 +25,10 @@ export function requestHash(route: string, body: unknown): string {
 
 /** The request's `Idempotency-Key`, validated; undefined when the client sent none. */
 export function readIdempotencyKey(request: FastifyRequest): string | undefined {
+  // The OpenAPI document names the header on the routes that declare it: a route that reads it without saying so
+  // fails on its first request, in the tests, instead of going undocumented.
+  if (request.routeOptions.schema?.idempotent !== true)
+    throw new Error(`${request.routeOptions.url}: reads Idempotency-Key without schema.idempotent`);
   const raw = request.headers["idempotency-key"];
   if (raw === undefined) return undefined;
   const parsed = idempotencyKey.safeParse(raw);

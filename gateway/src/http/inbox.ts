@@ -11,6 +11,7 @@ import type {
 } from "../store/inbox.js";
 import type { Store } from "../store/store.js";
 import type { ReadReceipt, SendOutcome } from "../transport/transport.js";
+import { conversationsPage, messagesPage } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { fromField, noQuery } from "./schemas.js";
@@ -160,7 +161,10 @@ export const inboxRoutes: FastifyPluginAsync<InboxRoutesOptions> = async (app, o
 
   app.get(
     "/v1/messages",
-    { onRequest: guard("inbox"), schema: { querystring: listMessagesQuery } },
+    {
+      onRequest: guard("inbox"),
+      schema: { querystring: listMessagesQuery, response: { 200: messagesPage } },
+    },
     async (request) => {
       const query = request.query as z.infer<typeof listMessagesQuery>;
       const numberId = numberFilter(query.number);
@@ -202,7 +206,10 @@ export const inboxRoutes: FastifyPluginAsync<InboxRoutesOptions> = async (app, o
 
   app.get(
     "/v1/conversations",
-    { onRequest: guard("inbox"), schema: { querystring: listConversationsQuery } },
+    {
+      onRequest: guard("inbox"),
+      schema: { querystring: listConversationsQuery, response: { 200: conversationsPage } },
+    },
     async (request) => {
       const query = request.query as z.infer<typeof listConversationsQuery>;
       const subject = request.principal?.subject;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { FastifyError, FastifyPluginAsync, FastifyReply } from "fastify";
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { Config } from "../config.js";
 import type { Sealer } from "../crypto/sealer.js";
@@ -23,8 +23,12 @@ import {
   MEDIA_TYPES,
 } from "../media/kinds.js";
 import { chooseType, SNIFF_BYTES, sniffMedia } from "../media/sniff.js";
+import { downloadWebMedium, openWebMediaSource, WebMediaRefused } from "../media/web-media.js";
 import { DEFAULT_NUMBER_ID } from "../numbers/from.js";
+import type { MediaRecord } from "../store/media.js";
 import type { Store } from "../store/store.js";
+import type { WebMediaSource } from "../transport/web/inbound-content.js";
+import { mediaUploaded } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { fromField, noQuery } from "./schemas.js";
@@ -35,7 +39,9 @@ import { fromField, noQuery } from "./schemas.js";
 // enforced before the upload starts when Content-Length says it, and while streaming otherwise (the upload to
 // Meta is then aborted: Meta never receives a whole file). GET /v1/media/:id: an upload of the caller's, or an
 // inbound medium registered from Meta's webhooks, looked up at Meta and streamed back with Meta's content type,
-// size and sha256 checked on the way. The number's access token stays in the gateway.
+// size and sha256 checked on the way. The number's access token stays in the gateway. A WhatsApp Web number's
+// inbound medium (registered with its sealed source when the message arrived) is fetched from WhatsApp's media
+// servers instead and decrypted by Baileys (media/web-media.ts), with its size and sha256 checked the same way.
 
 export interface MediaRoutesOptions {
   config: Config;
@@ -43,6 +49,8 @@ export interface MediaRoutesOptions {
   sealer: Sealer;
   graph: GraphMediaClient;
   guard: (scope: "messages:send" | "inbox") => ScopeGuard;
+  /** Where web numbers' media are fetched instead of WhatsApp's media servers (tests). */
+  webMediaOrigin?: string;
 }
 
 export const uploadQuery = z.strictObject({ from: fromField.optional() });
@@ -58,6 +66,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** A content type passed through to the client: type/subtype and simple parameters only. */
 const SAFE_CONTENT_TYPE =
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9_-]+=[A-Za-z0-9_.+-]+)*$/;
+
+/** How long a web medium's download may stay silent before the answer is cut off. */
+const WEB_MEDIA_IDLE_MS = 30_000;
 
 /** What the upload's body threw: the client is gone or sent too much. Not an error of ours or Meta's. */
 class BodyStopped extends Error {
@@ -91,7 +102,7 @@ function refuseUnread(reply: FastifyReply, error: ApiError) {
 }
 
 export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, options) => {
-  const { config, store, sealer, graph, guard } = options;
+  const { config, store, sealer, graph, guard, webMediaOrigin } = options;
 
   // This plugin's routes only: the body stays the request stream (no JSON parser, no buffering, no bodyLimit).
   app.removeAllContentTypeParsers();
@@ -109,7 +120,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
 
   app.post(
     "/v1/media",
-    { onRequest: guard("messages:send"), schema: { querystring: uploadQuery } },
+    {
+      onRequest: guard("messages:send"),
+      schema: { querystring: uploadQuery, response: { 201: mediaUploaded } },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
@@ -247,6 +261,65 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
     },
   );
 
+  /** A web number's inbound medium: fetched from WhatsApp's media servers, decrypted by Baileys, checked. */
+  async function sendWebMedium(request: FastifyRequest, reply: FastifyReply, record: MediaRecord) {
+    let source: WebMediaSource;
+    try {
+      source = openWebMediaSource(sealer, record.id, record.source as Buffer);
+    } catch {
+      throw new ApiError(
+        409,
+        "media_unopenable",
+        "this medium's key cannot be opened with API_SECRET (it changed without API_SECRET_PREVIOUS)",
+      );
+    }
+    const cap = MAX_MEDIA_BYTES;
+    if (source.fileLength !== undefined && source.fileLength > cap)
+      throw new ApiError(422, "media_too_large", `the medium is ${source.fileLength} bytes, over ${cap}`);
+    let decrypted: Readable;
+    try {
+      decrypted = await downloadWebMedium(source, webMediaOrigin);
+    } catch (error) {
+      if (error instanceof WebMediaRefused) {
+        request.log.warn({ mediaId: record.providerMediaId, reason: error.message }, "web medium refused");
+        throw new ApiError(502, "upstream_error", error.message);
+      }
+      const status = (error as { output?: { statusCode?: unknown } }).output?.statusCode;
+      if (status === 404 || status === 410)
+        throw new ApiError(404, "not_found", "medium no longer on WhatsApp's servers (media expire)");
+      // Baileys' error names the URL: only the status is logged.
+      request.log.warn({ mediaId: record.providerMediaId, status }, "web medium download failed");
+      throw new ApiError(502, "upstream_unreachable", "WhatsApp's media server could not be reached");
+    }
+    const checked = checkedDownload({
+      maxBytes: cap,
+      expectedSize: source.fileLength,
+      expectedSha256: source.fileSha256,
+    });
+    // Baileys pipes the HTTP body into its decipher without passing an error on: a server that stops sending
+    // would leave the answer open forever. Silence for WEB_MEDIA_IDLE_MS ends it.
+    const idle = setTimeout(
+      () => decrypted.destroy(new CheckFailed("WhatsApp's media server stopped sending")),
+      WEB_MEDIA_IDLE_MS,
+    );
+    decrypted.on("data", () => idle.refresh());
+    decrypted.on("close", () => clearTimeout(idle));
+    pipeline(decrypted, checked).catch((error: unknown) => {
+      clearTimeout(idle);
+      request.log.warn(
+        {
+          mediaId: record.providerMediaId,
+          reason: error instanceof CheckFailed ? error.reason : "decryption",
+        },
+        "web medium failed a check or did not decrypt; cut off",
+      );
+    });
+    const mimeType = source.mimeType ?? "application/octet-stream";
+    reply.header("content-type", SAFE_CONTENT_TYPE.test(mimeType) ? mimeType : "application/octet-stream");
+    if (source.fileLength !== undefined) reply.header("content-length", source.fileLength);
+    return reply.status(200).send(checked);
+  }
+
   app.get(
     "/v1/media/:id",
     // No automatic HEAD: it would download the whole medium from Meta to answer with headers only.
@@ -264,6 +337,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
       if (record && record.subject !== principal.subject) record = undefined;
       record ??= await store.media.getInboundMedia(id);
       if (!record) throw notFound("medium");
+      if (record.source) return sendWebMedium(request, reply, record);
       const target = mediaAccountFor(config, store.numbers, sealer, record.numberId, "the medium's number");
       if (target.kind === "sandbox")
         throw new ApiError(409, "media_not_stored", "the sandbox transport keeps no media bytes");

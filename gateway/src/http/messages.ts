@@ -17,6 +17,7 @@ import {
 } from "../numbers/from.js";
 import type { MessageRecord, Store } from "../store/store.js";
 import type { TemplateCatalog } from "../templates/catalog.js";
+import { messageAccepted, messageAnswer } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
 import { ApiError, notFound } from "./errors.js";
 import { idempotencyClaim, readIdempotencyKey, replayOrConflict } from "./idempotency.js";
@@ -92,14 +93,22 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 ) => {
   app.post(
     "/v1/messages",
-    { onRequest: guard("messages:send"), schema: { body: sendMessageBody, querystring: noQuery } },
+    {
+      onRequest: guard("messages:send"),
+      schema: {
+        body: sendMessageBody,
+        querystring: noQuery,
+        idempotent: true,
+        response: { 202: messageAccepted },
+      },
+    },
     async (request, reply) => {
       const principal = request.principal;
       if (!principal) throw new ApiError(401, "unauthorized", "missing or invalid credentials");
       const body = request.body as SendMessageBody;
       // Before anything is queued: an unknown number, or one that cannot send, is a 422 naming `from`.
       const sending = resolveFrom(store.numbers, body.from);
-      refuseUnsupportedOnWeb(sending, body.type);
+      refuseUnsupportedOnWeb(sending, body.type, body);
       if (body.type === "reaction" || body.context)
         await checkReferences(store, principal.subject, sending, body);
       if (body.type === "template") {
@@ -134,7 +143,10 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
 
   app.get(
     "/v1/messages/:id",
-    { onRequest: guard("messages:read"), schema: { params: messageIdParams, querystring: noQuery } },
+    {
+      onRequest: guard("messages:read"),
+      schema: { params: messageIdParams, querystring: noQuery, response: { 200: messageAnswer } },
+    },
     async (request) => {
       const { id } = request.params as { id: string };
       const record = await store.getMessage(id);

@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from "fastify";
 import { z } from "zod";
 import type { Scope } from "../auth/index.js";
+import { errorAnswer } from "./answers.js";
 import type { ScopeGuard } from "./auth.js";
-import { noQuery } from "./schemas.js";
+import { idempotencyKey, noQuery } from "./schemas.js";
 
 // The OpenAPI 3.1 document of GET /v1/openapi.json, generated from what the app really registered: every route
 // Fastify saw (an onRoute hook installed before any route), the zod schemas it validates with (body, query string,
@@ -17,6 +18,12 @@ declare module "fastify" {
     description?: string;
     /** Left out of the document (the reference page's own assets). */
     hide?: boolean;
+    /**
+     * The route reads `Idempotency-Key` (http/idempotency.ts): the document names the header. Fastify does not
+     * validate it as a header schema (its refusal has its own wording); readIdempotencyKey refuses to run on a
+     * route that does not declare it, so the document cannot miss one.
+     */
+    idempotent?: boolean;
   }
 }
 
@@ -32,6 +39,7 @@ interface RouteSchema {
   summary?: string;
   description?: string;
   hide?: boolean;
+  idempotent?: boolean;
   body?: unknown;
   querystring?: unknown;
   params?: unknown;
@@ -54,22 +62,6 @@ export function recordRoutes(app: FastifyInstance): RegisteredRoute[] {
 
 type JsonSchema = Record<string, unknown>;
 
-const ERROR_SCHEMA: JsonSchema = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: {
-        code: { type: "string", description: "A stable machine-readable reason, e.g. invalid_request" },
-        message: { type: "string", description: "What was wrong, starting with the field it is about" },
-        request_id: { type: "string", description: "Set when the edge (nginx) answered itself" },
-      },
-    },
-  },
-};
-
 const ERROR_RESPONSES: Record<string, string> = {
   BadRequest: "Invalid input: the message names the field (unknown fields are refused too)",
   Unauthorized: "No token, or any problem with it (signature, expiry, audience, issuer, revoked)",
@@ -80,8 +72,11 @@ const ERROR_RESPONSES: Record<string, string> = {
   Other: "Any other refusal (409, 422, 429, 5xx), in the same error shape",
 };
 
-/** zod → JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1), as what a client sends (`io: "input"`). */
-function jsonSchemaOf(schema: unknown, where: string): JsonSchema {
+/**
+ * zod → JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1): a request as what a client sends (`io: "input"`),
+ * an answer as what the gateway writes (`io: "output"`).
+ */
+function jsonSchemaOf(schema: unknown, where: string, io: "input" | "output" = "input"): JsonSchema {
   if (!(schema instanceof z.ZodType))
     throw new Error(`${where}: not a zod schema; routes declare zod schemas`);
   // A pipe that first reads one field to name it in errors (numbers, links) is documented by what it leads to.
@@ -91,7 +86,7 @@ function jsonSchemaOf(schema: unknown, where: string): JsonSchema {
       : schema;
   const json = z.toJSONSchema(documented, {
     target: "draft-2020-12",
-    io: "input",
+    io,
     unrepresentable: "any",
   }) as JsonSchema;
   delete json.$schema;
@@ -144,6 +139,18 @@ function operationOf(route: RegisteredRoute) {
     ...(schema.querystring ? parametersOf(schema.querystring, "query", `${where} querystring`) : []),
     ...(schema.headers ? parametersOf(schema.headers, "header", `${where} headers`) : []),
   ];
+  if (schema.idempotent) {
+    parameters.push({
+      name: "Idempotency-Key",
+      in: "header",
+      required: false,
+      description:
+        "Any 1-255 printable characters, unique per request of this token subject: a retry with the same key and " +
+        "body gets the first answer again (header Idempotent-Replayed: true) and nothing is created twice; the same " +
+        "key with another body is a 409 idempotency_conflict.",
+      schema: jsonSchemaOf(idempotencyKey, `${where} Idempotency-Key`),
+    });
+  }
   // A path parameter without a schema is still a parameter of the path.
   for (const [, name] of route.url.matchAll(/:([A-Za-z0-9_]+)/g)) {
     if (name && !parameters.some((p) => p.in === "path" && p.name === name))
@@ -151,7 +158,7 @@ function operationOf(route: RegisteredRoute) {
   }
   const responses: Record<string, unknown> = {};
   for (const [status, answer] of Object.entries(schema.response ?? {})) {
-    const json = jsonSchemaOf(answer, `${where} response ${status}`);
+    const json = jsonSchemaOf(answer, `${where} response ${status}`, "output");
     const { description, ...rest } = json;
     responses[status] = {
       description: typeof description === "string" ? description : "Success",
@@ -228,7 +235,7 @@ export function openApiDocument(routes: readonly RegisteredRoute[]): Record<stri
             "space-separated `scope` claim; each operation lists the scope it requires.",
         },
       },
-      schemas: { Error: ERROR_SCHEMA },
+      schemas: { Error: jsonSchemaOf(errorAnswer, "the error answer", "output") },
       responses: Object.fromEntries(
         Object.entries(ERROR_RESPONSES).map(([name, description]) => [
           name,

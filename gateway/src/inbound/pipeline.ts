@@ -36,6 +36,9 @@ export function receivedEvent(m: InboundMessage) {
       from: m.from,
       type: m.type,
       text: m.text,
+      // The type's fields in Meta's shape, as the inbox lists them (inbound/content.ts); null for a type the inbox
+      // keeps raw.
+      content: m.content ?? null,
       timestamp: new Date(m.sentAt).toISOString(),
       whatsapp: m.raw,
     },

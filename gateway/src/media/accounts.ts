@@ -7,7 +7,8 @@ import type { CloudAccount } from "./graph-media.js";
 
 // Which Meta account a medium goes through, by the number it belongs to: the default number (WHATSAPP_*), a cloud
 // number of the registry (its sealed access token opened for this request only), or none: in sandbox mode
-// nothing leaves the machine, and WhatsApp Web numbers have no Graph API.
+// nothing leaves the machine, and WhatsApp Web numbers have no Graph API (their inbound media are fetched from
+// WhatsApp's media servers: media/web-media.ts).
 
 export type MediaAccount = { kind: "cloud"; account: CloudAccount } | { kind: "sandbox" };
 
@@ -36,7 +37,7 @@ export function mediaAccountFor(
     throw new ApiError(
       422,
       "media_needs_cloud",
-      `${field}: number ${number.name} is a WhatsApp Web number; media go through cloud numbers only for now`,
+      `${field}: number ${number.name} is a WhatsApp Web number; uploads and media messages go through cloud numbers only for now`,
     );
   }
   if (config.WHATSAPP_TRANSPORT === "sandbox") return { kind: "sandbox" };

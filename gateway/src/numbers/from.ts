@@ -37,8 +37,8 @@ export function resolveFrom(numbers: NumbersStore, from: string | undefined): Se
 
 /**
  * What a web number cannot send, refused before anything is queued. WhatsApp Web has no templates; interactive
- * messages sent through it are not shown by most phones (they are a Cloud API feature); media by link would
- * make the gateway fetch any URL a client names (Baileys downloads it), which the Cloud API does on Meta's side.
+ * messages sent through it are not shown by most phones (they are a Cloud API feature); uploaded media live at
+ * Meta. Media by link are fetched by the gateway itself, through its SSRF guard (never by Baileys).
  */
 const CLOUD_ONLY: Record<string, { code: string; what: string }> = {
   template: { code: "template_needs_cloud", what: "templates" },
@@ -55,9 +55,21 @@ export function cloudOnly(type: string): { code: string; what: string } | undefi
   return CLOUD_ONLY[type];
 }
 
+/** The media a web number sends by `link` (fetched by the gateway through its SSRF guard: media/link-fetch.ts). */
+const MEDIA = new Set(["image", "video", "audio", "document", "sticker"]);
+
 /** Refuses (422, before anything is queued) a message of this type from a web number: sends and broadcasts. */
-export function refuseUnsupportedOnWeb(sending: SendingNumber, type: string): void {
+export function refuseUnsupportedOnWeb(sending: SendingNumber, type: string, message?: unknown): void {
   if (!sending.web) return;
+  if (MEDIA.has(type)) {
+    const object = (message as Record<string, { link?: unknown } | undefined> | undefined)?.[type];
+    if (typeof object?.link === "string") return;
+    throw new ApiError(
+      422,
+      "media_needs_cloud",
+      `${type}.id: uploaded media are sent by cloud numbers only; a web number sends media by link`,
+    );
+  }
   const refusal = CLOUD_ONLY[type];
   if (refusal) {
     throw new ApiError(

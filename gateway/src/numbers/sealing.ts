@@ -11,6 +11,9 @@ export const numberCredentialAssociatedData = (numberId: string) => `number-cred
 export const sessionKeyAssociatedData = (numberId: string, key: string) =>
   `number-session:${numberId}:${key}`;
 
+/** What a web number needs to fetch an inbound medium again (media/web-media.ts), by the medium's row id. */
+export const mediaSourceAssociatedData = (mediaRowId: string) => `media-source:${mediaRowId}`;
+
 /** What the gateway re-seals at start during an API_SECRET rotation, by owner. */
 export function sealedOwnerAssociatedData(owner: SealedSecretOwner): string {
   switch (owner.kind) {
@@ -22,5 +25,7 @@ export function sealedOwnerAssociatedData(owner: SealedSecretOwner): string {
       return numberCredentialAssociatedData(owner.id);
     case "number_session":
       return sessionKeyAssociatedData(owner.id, owner.key);
+    case "media_source":
+      return mediaSourceAssociatedData(owner.id);
   }
 }

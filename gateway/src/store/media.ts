@@ -21,6 +21,11 @@ export interface MediaRecord {
   /** The inbound message that carried it (Meta's wamid); null for uploads. */
   messageId: string | null;
   createdAt: number;
+  /**
+   * A WhatsApp Web number's inbound medium: what Baileys needs to download and decrypt it again (media key, direct
+   * path, URL), sealed (media/web-media.ts). Absent for Meta's media and uploads.
+   */
+  source?: Buffer | null;
 }
 
 export type NewMedia = Omit<MediaRecord, "id"> & { id: string };

@@ -493,4 +493,14 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP INDEX IF EXISTS messages_number_queued;
     `,
   },
+  {
+    version: 13,
+    name: "media: what a WhatsApp Web number needs to fetch an inbound medium again, sealed",
+    // Baileys' media key, direct path and URL of a web number's inbound medium (media/web-media.ts), sealed with
+    // API_SECRET (AES-GCM, associated data naming the medium): whoever has them and the URL can decrypt the file.
+    // NULL for Meta's media and uploads, which Meta serves by id.
+    sql: `
+      ALTER TABLE media ADD COLUMN source BLOB;
+    `,
+  },
 ];

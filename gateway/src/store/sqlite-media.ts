@@ -2,7 +2,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import type { CommitBatcher } from "./commit-batcher.js";
 import type { MediaRecord, MediaStore, NewMedia } from "./media.js";
 
-// The SQLite side of media (schema: migration 9).
+// The SQLite side of media (schema: migrations 9 and 13).
 
 interface MediaRow {
   id: string;
@@ -15,6 +15,7 @@ interface MediaRow {
   sha256: string | null;
   message_id: string | null;
   created_at: number;
+  source: Buffer | null;
 }
 
 function toRecord(row: MediaRow): MediaRecord {
@@ -29,14 +30,15 @@ function toRecord(row: MediaRow): MediaRecord {
     sha256: row.sha256,
     messageId: row.message_id,
     createdAt: row.created_at,
+    source: row.source,
   };
 }
 
 export function createSqliteMediaStore(db: BetterSqlite3.Database, batcher: CommitBatcher): MediaStore {
   const insert = (orIgnore: boolean) =>
     db.prepare(
-      `INSERT ${orIgnore ? "OR IGNORE " : ""}INTO media (id, subject, number_id, direction, provider_media_id, mime_type, size, sha256, message_id, created_at)
-       VALUES (@id, @subject, @numberId, @direction, @providerMediaId, @mimeType, @size, @sha256, @messageId, @createdAt)`,
+      `INSERT ${orIgnore ? "OR IGNORE " : ""}INTO media (id, subject, number_id, direction, provider_media_id, mime_type, size, sha256, message_id, created_at, source)
+       VALUES (@id, @subject, @numberId, @direction, @providerMediaId, @mimeType, @size, @sha256, @messageId, @createdAt, @source)`,
     );
   const s = {
     insert: insert(false),
@@ -55,6 +57,7 @@ export function createSqliteMediaStore(db: BetterSqlite3.Database, batcher: Comm
     sha256: m.sha256,
     messageId: m.messageId,
     createdAt: m.createdAt,
+    source: m.source ?? null,
   });
   return {
     recordMedia(media) {

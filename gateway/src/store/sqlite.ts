@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
+import type { InboundContent } from "../inbound/content.js";
 import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messages.js";
 import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
@@ -239,7 +240,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        VALUES (@id, @from, @type, @text, @sentAt, @now, @raw, @numberId, @content, @mediaId, @profileName)`,
     ),
     unprocessedInbound: db.prepare(
-      `SELECT id, sender, type, text, sent_at, raw, number_id FROM inbound_messages
+      `SELECT id, sender, type, text, sent_at, raw, number_id, content, media_id, profile_name FROM inbound_messages
        WHERE processed_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
     ),
     markInboundProcessed: db.prepare(
@@ -248,6 +249,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     sealedNumberCredentials: db.prepare("SELECT id, credential FROM numbers WHERE credential IS NOT NULL"),
     resealNumberCredential: db.prepare("UPDATE numbers SET credential = ? WHERE id = ?"),
     sealedSessionKeys: db.prepare("SELECT number_id, key, value FROM number_session_keys"),
+    sealedMediaSources: db.prepare("SELECT id, source FROM media WHERE source IS NOT NULL"),
+    resealMediaSource: db.prepare("UPDATE media SET source = ? WHERE id = ?"),
     resealSessionKey: db.prepare("UPDATE number_session_keys SET value = ? WHERE number_id = ? AND key = ?"),
     sealedMessages: db.prepare("SELECT id, secret FROM messages WHERE secret IS NOT NULL"),
     resealMessage: db.prepare("UPDATE messages SET secret = ? WHERE id = ?"),
@@ -423,7 +426,11 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
         sent_at: number;
         raw: string;
         number_id: string | null;
+        content: string | null;
+        media_id: string | null;
+        profile_name: string | null;
       };
+      // Everything the pipeline hands on: a recovered message's event carries the same content as a live one's.
       return (s.unprocessedInbound.all(limit) as Row[]).map(
         (row): InboundMessage => ({
           id: row.id,
@@ -433,6 +440,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           sentAt: row.sent_at,
           raw: JSON.parse(row.raw) as unknown,
           ...(row.number_id ? { numberId: row.number_id } : {}),
+          content: row.content === null ? null : (JSON.parse(row.content) as InboundContent),
+          mediaId: row.media_id,
+          profileName: row.profile_name,
         }),
       );
     },
@@ -465,6 +475,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           credential: Buffer;
         }>)
           replace({ kind: "number_credential", id }, credential, s.resealNumberCredential);
+        for (const { id, source } of s.sealedMediaSources.all() as Array<{ id: string; source: Buffer }>)
+          replace({ kind: "media_source", id }, source, s.resealMediaSource);
         type SessionRow = { number_id: string; key: string; value: Buffer };
         for (const row of s.sealedSessionKeys.all() as SessionRow[]) {
           let next: Buffer | undefined;

@@ -141,7 +141,9 @@ export type SealedSecretOwner =
   /** A cloud number's access token. */
   | { kind: "number_credential"; id: string }
   /** One value of a web number's session (Baileys' credentials or a signal key). */
-  | { kind: "number_session"; id: string; key: string };
+  | { kind: "number_session"; id: string; key: string }
+  /** What a web number needs to fetch an inbound medium again (media.source); `id`: the medium's row id. */
+  | { kind: "media_source"; id: string };
 
 export interface Store extends RepliesStore, WebhooksStore {
   /** Broadcasts and their recipients (store/broadcasts.ts). */

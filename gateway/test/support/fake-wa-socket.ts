@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
+import { rmSync } from "node:fs";
 import { Boom } from "@hapi/boom";
 import type {
   AnyMessageContent,
   AuthenticationState,
   MiscMessageGenerationOptions,
   proto,
+  WAMediaUpload,
   WAMessageKey,
 } from "baileys";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "../../src/transport/web/socket.js";
@@ -15,6 +17,14 @@ import type { SocketFactory, WebSocketEvents, WebSocketLike } from "../../src/tr
 // auth state it was given, as Baileys does during a session.
 
 /** Baileys' DisconnectReason values. */
+const MEDIA_KINDS = ["image", "video", "audio", "document", "sticker"] as const;
+
+export interface SentMedium {
+  kind: (typeof MEDIA_KINDS)[number];
+  sha256: string;
+  length: number;
+}
+
 export const DISCONNECT = {
   connectionClosed: 428,
   connectionLost: 408,
@@ -38,6 +48,8 @@ export class FakeWaSocket implements WebSocketLike {
     id: string;
     content: AnyMessageContent;
     options: MiscMessageGenerationOptions | undefined;
+    /** A medium's bytes as Baileys read them (hex sha256, length). */
+    medium?: SentMedium;
   }> = [];
   readonly pairingRequests: string[] = [];
   /** The keys of every read receipt the gateway sent. */
@@ -136,9 +148,26 @@ export class FakeWaSocket implements WebSocketLike {
 
   async sendMessage(jid: string, content: AnyMessageContent, options?: MiscMessageGenerationOptions) {
     if (this.failSends) throw this.failSends;
+    // A medium is read and encrypted as Baileys does before its upload (encryptedStream): a stream that fails
+    // fails the send.
+    const kind = MEDIA_KINDS.find((k) => k in content);
+    let medium: SentMedium | undefined;
+    if (kind) {
+      const { encryptedStream } = await import("baileys");
+      const encrypted = await encryptedStream(
+        (content as unknown as Record<string, WAMediaUpload>)[kind] as WAMediaUpload,
+        kind,
+      );
+      rmSync(encrypted.encFilePath, { force: true });
+      medium = {
+        kind,
+        sha256: Buffer.from(encrypted.fileSha256).toString("hex"),
+        length: encrypted.fileLength,
+      };
+    }
     const id = `3EB0${(++this.counter).toString(16).toUpperCase().padStart(16, "0")}`;
     const text = "text" in content && typeof content.text === "string" ? content.text : undefined;
-    this.sent.push({ jid, text, id, content, options });
+    this.sent.push({ jid, text, id, content, options, ...(medium ? { medium } : {}) });
     return { key: { remoteJid: jid, fromMe: true, id } };
   }
 

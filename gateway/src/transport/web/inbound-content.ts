@@ -253,3 +253,54 @@ export function webInboundContent(
   const parsed = parseInboundContent(type, { [type]: object, ...(quoted ? { context: quoted } : {}) });
   return { type, text: typeof text === "string" ? text : null, ...parsed };
 }
+
+/** What Baileys needs to download and decrypt a web number's inbound medium again (sealed at rest: media/web-media.ts). */
+export interface WebMediaSource {
+  /** Baileys' media type: which HKDF info derives the keys. */
+  mediaType: "image" | "video" | "audio" | "document" | "sticker";
+  /** Base64: with the URL, whoever has it can decrypt the file. */
+  mediaKey: string;
+  directPath?: string;
+  url?: string;
+  mimeType?: string;
+  fileLength?: number;
+  /** Base64 sha256 of the decrypted file, as the sender's phone computed it. */
+  fileSha256?: string;
+}
+
+const MEDIA_MESSAGES = {
+  imageMessage: "image",
+  videoMessage: "video",
+  audioMessage: "audio",
+  documentMessage: "document",
+  stickerMessage: "sticker",
+} as const;
+
+/** The download source of a media message; undefined for any other message, or a medium without its key. */
+export function webMediaSource(raw: Message | null | undefined): WebMediaSource | undefined {
+  const message = unwrap(raw ?? {});
+  const key = contentKey(message);
+  if (!key || !Object.hasOwn(MEDIA_MESSAGES, key)) return undefined;
+  const mediaType = MEDIA_MESSAGES[key as keyof typeof MEDIA_MESSAGES];
+  const m = message[key as keyof typeof MEDIA_MESSAGES];
+  const mediaKey = base64(m?.mediaKey);
+  if (!m || !mediaKey || (!m.directPath && !m.url)) return undefined;
+  // A protobuf uint64: a Long object when decoded from the wire, a number when built in code.
+  const declared = m.fileLength as { toNumber?: () => number } | number | null | undefined;
+  const length =
+    declared === null || declared === undefined
+      ? undefined
+      : typeof declared === "number"
+        ? declared
+        : declared.toNumber?.();
+  const fileSha256 = base64(m.fileSha256);
+  return {
+    mediaType,
+    mediaKey,
+    ...(m.directPath ? { directPath: m.directPath } : {}),
+    ...(m.url ? { url: m.url } : {}),
+    ...(m.mimetype ? { mimeType: m.mimetype } : {}),
+    ...(length !== undefined && Number.isSafeInteger(length) && length >= 0 ? { fileLength: length } : {}),
+    ...(fileSha256 ? { fileSha256 } : {}),
+  };
+}

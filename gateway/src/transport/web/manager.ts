@@ -9,6 +9,7 @@ import type { Store } from "../../store/store.js";
 import type { ReadReceipt, SendContext, SendOutcome, Transport } from "../transport.js";
 import { loadBaileys } from "./baileys.js";
 import { baileysSocketFactory } from "./baileys-socket.js";
+import type { MediaLinkFetcher } from "./session.js";
 import { WebSession } from "./session.js";
 import type { SocketFactory } from "./socket.js";
 
@@ -28,6 +29,8 @@ export interface WebNumbersOptions {
   unlinkedWaitMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  /** Fetches a medium a web number sends by link, through the SSRF guard (media/link-fetch.ts). */
+  fetchLink?: MediaLinkFetcher;
   now?: () => number;
 }
 
@@ -76,6 +79,7 @@ export class WebNumbers implements WebNumbersControl, Transport {
         firstAnswerTimeoutMs: o.firstAnswerTimeoutMs ?? 20_000,
         reconnectBaseMs: o.reconnectBaseMs,
         reconnectMaxMs: o.reconnectMaxMs,
+        ...(o.fetchLink ? { fetchLink: o.fetchLink } : {}),
         ...(o.now ? { now: o.now } : {}),
       });
       this.sessions.set(number.id, session);

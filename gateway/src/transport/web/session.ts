@@ -5,15 +5,21 @@ import type { Sealer } from "../../crypto/sealer.js";
 import type { EventSink } from "../../events.js";
 import { publishStatusEvents } from "../../http/meta-webhook.js";
 import type { LinkAnswer, LinkRequest } from "../../http/numbers.js";
+import { uuidv7 } from "../../ids.js";
 import type { InboundPipeline } from "../../inbound/pipeline.js";
+import { CheckFailed } from "../../media/checked-download.js";
+import { MEDIA_CAPS } from "../../media/kinds.js";
+import { type FetchedMedium, LinkRefused } from "../../media/link-fetch.js";
+import { sealWebMediaSource } from "../../media/web-media.js";
 import type { OutgoingMessage } from "../../messages.js";
 import { cloudOnly } from "../../numbers/from.js";
 import { backoffDelay } from "../../queue/backoff.js";
+import type { NewMedia } from "../../store/media.js";
 import type { InboundMessage, StatusUpdate, Store } from "../../store/store.js";
 import type { SendOutcome } from "../transport.js";
 import { sealedAuthState } from "./auth-state.js";
 import type { BaileysModule } from "./baileys.js";
-import { webInboundContent } from "./inbound-content.js";
+import { webInboundContent, webMediaSource } from "./inbound-content.js";
 import { quietBaileysLogger } from "./logger.js";
 import type { SocketFactory, WebSocketEvents, WebSocketLike } from "./socket.js";
 import { vcardOf } from "./vcard.js";
@@ -42,9 +48,14 @@ export interface WebSessionOptions {
   firstAnswerTimeoutMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  /** Fetches a medium sent by link, through the SSRF guard; without it web numbers send no media. */
+  fetchLink?: MediaLinkFetcher;
   onEnqueued?: () => void;
   now?: () => number;
 }
+
+/** A medium's bytes from its link, capped at `maxBytes` (media/link-fetch.ts); throws LinkRefused. */
+export type MediaLinkFetcher = (link: string, maxBytes: number, numberId: string) => Promise<FetchedMedium>;
 
 /** Baileys' DisconnectReason values the session acts on. */
 const LOGGED_OUT = 401;
@@ -77,6 +88,56 @@ const digitsOf = (jid: string) =>
 function statusCodeOf(error: unknown): number | undefined {
   const code = (error as { output?: { statusCode?: unknown } } | undefined)?.output?.statusCode;
   return typeof code === "number" ? code : undefined;
+}
+
+interface LinkedMedium {
+  kind: "image" | "video" | "audio" | "document" | "sticker";
+  link: string;
+  caption?: string | undefined;
+  filename?: string | undefined;
+}
+
+/** A media message by link (by id: an upload to Meta, which a web number cannot send). */
+function linkedMedium(message: OutgoingMessage): LinkedMedium | undefined {
+  switch (message.type) {
+    case "image":
+    case "video":
+    case "audio":
+    case "document":
+    case "sticker": {
+      const object = (
+        message as unknown as Record<string, { link?: string; caption?: string; filename?: string }>
+      )[message.type];
+      if (!object?.link) return undefined;
+      return { kind: message.type, link: object.link, caption: object.caption, filename: object.filename };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Baileys' content for a fetched medium; the mime type is the server's when it names one of the kind's. */
+function baileysMedium(medium: LinkedMedium, fetched: FetchedMedium): AnyMessageContent {
+  const stream = { stream: fetched.stream };
+  const type = fetched.contentType;
+  const caption = medium.caption !== undefined ? { caption: medium.caption } : {};
+  switch (medium.kind) {
+    case "image":
+      return { image: stream, ...caption };
+    case "video":
+      return { video: stream, ...caption };
+    case "audio":
+      return { audio: stream, mimetype: type?.startsWith("audio/") ? type : "audio/mpeg" };
+    case "sticker":
+      return { sticker: stream };
+    case "document":
+      return {
+        document: stream,
+        mimetype: type ?? "application/octet-stream",
+        ...(medium.filename !== undefined ? { fileName: medium.filename } : {}),
+        ...caption,
+      };
+  }
 }
 
 /** Baileys' content for what WhatsApp Web can carry; undefined for what only the Cloud API sends. */
@@ -206,6 +267,8 @@ export class WebSession {
   /** The send path (manager.ts decides about unlinked numbers first). */
   async send(message: OutgoingMessage): Promise<SendOutcome> {
     const jid = `${digitsOf(message.to)}@s.whatsapp.net`;
+    const medium = linkedMedium(message);
+    if (medium && this.o.fetchLink) return this.sendMedium(message, jid, medium);
     const content = webContent(message, jid);
     // Refused before queueing (numbers/from.ts); a message queued before that rule existed fails here.
     if (!content) {
@@ -235,6 +298,59 @@ export class WebSession {
     } catch (error) {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");
       // It may have left before the error: not resent until its lease ends.
+      return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
+    }
+  }
+
+  /**
+   * A medium by link: fetched through the SSRF guard once the socket is open (not before: a disconnected number
+   * would fetch it for nothing), handed to Baileys as a stream, which encrypts and uploads it to WhatsApp.
+   */
+  private async sendMedium(
+    message: OutgoingMessage,
+    jid: string,
+    medium: LinkedMedium,
+  ): Promise<SendOutcome> {
+    const socket = this.socket;
+    if (!socket || !this.open) {
+      return {
+        kind: "retryable",
+        code: "number_disconnected",
+        message: "the number's connection is being re-established",
+        minDelayMs: 5_000,
+      };
+    }
+    const fetchLink = this.o.fetchLink as MediaLinkFetcher;
+    let fetched: FetchedMedium;
+    try {
+      fetched = await fetchLink(medium.link, MEDIA_CAPS[medium.kind], this.o.numberId);
+    } catch (error) {
+      if (!(error instanceof LinkRefused)) throw error;
+      return error.retryable
+        ? { kind: "retryable", code: "media_link_unavailable", message: error.message, minDelayMs: 30_000 }
+        : { kind: "permanent", code: "media_link_refused", message: error.message };
+    }
+    let tooLarge = false;
+    fetched.stream.on("error", (error) => {
+      if (error instanceof CheckFailed) tooLarge = true;
+    });
+    const content = baileysMedium(medium, fetched);
+    try {
+      const sent = await socket.sendMessage(
+        jid,
+        content,
+        message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
+      );
+      return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+    } catch (error) {
+      fetched.stream.destroy();
+      if (tooLarge)
+        return {
+          kind: "permanent",
+          code: "media_too_large",
+          message: `the link's ${medium.kind} is over ${MEDIA_CAPS[medium.kind]} bytes`,
+        };
+      this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: media send failed");
       return { kind: "in_doubt", code: "web_send_failed", message: "the web socket failed while sending" };
     }
   }
@@ -485,6 +601,7 @@ export class WebSession {
     const o = this.o;
     const now = this.now();
     const inbound: InboundMessage[] = [];
+    const media: NewMedia[] = [];
     for (const m of upsert.messages) {
       const key = m.key as typeof m.key & { remoteJidAlt?: string | null };
       if (key.fromMe || !key.id) continue;
@@ -517,8 +634,28 @@ export class WebSession {
         mediaId: content.mediaId,
         profileName: m.pushName ?? null,
       });
+      // The medium is fetched again from WhatsApp when asked for (GET /v1/media/:id): what that takes is sealed.
+      const source = content.mediaId ? webMediaSource(m.message) : undefined;
+      if (content.mediaId && source) {
+        const id = uuidv7(now);
+        media.push({
+          id,
+          subject: null,
+          numberId: o.numberId,
+          direction: "in",
+          providerMediaId: content.mediaId,
+          mimeType: source.mimeType ?? null,
+          size: source.fileLength ?? null,
+          sha256: source.fileSha256 ?? null,
+          messageId: key.id,
+          createdAt: now,
+          source: sealWebMediaSource(o.sealer, id, source),
+        });
+      }
     }
     if (inbound.length === 0) return;
+    // Registered before the message is committed: a message the inbox lists always has its medium fetchable.
+    await o.store.media.registerInboundMedia(media);
     // Committed before processed: a crash in between is recovered at the next start (inbound/pipeline.ts).
     await o.store.recordWebhook([], inbound, now);
     await o.inbound.process(inbound, [], now);
