@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
+import { NGINX_ENVIRONMENT } from "../infra/render/nginx-allocator.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
 import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
 import { freePort, requireBinary, startProcess, waitForPort } from "./lib/processes.js";
@@ -32,7 +33,8 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
 // With waf-off, engine-only and waf-on measured, it also prints the WAF-on / WAF-off req/s ratio the counts imply,
 // calibrated by bench:edge's own no-rules ratio (PROFILE_ENGINE_RATIO, default 0.65).
-// PROFILE_ENV="K=V ..." adds environment to nginx (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=2000).
+// nginx runs with the VM's environment (LD_PRELOAD of its allocator, infra/render/nginx-allocator.ts);
+// PROFILE_ENV="K=V ..." adds to it or overrides it (e.g. LD_PRELOAD= for glibc's malloc).
 // Counts are user-space instructions only: the kernel's share (TCP on loopback, syscalls) is not in them.
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
 // PROFILE_TOP=n prints the n most expensive functions (inclusive) of each variant; PROFILE_KEEP=1 keeps the
@@ -270,7 +272,11 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
       "-g",
       "daemon off; master_process off;",
     ],
-    { logFile: join(work.host, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
+    {
+      logFile: join(work.host, `${slug}.valgrind.log`),
+      // The VM's environment for nginx (its allocator: infra/render/nginx-allocator.ts), then PROFILE_ENV.
+      env: { ...process.env, ...NGINX_ENVIRONMENT, ...extraEnv() },
+    },
   );
   try {
     // nginx that fails to start (a rules error, a port taken meanwhile) must fail the run now, not after 3 minutes.
