@@ -29,7 +29,8 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family
 //                (PROFILE_IDENTITY=1: as rendered with identity first, the rules anonymous traffic meets);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
-// PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
+// PROFILE_DROP=<regex> removes the rules file's lines that match it (e.g. "^SecRuleUpdateTargetById" prices the
+// configuration-time exclusions); PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
 // With waf-off, engine-only and waf-on measured, it also prints the WAF-on / WAF-off req/s ratio the counts imply,
 // calibrated by bench:edge's own no-rules ratio (PROFILE_ENGINE_RATIO, default 0.65).
@@ -231,6 +232,12 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
       files[file] = variant
         .rules(text)
         .replace(DEBUG_LOG_PLACEHOLDER, join(layout.logDir, "modsec_debug.log"));
+  if (variant.waf && process.env.PROFILE_DROP) {
+    const drop = new RegExp(process.env.PROFILE_DROP);
+    for (const file of Object.keys(files))
+      if (file.endsWith(".conf") && file !== "nginx.conf")
+        files[file] = (files[file] ?? "").split("\n").filter((l) => !drop.test(l)).join("\n");
+  }
   if (variant.waf && process.env.PROFILE_APPEND) {
     const extra = await readFile(process.env.PROFILE_APPEND, "utf8");
     for (const file of Object.keys(files))
