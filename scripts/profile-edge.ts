@@ -236,7 +236,10 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
     const drop = new RegExp(process.env.PROFILE_DROP);
     for (const file of Object.keys(files))
       if (file.endsWith(".conf") && file !== "nginx.conf")
-        files[file] = (files[file] ?? "").split("\n").filter((l) => !drop.test(l)).join("\n");
+        files[file] = (files[file] ?? "")
+          .split("\n")
+          .filter((l) => !drop.test(l))
+          .join("\n");
   }
   if (variant.waf && process.env.PROFILE_APPEND) {
     const extra = await readFile(process.env.PROFILE_APPEND, "utf8");
