@@ -4,9 +4,10 @@
 // quarter of the anonymous request's instructions through full CRS. Measured with `npm run profile:edge`
 // (callgrind, nginx user-space instructions per request, Debian 13's packages): bench:edge's anonymous webhook POST
 // 2,882k with glibc, 2,752k with glibc's tcache enlarged (GLIBC_TUNABLES=glibc.malloc.tcache_count=1000), 2,379k
-// with jemalloc (−17 %), 2,267k with mimalloc 3 (−21 %; its 3.x line is the newer one, jemalloc 5.3 the one with
-// years of nginx deployments behind it); ModSecurity without rules 411k → 283k; nginx without the WAF and a
-// verified API request (njs, no ModSecurity) unchanged. Verdicts do not depend on the allocator.
+// with jemalloc (−17 %), 2,267k with mimalloc (−21 %; Debian 13 ships 3.0.1, an early release of its new design,
+// while jemalloc 5.3 has years of nginx deployments behind it); ModSecurity without rules 411k → 283k; nginx
+// without the WAF and a verified API request (njs, no ModSecurity) unchanged. Verdicts do not depend on the
+// allocator.
 //
 // The same preload everywhere nginx runs: the VM (a systemd drop-in for nginx.service, provision.sh's nginx step),
 // and the local stack, tests, bench:edge and profile:edge (scripts/lib/nginx.ts).
