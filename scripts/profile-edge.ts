@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { IDENTITY_KEY_FILE, type IdentityKey, renderIdentityKey } from "../infra/render/edge-js.js";
 import { layoutDirectories, localLayout } from "../infra/render/layout.js";
 import { renderNginx } from "../infra/render/nginx.js";
+import { NGINX_ENVIRONMENT } from "../infra/render/nginx-allocator.js";
 import { rateLimitSchema, wafSchema } from "../infra/render/settings.js";
 import { hostLayout, nginxVersion, writeSelfSignedCertificate } from "./lib/nginx.js";
 import { freePort, requireBinary, startProcess, waitForPort } from "./lib/processes.js";
@@ -28,11 +29,13 @@ import { dirInRoot, trixieRoot } from "./lib/trixie-root.js";
 //   crs:920,941  wagate's rules with only those CRS files (901 and 949 always): bisects CRS's cost by family
 //                (PROFILE_IDENTITY=1: as rendered with identity first, the rules anonymous traffic meets);
 //   debug        waf-on with ModSecurity's debug log at level 9 (rule by rule: targets, transformations).
-// PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
+// PROFILE_DROP=<regex> removes the rules file's lines that match it (e.g. "^SecRuleUpdateTargetById" prices the
+// configuration-time exclusions); PROFILE_APPEND=<file> appends ModSecurity directives to the rules file of every WAF variant, for A/B of one
 // change without editing the renderer (e.g. "SecRuleRemoveById 920450" prices one rule).
 // With waf-off, engine-only and waf-on measured, it also prints the WAF-on / WAF-off req/s ratio the counts imply,
 // calibrated by bench:edge's own no-rules ratio (PROFILE_ENGINE_RATIO, default 0.65).
-// PROFILE_ENV="K=V ..." adds environment to nginx (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=2000).
+// nginx runs with the VM's environment (LD_PRELOAD of its allocator, infra/render/nginx-allocator.ts);
+// PROFILE_ENV="K=V ..." adds to it or overrides it (e.g. LD_PRELOAD= for glibc's malloc).
 // Counts are user-space instructions only: the kernel's share (TCP on loopback, syscalls) is not in them.
 // PROFILE_REQUESTS (default 300) requests are counted after 30 warm-up requests (TLS handshake, regex JIT).
 // PROFILE_TOP=n prints the n most expensive functions (inclusive) of each variant; PROFILE_KEEP=1 keeps the
@@ -229,6 +232,15 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
       files[file] = variant
         .rules(text)
         .replace(DEBUG_LOG_PLACEHOLDER, join(layout.logDir, "modsec_debug.log"));
+  if (variant.waf && process.env.PROFILE_DROP) {
+    const drop = new RegExp(process.env.PROFILE_DROP);
+    for (const file of Object.keys(files))
+      if (file.endsWith(".conf") && file !== "nginx.conf")
+        files[file] = (files[file] ?? "")
+          .split("\n")
+          .filter((l) => !drop.test(l))
+          .join("\n");
+  }
   if (variant.waf && process.env.PROFILE_APPEND) {
     const extra = await readFile(process.env.PROFILE_APPEND, "utf8");
     for (const file of Object.keys(files))
@@ -270,7 +282,11 @@ async function profile(name: string, variant: Variant, work: Workdir, upstreamPo
       "-g",
       "daemon off; master_process off;",
     ],
-    { logFile: join(work.host, `${slug}.valgrind.log`), env: { ...process.env, ...extraEnv() } },
+    {
+      logFile: join(work.host, `${slug}.valgrind.log`),
+      // The VM's environment for nginx (its allocator: infra/render/nginx-allocator.ts), then PROFILE_ENV.
+      env: { ...process.env, ...NGINX_ENVIRONMENT, ...extraEnv() },
+    },
   );
   try {
     // nginx that fails to start (a rules error, a port taken meanwhile) must fail the run now, not after 3 minutes.

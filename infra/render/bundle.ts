@@ -13,6 +13,7 @@ import { renderFail2ban } from "./fail2ban.js";
 import { CERT_NAME, layoutDirectories, vmLayout } from "./layout.js";
 import { ACCESS_LOG_LOGROTATE_FILE, renderAccessLogRotation } from "./logrotate.js";
 import { renderNginx } from "./nginx.js";
+import { NGINX_ALLOCATOR_PACKAGE, renderNginxAllocatorDropIn } from "./nginx-allocator.js";
 import { PROVISION_STEPS, type ProvisionStepName, provisionScript, renderVars } from "./provision.js";
 import {
   type AcmeServer,
@@ -82,6 +83,9 @@ export const GATEWAY_STEP: ProvisionStepName = "gateway";
 /** Where a private ACME server's CA is installed (test boxes with Pebble only). */
 export const ACME_CA_FILE = "/etc/wagate/acme-ca.pem";
 
+/** nginx.service's drop-in that preloads its allocator (bundle path; provision.sh's nginx step installs it). */
+export const NGINX_ALLOCATOR_DROP_IN = "systemd/nginx.service.d/wagate-allocator.conf";
+
 /** Debian packages the host needs (the same as the edge's integration tests run, plus the host's tools). */
 export const HOST_PACKAGES = [
   "nginx",
@@ -105,6 +109,8 @@ export const HOST_PACKAGES = [
   "ca-certificates",
   // mkfs.ext4, resize2fs and dumpe2fs for the data volume (Debian's cloud images have it, minimal systems may not).
   "e2fsprogs",
+  // nginx's allocator (infra/render/nginx-allocator.ts).
+  NGINX_ALLOCATOR_PACKAGE,
 ] as const;
 
 export interface HostBundleInput {
@@ -227,6 +233,8 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
     files["systemd/certbot.service.d/wagate-acme-ca.conf"] = renderCertbotCaDropIn(ACME_CA_FILE);
   }
 
+  files[NGINX_ALLOCATOR_DROP_IN] = renderNginxAllocatorDropIn();
+
   if (c.dataDevice) {
     const paths = KEPT_DIRECTORIES.map((d) => d.path);
     files["systemd/nginx.service.d/wagate-data.conf"] = renderRequiresDataDropIn(paths);
@@ -299,8 +307,11 @@ export function renderHostBundle(input: HostBundleInput): HostBundle {
   const common = ["provision.sh", "vars.sh"];
   const uses: Record<ProvisionStepName, string[]> = {
     packages: common,
-    data: [...common, ...under("systemd/nginx.service.d/", "systemd/certbot.service.d/wagate-data.conf")],
-    nginx: [...common, ...under("nginx/", "logrotate/")],
+    data: [
+      ...common,
+      ...under("systemd/nginx.service.d/wagate-data.conf", "systemd/certbot.service.d/wagate-data.conf"),
+    ],
+    nginx: [...common, ...under("nginx/", "logrotate/", NGINX_ALLOCATOR_DROP_IN)],
     certificate: [...common, ...under("certbot/", "systemd/certbot.service.d/wagate-acme-ca.conf")],
     fail2ban: [...common, ...under("fail2ban/")],
     gateway: [...common, `systemd/${GATEWAY_UNIT}`, ...under("containers/", "admin/")],

@@ -197,6 +197,9 @@ export const HEADER_WIDE_RULES = [
   "932170",
 ] as const;
 
+/** The spellings of the Authorization header the header-wide rules skip (3.0.9 compares exclusions case-sensitively). */
+export const AUTHORIZATION_SPELLINGS = ["Authorization", "authorization"] as const;
+
 /**
  * CRS 3.3.4 rules gated on a TX setting wagate never makes (the UTF-8 validation switch, the argument and upload
  * limits): they cannot fire. A unit test checks the range holds only those rules and that nothing sets the gates.
@@ -530,6 +533,11 @@ export function renderModsecurity(
     { length: waf.paranoiaLevel },
     (_, i) => `    setvar:tx.anomaly_score_pl${i + 1}=0,\\\n`,
   ).join("");
+  const authorizationExclusions = HEADER_WIDE_RULES.filter((id) => !removed.has(id))
+    .flatMap((id) =>
+      AUTHORIZATION_SPELLINGS.map((h) => `    ctl:ruleRemoveTargetById=${id};REQUEST_HEADERS:${h}`),
+    )
+    .join(",\\\n");
   const contents = `# Rendered by wagate (infra/render/modsecurity.ts). Do not edit on the host.
 # ModSecurity v3 engine settings, CRS setup, the CRS files that apply to a Node JSON API, wagate's exclusions.
 
@@ -652,6 +660,19 @@ SecRule ${RESTRICTED_HEADERS.map((h) => `&REQUEST_HEADERS:${h}`).join("|")} "@gt
     "id:10140,phase:1,pass,nolog,t:none,skip:1"
 SecAction "id:10141,phase:1,pass,nolog,t:none,ctl:ruleRemoveById=920450"
 
+# The bearer token is verified cryptographically (by the edge with identity first, and by the gateway); no rule
+# inspects it, so no log can quote it. These are the loaded rules that read every request header. Removed for this
+# transaction only, and only when the request carries the header: exclusions written at configuration time
+# (SecRuleUpdateTargetById) are scanned by ModSecurity for every rule of every request, ~80,000 instructions on
+# Meta's webhook POST, which carries no token (scripts/profile-edge.ts). ModSecurity 3.0.9 compares an excluded
+# target with the header name as the client spelled it, case included: HTTP/2 clients (and Node's) send
+# "authorization", most HTTP/1.1 clients "Authorization"; both are excluded. (A regex would match any case, but
+# 3.0.9 applies a regex exclusion to arguments and cookies of that name too.) Counting the header is not case
+# sensitive.
+SecRule &REQUEST_HEADERS:Authorization "@gt 0" \\
+    "id:10150,phase:1,pass,nolog,t:none,\\
+${authorizationExclusions}"
+
 # --- OWASP CRS ------------------------------------------------------------------------------------------------
 ${crs}
 
@@ -664,16 +685,6 @@ SecRule TX:wagate_body_not_inspected "@eq 1" \\
     SecRule TX:ANOMALY_SCORE_PL1 "@ge %{tx.inbound_anomaly_score_threshold}" "t:none"
 
 # --- Exclusions after the CRS rules ---------------------------------------------------------------------------
-# The bearer token is verified cryptographically by the gateway; no rule inspects it, so no log can quote it.
-# These are the loaded rules that read every request header (by id: an exclusion by tag costs on every request).
-# ModSecurity 3.0.9 compares an excluded target with the header name as the client spelled it, case included:
-# HTTP/2 clients (and Node's) send "authorization", most HTTP/1.1 clients "Authorization"; both are excluded.
-# (A regex would match any case, but 3.0.9 applies a regex exclusion to arguments and cookies of that name too.)
-${HEADER_WIDE_RULES.filter((id) => !removed.has(id))
-  .map(
-    (id) => `SecRuleUpdateTargetById ${id} "!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"`,
-  )
-  .join("\n")}
 ${apiBodies ? apiBodyExclusions(removed) : ""}# REQUEST-901's defaults (set above instead), its configuration and paranoia sanity checks (the values are
 # rendered, not typed by hand) and its sampling rules (sampling is 100 %). 901318/901321 initialise the persistent
 # per-client collection that only 910 (IP reputation) and 912 (DoS) read; neither is loaded, and it costs a SHA-1

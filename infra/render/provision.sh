@@ -234,6 +234,11 @@ step_nginx() {
   fi
   # Read by logrotate's daily timer; nginx needs no reload for it.
   put "$BUNDLE_DIR/logrotate/access-log" "$NGINX_LOGROTATE_FILE" 0644 || true
+  # The allocator nginx's master is started with (nginx-allocator.ts): a reload keeps the running master and its
+  # allocator, so a changed drop-in restarts nginx.
+  local restart=1
+  if unit nginx.service.d/wagate-allocator.conf; then restart=0; fi
+  daemon_reload
   bootstrap_certificate
   # `nginx -t` loads the whole CRS (seconds): only when something changed or nginx is down.
   if ((changed == 0)) || ! nginx_running; then
@@ -247,6 +252,9 @@ step_nginx() {
   if ! nginx_running; then
     log "starting nginx"
     systemctl start nginx
+  elif ((restart == 0)); then
+    log "restarting nginx (its environment changed)"
+    systemctl restart nginx
   elif ((changed == 0)); then
     log "reloading nginx"
     systemctl reload nginx

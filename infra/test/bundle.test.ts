@@ -4,11 +4,13 @@ import {
   GATEWAY_STEP,
   HOST_PACKAGES,
   type HostBundleInput,
+  NGINX_ALLOCATOR_DROP_IN,
   REMOTE_BUNDLE_DIR,
   renderHostBundle,
 } from "../render/bundle.js";
 import { certbotIssueArgs } from "../render/certbot.js";
 import { renderGatewayEnvFile } from "../render/gateway-env.js";
+import { NGINX_ALLOCATOR_PACKAGE } from "../render/nginx-allocator.js";
 import { PROVISION_STEPS } from "../render/provision.js";
 import { rateLimitSchema } from "../render/settings.js";
 import { gatewayRunArgs, renderGatewayUnit } from "../render/systemd.js";
@@ -77,6 +79,21 @@ describe("renderHostBundle", () => {
       expect(used, pkg).toBe(true);
       expect(HOST_PACKAGES, pkg).toContain(pkg);
     }
+  });
+
+  it("starts nginx with its allocator preloaded: the package, the drop-in, and the step that restarts nginx for it", () => {
+    const bundle = renderHostBundle(base);
+    expect(HOST_PACKAGES).toContain(NGINX_ALLOCATOR_PACKAGE);
+    expect(bundle.files[NGINX_ALLOCATOR_DROP_IN]).toContain(
+      '[Service]\nEnvironment="LD_PRELOAD=/usr/$LIB/libjemalloc.so.2"\n',
+    );
+    const uses = (name: string) => bundle.steps.find((s) => s.name === name)?.uses ?? [];
+    expect(uses("nginx")).toContain(NGINX_ALLOCATOR_DROP_IN);
+    expect(uses("data")).not.toContain(NGINX_ALLOCATOR_DROP_IN);
+    // A reload keeps the master and its allocator: the step restarts nginx when the drop-in changed.
+    expect(bundle.files["provision.sh"]).toMatch(
+      /if unit nginx\.service\.d\/wagate-allocator\.conf; then restart=0; fi[\s\S]*elif \(\(restart == 0\)\); then\n.*\n\s+systemctl restart nginx/,
+    );
   });
 
   it("issues with the configured ACME server: production, staging or a URL", () => {

@@ -263,18 +263,27 @@ describe("renderModsecurity", () => {
   });
 
   it("keeps both spellings of the Authorization header away from every loaded header-wide rule", () => {
-    const updated = (level: number) =>
-      (
-        renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
-          "modsecurity.d/wagate.conf"
-        ] ?? ""
-      )
-        .split("\n")
-        .filter((l) => l.endsWith('"!REQUEST_HEADERS:Authorization|!REQUEST_HEADERS:authorization"'))
-        .map((l) => l.split(" ")[1]);
-    expect(updated(4)).toEqual([...HEADER_WIDE_RULES]);
-    // At level 1 the rules above it are not loaded, so they get no exclusion to scan on every request.
-    expect(updated(1)).toEqual(["913110", "920270", "921140", "930100", "930110", "932170"]);
+    const rules = (level: number) =>
+      renderModsecurity(wafSchema.parse({ paranoiaLevel: level }), vmLayout()).files[
+        "modsecurity.d/wagate.conf"
+      ] ?? "";
+    const excluded = (level: number, spelling: string) =>
+      [
+        ...rules(level).matchAll(
+          new RegExp(`ctl:ruleRemoveTargetById=(\\d+);REQUEST_HEADERS:${spelling}\\b`, "g"),
+        ),
+      ].map((m) => m[1]);
+    for (const spelling of ["Authorization", "authorization"]) {
+      expect(excluded(4, spelling)).toEqual([...HEADER_WIDE_RULES]);
+      // At level 1 the rules above it are not loaded, so they get no exclusion.
+      expect(excluded(1, spelling)).toEqual(["913110", "920270", "921140", "930100", "930110", "932170"]);
+    }
+    // Only on requests that carry the header, in phase 1 before any CRS rule; never as a configuration-time
+    // exclusion, which ModSecurity scans for every rule of every request.
+    const text = rules(1);
+    expect(text).toMatch(/^SecRule &REQUEST_HEADERS:Authorization "@gt 0" \\\n\s+"id:10150,phase:1,/m);
+    expect(text.indexOf("id:10150")).toBeLessThan(text.indexOf("Include "));
+    expect(text).not.toMatch(/^SecRuleUpdateTargetById \d+ "!REQUEST_HEADERS:Authorization/m);
   });
 
   it("removes the rules gated on settings it never makes, and never makes them", () => {

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APP_SECRET, bearer, benignCorpus } from "./fixtures/benign-corpus.js";
@@ -169,6 +170,16 @@ const attacks: { name: string; family: string; request: EdgeRequest }[] = [
     },
   },
 ];
+
+describe("nginx's allocator", () => {
+  it("master and workers run with jemalloc preloaded, as nginx.service starts them on the VM", async () => {
+    const pid = edge.nginx.pid;
+    const workers = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8")).trim().split(/\s+/);
+    expect(workers.length).toBeGreaterThan(0);
+    for (const p of [String(pid), ...workers])
+      expect(await readFile(`/proc/${p}/maps`, "utf8")).toMatch(/\/libjemalloc\.so\.2$/m);
+  });
+});
 
 describe("attacks are refused with 403 and the rule in the logs", () => {
   for (const attack of attacks) {

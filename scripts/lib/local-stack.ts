@@ -21,6 +21,7 @@ import type { CertbotDirs } from "../../infra/render/certbot.js";
 import { IDENTITY_KEY_FILE, renderIdentityKey } from "../../infra/render/edge-js.js";
 import { CERT_NAME, type EdgeLayout, localLayout } from "../../infra/render/layout.js";
 import { renderNginx } from "../../infra/render/nginx.js";
+import { NGINX_ALLOCATOR_PACKAGE } from "../../infra/render/nginx-allocator.js";
 import { type RateLimit, rateLimitSchema, type Waf, wafSchema } from "../../infra/render/settings.js";
 import { installDeployHook, type LocalCertbot, obtainCertificate, renewCertificate } from "./certbot.js";
 import { nginxVersion, type RunningNginx, startNginx, writeSelfSignedCertificate } from "./nginx.js";
@@ -50,6 +51,11 @@ export const LOCAL_PACKAGES: ReadonlyArray<{ pkg: string; path: string }> = [
   { pkg: "certbot", path: "/usr/bin/certbot" },
   { pkg: "pebble", path: "/usr/bin/pebble" },
   { pkg: "openssl", path: "/usr/bin/openssl" },
+  // nginx's allocator, preloaded as on the VM (infra/render/nginx-allocator.ts).
+  {
+    pkg: NGINX_ALLOCATOR_PACKAGE,
+    path: `/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/libjemalloc.so.2`,
+  },
 ];
 
 export async function missingPackages(): Promise<string[]> {

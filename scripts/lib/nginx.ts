@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { IDENTITY_KEY_FILE } from "../../infra/render/edge-js.js";
 import { type EdgeLayout, layoutDirectories } from "../../infra/render/layout.js";
 import { ERROR_LOG_FILE } from "../../infra/render/nginx.js";
+import { NGINX_ENVIRONMENT } from "../../infra/render/nginx-allocator.js";
 import { requireBinary, type Started, startProcess, waitForPort } from "./processes.js";
 
 // Runs what `renderNginx` rendered, for real: the local stack, the integration tests and the benchmark.
@@ -68,9 +69,14 @@ export function hostLayout(layout: EdgeLayout, root: string | undefined): EdgeLa
   return mapped as unknown as EdgeLayout;
 }
 
-/** The command line that runs nginx (inside `root` under chroot when given). */
+/**
+ * The command line that runs nginx (inside `root` under chroot when given), with the environment the VM's
+ * nginx.service gives it (its allocator, infra/render/nginx-allocator.ts), so that figures and checks here run
+ * what runs there.
+ */
 export function nginxCommand(root: string | undefined, args: string[]): [string, string[]] {
-  return root ? ["chroot", [root, "nginx", ...args]] : ["nginx", args];
+  const env = Object.entries(NGINX_ENVIRONMENT).map(([k, v]) => `${k}=${v}`);
+  return root ? ["chroot", [root, "env", ...env, "nginx", ...args]] : ["env", [...env, "nginx", ...args]];
 }
 
 /** The version of the nginx that would run (`nginx -v`), e.g. "1.26.3". */

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { NGINX_ALLOCATOR_PACKAGE } from "../../infra/render/nginx-allocator.js";
 
 // The edge's checks and figures run on the packages the VM runs (Debian 13 "trixie": nginx 1.26, libmodsecurity3
 // 3.0.14, CRS 3.3.7, njs 0.8), also on a Debian 12 host or CI machine: a minimal trixie root filesystem, built
@@ -24,6 +25,7 @@ export const TRIXIE_PACKAGES = [
   "modsecurity-crs",
   "libnginx-mod-http-js",
   "valgrind",
+  NGINX_ALLOCATOR_PACKAGE,
 ] as const;
 
 const run = promisify(execFile);
@@ -44,7 +46,7 @@ export async function trixieRoot(root = TRIXIE_ROOT): Promise<string> {
   const missing = TRIXIE_PACKAGES.filter((p) => !ready.split("\n").includes(p));
   if (missing.length)
     throw new Error(
-      `the Debian 13 root at ${root} lacks ${missing.join(", ")}: rebuild it with \`${BUILD_COMMAND}\``,
+      `the Debian 13 root at ${root} lacks ${missing.join(", ")}: add them with \`${BUILD_COMMAND}\``,
     );
   return root;
 }
@@ -99,11 +101,44 @@ export async function ensureTrixieRoot(root = TRIXIE_ROOT, log = console.log): P
   try {
     const done = await trixieRoot(root).catch(() => undefined);
     if (done) return done;
-    await build(root, log);
+    if (await readFile(join(root, READY_FILE), "utf8").catch(() => undefined)) await addPackages(root, log);
+    else await build(root, log);
     return await trixieRoot(root);
   } finally {
     await rm(lock, { recursive: true, force: true });
   }
+}
+
+function chrootIn(root: string) {
+  return (...args: string[]) =>
+    run("chroot", [root, ...args], {
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },
+      maxBuffer: 1 << 26,
+    });
+}
+
+/** The ready file: the package list, then each package's installed version. */
+async function writeReadyFile(dir: string): Promise<string> {
+  // dpkg-query's own format placeholders, not a template string.
+  const format = ["-f=$", "{Package} $", "{Version}\\n"].join("");
+  const { stdout } = await chrootIn(dir)("dpkg-query", "-W", format, ...TRIXIE_PACKAGES);
+  await writeFile(join(dir, READY_FILE), `${TRIXIE_PACKAGES.join("\n")}\n\n${stdout}`);
+  return stdout;
+}
+
+/**
+ * A complete root that predates a package added to TRIXIE_PACKAGES gets the missing ones installed in place: no
+ * second debootstrap, and processes already running in the root keep running.
+ */
+async function addPackages(root: string, log: (line: string) => void): Promise<void> {
+  const ready = await readFile(join(root, READY_FILE), "utf8");
+  const missing = TRIXIE_PACKAGES.filter((p) => !ready.split("\n").includes(p));
+  log(`trixie root: apt-get install ${missing.join(" ")} into ${root}`);
+  const chroot = chrootIn(root);
+  await chroot("apt-get", "update", "-qq");
+  await chroot("apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing);
+  await chroot("apt-get", "clean");
+  await writeReadyFile(root);
 }
 
 async function build(root: string, log: (line: string) => void): Promise<void> {
@@ -122,20 +157,13 @@ async function build(root: string, log: (line: string) => void): Promise<void> {
     join(staging, "etc/resolv.conf"),
     await readFile("/etc/resolv.conf", "utf8").catch(() => ""),
   );
-  const chroot = (...args: string[]) =>
-    run("chroot", [staging, ...args], {
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },
-      maxBuffer: 1 << 26,
-    });
+  const chroot = chrootIn(staging);
   log(`trixie root: apt-get install ${TRIXIE_PACKAGES.join(" ")}`);
   await chroot("apt-get", "update", "-qq");
   await chroot("apt-get", "install", "-y", "-qq", "--no-install-recommends", ...TRIXIE_PACKAGES);
   await chroot("apt-get", "clean");
   await mkdir(join(staging, "tmp"), { recursive: true, mode: 0o1777 });
-  // dpkg-query's own format placeholders, not a template string.
-  const format = ["-f=$", "{Package} $", "{Version}\\n"].join("");
-  const { stdout } = await chroot("dpkg-query", "-W", format, ...TRIXIE_PACKAGES);
-  await writeFile(join(staging, READY_FILE), `${TRIXIE_PACKAGES.join("\n")}\n\n${stdout}`);
+  const stdout = await writeReadyFile(staging);
   await rm(root, { recursive: true, force: true });
   await rename(staging, root);
   log(`trixie root: ready at ${root} in ${((Date.now() - started) / 1000).toFixed(0)} s\n${stdout.trim()}`);
