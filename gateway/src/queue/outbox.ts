@@ -174,18 +174,18 @@ export class OutboxWorker {
     const log = { messageId: record.id, attempt: record.attempts };
     switch (outcome.kind) {
       case "accepted":
-        await o.store.markSent(record.id, outcome.providerMessageId, now);
+        await o.store.markSent(record, outcome.providerMessageId, now);
         o.log.info(log, "outbox: sent");
         return;
       case "permanent":
-        await o.store.markFailed(record.id, { code: outcome.code, message: outcome.message }, now);
+        await o.store.markFailed(record, { code: outcome.code, message: outcome.message }, now);
         o.log.warn({ ...log, errorCode: outcome.code }, "outbox: refused by the provider");
         return;
       case "retryable": {
         if (outcome.code === "130429" || outcome.code === "http_429") o.limiter?.onThrottled?.(record);
         const error = { code: outcome.code, message: outcome.message };
         if (record.attempts >= o.maxAttempts) {
-          await o.store.markFailed(record.id, error, now);
+          await o.store.markFailed(record, error, now);
           o.log.warn({ ...log, errorCode: outcome.code }, "outbox: giving up after the last attempt");
           return;
         }
@@ -193,7 +193,7 @@ export class OutboxWorker {
           outcome.minDelayMs ?? 0,
           backoffDelay(record.attempts, o.backoffBaseMs, o.backoffMaxMs),
         );
-        await o.store.markRetry(record.id, now + delay, error, now);
+        await o.store.markRetry(record, now + delay, error, now);
         o.log.info({ ...log, errorCode: outcome.code, delayMs: delay }, "outbox: will retry");
         return;
       }

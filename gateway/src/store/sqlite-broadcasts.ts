@@ -14,9 +14,9 @@ import type { CommitBatcher } from "./commit-batcher.js";
 import { idempotencyClaimer } from "./sqlite-idempotency.js";
 import type { EnqueueResult, IdempotencyClaim } from "./store.js";
 
-// The SQLite side of broadcasts (schema: migration 2). Progress counters are kept by a trigger on the outbox's
-// status column, in the same transaction as every status change (outcome of a send or Meta's status webhook),
-// so they can never drift from the messages they count.
+// The SQLite side of broadcasts (schema: migration 2). Progress counters move with their messages' statuses, in
+// the same transaction as every status change (outcome of a send or Meta's status webhook), so they can never
+// drift from the messages they count (broadcast-progress.ts).
 
 interface BroadcastRow {
   id: string;

@@ -1,4 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
+import type { BroadcastProgress } from "./broadcast-progress.js";
 import type { CommitBatcher } from "./commit-batcher.js";
 import type {
   NewNumber,
@@ -110,7 +111,11 @@ function uniqueConflict(error: unknown): "name" | "cloud.phone_number_id" | unde
   return message.message?.includes("numbers.phone_number_id") ? "cloud.phone_number_id" : "name";
 }
 
-export function createSqliteNumbersStore(db: BetterSqlite3.Database, batcher: CommitBatcher): NumbersStore {
+export function createSqliteNumbersStore(
+  db: BetterSqlite3.Database,
+  batcher: CommitBatcher,
+  progress: BroadcastProgress,
+): NumbersStore {
   const cache = new NumberCache(db);
   const s = {
     insert: db.prepare(
@@ -138,6 +143,10 @@ export function createSqliteNumbersStore(db: BetterSqlite3.Database, batcher: Co
          updated_at = @now
        WHERE number_id = @id AND status = 'queued'`,
     ),
+    queuedPerBroadcast: db.prepare(
+      `SELECT broadcast_id, COUNT(*) AS n FROM messages
+       WHERE number_id = ? AND status = 'queued' AND broadcast_id IS NOT NULL GROUP BY broadcast_id`,
+    ),
     readKey: db.prepare("SELECT value FROM number_session_keys WHERE number_id = ? AND key = ?").pluck(),
     writeKey: db.prepare(
       `INSERT INTO number_session_keys (number_id, key, value) VALUES (?, ?, ?)
@@ -156,6 +165,14 @@ export function createSqliteNumbersStore(db: BetterSqlite3.Database, batcher: Co
     } finally {
       cache.invalidate();
     }
+  }
+
+  /** Fails a number's queued messages; their broadcasts count them failed. Returns how many failed. */
+  function failQueued(id: string, error: SendError, now: number): number {
+    const perBroadcast = s.queuedPerBroadcast.all(id) as Array<{ broadcast_id: string; n: number }>;
+    const { changes } = s.failQueued.run({ id, code: error.code, message: error.message, now });
+    for (const { broadcast_id, n } of perBroadcast) progress.failedQueued(broadcast_id, n, now);
+    return changes;
   }
 
   return {
@@ -228,7 +245,7 @@ export function createSqliteNumbersStore(db: BetterSqlite3.Database, batcher: Co
     deleteNumber(id, error: SendError, now) {
       return written(() => {
         if (!s.get.get(id)) return false;
-        s.failQueued.run({ id, code: error.code, message: error.message, now });
+        failQueued(id, error, now);
         s.wipe.run(id);
         s.delete.run(id);
         return true;
@@ -254,9 +271,7 @@ export function createSqliteNumbersStore(db: BetterSqlite3.Database, batcher: Co
       return batcher.write(() => void s.wipe.run(numberId));
     },
     failQueuedMessages(numberId, error: SendError, now) {
-      return batcher.write(
-        () => s.failQueued.run({ id: numberId, code: error.code, message: error.message, now }).changes,
-      );
+      return batcher.write(() => failQueued(numberId, error, now));
     },
     recordUnroutedWebhook(phoneNumberId, body, now) {
       return batcher.write(() => void s.unrouted.run(phoneNumberId, body, now));

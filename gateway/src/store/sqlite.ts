@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import type { InboundContent } from "../inbound/content.js";
 import { type MessageStatus, type OutgoingMessage, STATUS_RANK } from "../messages.js";
+import { broadcastProgress } from "./broadcast-progress.js";
 import { startCheckpointer } from "./checkpointer.js";
 import { CommitBatcher } from "./commit-batcher.js";
 import { MIGRATIONS } from "./migrations.js";
@@ -56,6 +57,7 @@ interface MessageRow {
   next_attempt_at: number;
   provider_message_id: string | null;
   number_id: string | null;
+  broadcast_id: string | null;
   error_code: string | null;
   error_message: string | null;
   created_at: number;
@@ -176,6 +178,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     db,
     path === ":memory:" || options.fsync === false ? undefined : `${path}-wal`,
   );
+  const progress = broadcastProgress(db);
   // Checkpoints run on a worker thread, which holds the batcher's commits briefly to keep the WAL from growing
   // (see checkpointer.ts); SQLite still checkpoints when the last connection closes.
   const checkpointer = path === ":memory:" ? undefined : startCheckpointer(path, batcher);
@@ -198,7 +201,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE rowid IN (
          SELECT rowid FROM messages WHERE status = 'queued' AND next_attempt_at <= @now
          ORDER BY priority, next_attempt_at LIMIT @limit)
-       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id`,
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id, broadcast_id`,
     ),
     // A `sending` row whose lease ended (its sender died or never heard back) is claimed again. That is rare, so
     // it is looked for at most once a second (EXPIRED_LEASE_CHECK_MS), not in every claim.
@@ -207,7 +210,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE rowid IN (
          SELECT rowid FROM messages WHERE status = 'sending' AND lease_until <= @now
          ORDER BY lease_until LIMIT @limit)
-       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id`,
+       RETURNING id, payload, secret, priority, attempts, next_attempt_at, number_id, broadcast_id`,
     ),
     markSent: db.prepare(
       `UPDATE messages SET status = 'sent', secret = NULL, provider_message_id = COALESCE(@providerId, provider_message_id),
@@ -225,9 +228,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
        WHERE id = @id AND status = 'sending'`,
     ),
     byProviderId: db.prepare(
-      "SELECT id, status, provider_message_id FROM messages WHERE provider_message_id = ?",
+      "SELECT id, status, provider_message_id, broadcast_id FROM messages WHERE provider_message_id = ?",
     ),
-    byId: db.prepare("SELECT id, status, provider_message_id FROM messages WHERE id = ?"),
+    byId: db.prepare("SELECT id, status, provider_message_id, broadcast_id FROM messages WHERE id = ?"),
     applyStatus: db.prepare(
       `UPDATE messages SET status = @status, secret = NULL, provider_message_id = COALESCE(provider_message_id, @providerId),
          lease_until = NULL, error_code = COALESCE(@code, error_code), error_message = COALESCE(@message, error_message),
@@ -298,7 +301,12 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   }
 
   function applyStatus(update: StatusUpdate, now: number): boolean {
-    type Row = { id: string; status: MessageStatus; provider_message_id: string | null };
+    type Row = {
+      id: string;
+      status: MessageStatus;
+      provider_message_id: string | null;
+      broadcast_id: string | null;
+    };
     let row = s.byProviderId.get(update.providerMessageId) as Row | undefined;
     if (!row && update.ourMessageId) {
       const candidate = s.byId.get(update.ourMessageId) as Row | undefined;
@@ -319,12 +327,13 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       message: update.error?.message ?? null,
       now,
     });
+    if (row.broadcast_id) progress.moved(row.broadcast_id, row.id, row.status, update.status, now);
     return true;
   }
 
   const store: Store = {
     broadcasts: createSqliteBroadcastStore(db, batcher),
-    numbers: createSqliteNumbersStore(db, batcher),
+    numbers: createSqliteNumbersStore(db, batcher, progress),
     inbox: createSqliteInboxStore(db, batcher),
     media: createSqliteMediaStore(db, batcher),
     ...createSqliteRepliesStore(db, batcher, insertMessage),
@@ -347,7 +356,14 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       return batcher.write(() => {
         type ClaimedRow = Pick<
           MessageRow,
-          "id" | "payload" | "secret" | "priority" | "attempts" | "next_attempt_at" | "number_id"
+          | "id"
+          | "payload"
+          | "secret"
+          | "priority"
+          | "attempts"
+          | "next_attempt_at"
+          | "number_id"
+          | "broadcast_id"
         >;
         const rows = s.claimQueued.all({ now, limit, leaseUntil }) as ClaimedRow[];
         if (
@@ -368,26 +384,32 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
               attempts: row.attempts,
               nextAttemptAt: row.next_attempt_at,
               numberId: row.number_id,
+              broadcastId: row.broadcast_id,
             }),
           )
           .sort((a, b) => a.priority - b.priority || a.nextAttemptAt - b.nextAttemptAt);
       }, OUTBOX_BOOKKEEPING);
     },
 
-    markSent(id, providerId, now) {
-      return batcher.write(() => void s.markSent.run({ id, providerId, now }), OUTBOX_BOOKKEEPING);
+    // `WHERE status = 'sending'`: an outcome moves only the claimed row it was claimed as; a status webhook that
+    // settled the row meanwhile wins, and then nothing moves here (changes = 0).
+    markSent({ id, broadcastId }, providerId, now) {
+      return batcher.write(() => {
+        if (s.markSent.run({ id, providerId, now }).changes > 0 && broadcastId)
+          progress.moved(broadcastId, id, "sending", "sent", now);
+      }, OUTBOX_BOOKKEEPING);
     },
-    markRetry(id, nextAt, error: SendError, now) {
-      return batcher.write(
-        () => void s.markRetry.run({ id, nextAt, code: error.code, message: error.message, now }),
-        OUTBOX_BOOKKEEPING,
-      );
+    markRetry({ id, broadcastId }, nextAt, error: SendError, now) {
+      return batcher.write(() => {
+        const { changes } = s.markRetry.run({ id, nextAt, code: error.code, message: error.message, now });
+        if (changes > 0 && broadcastId) progress.moved(broadcastId, id, "sending", "queued", now);
+      }, OUTBOX_BOOKKEEPING);
     },
-    markFailed(id, error: SendError, now) {
-      return batcher.write(
-        () => void s.markFailed.run({ id, code: error.code, message: error.message, now }),
-        OUTBOX_BOOKKEEPING,
-      );
+    markFailed({ id, broadcastId }, error: SendError, now) {
+      return batcher.write(() => {
+        const { changes } = s.markFailed.run({ id, code: error.code, message: error.message, now });
+        if (changes > 0 && broadcastId) progress.moved(broadcastId, id, "sending", "failed", now);
+      }, OUTBOX_BOOKKEEPING);
     },
 
     recordWebhook(statuses: StatusUpdate[], inbound: InboundMessage[], now: number) {

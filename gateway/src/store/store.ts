@@ -35,7 +35,13 @@ export interface MessageRecord {
 export type ClaimedMessage = Pick<
   MessageRecord,
   "id" | "message" | "secret" | "priority" | "attempts" | "nextAttemptAt" | "numberId"
->;
+> & {
+  /** The broadcast it belongs to: its outcome moves that broadcast's counters (store/broadcast-progress.ts). */
+  broadcastId: string | null;
+};
+
+/** What recording a claimed message's outcome needs to know of it. */
+export type ClaimedRef = Pick<ClaimedMessage, "id" | "broadcastId">;
 
 export interface NewMessage {
   id: string;
@@ -163,9 +169,9 @@ export interface Store extends RepliesStore, WebhooksStore {
    * `leaseUntil`. A `sending` row whose lease has passed is claimable again (its sender died or timed out).
    */
   claimDueMessages(now: number, limit: number, leaseUntil: number): Promise<ClaimedMessage[]>;
-  markSent(id: string, providerMessageId: string | null, now: number): Promise<void>;
-  markRetry(id: string, nextAttemptAt: number, error: SendError, now: number): Promise<void>;
-  markFailed(id: string, error: SendError, now: number): Promise<void>;
+  markSent(message: ClaimedRef, providerMessageId: string | null, now: number): Promise<void>;
+  markRetry(message: ClaimedRef, nextAttemptAt: number, error: SendError, now: number): Promise<void>;
+  markFailed(message: ClaimedRef, error: SendError, now: number): Promise<void>;
 
   /** Applies status updates and stores inbound messages in one transaction; re-deliveries change nothing. */
   recordWebhook(
