@@ -118,10 +118,17 @@ afterAll(async () => {
 });
 
 describe("box executor host key pinning", () => {
-  it("runs every kind of action when the host shows the pinned key", { timeout: 30_000 }, async () => {
+  it("runs every kind of action when the host shows the pinned key, over one connection", {
+    timeout: 30_000,
+  }, async () => {
     const marker = join(dir, "pinned-right");
+    const logins = async () =>
+      ((await readFile(join(dir, "sshd.log"), "utf8")).match(/Accepted publickey/g) ?? []).length;
+    const before = await logins();
     const result = await executeActions(actionsWriting(marker), { sshArgs, secrets, hostKey: rightKey });
     expect(result.outcomes.map((o) => o.ran)).toEqual([true, true, true]);
+    // Three sessions, one login: the pinned run's own shared connection, closed when the run ends.
+    expect((await logins()) - before).toBe(1);
     expect(await exists(`${marker}.ready`)).toBe(true);
     expect(await readFile(`${marker}.copy`, "utf8")).toBe("copied\n");
     expect(await exists(`${marker}.step`)).toBe(true);

@@ -38,6 +38,7 @@ import {
   BOX_DOMAIN,
   HOST_ADDRESS,
   NODE_BASE_TAR_IN_BOX,
+  PROXY_PORT,
   SSH_USER,
 } from "./constants.js";
 import { BOX_DATA_DEVICE, createDataDisk, type DataDisk } from "./data-disk.js";
@@ -257,7 +258,7 @@ export async function runBox(
   try {
     await createBoxNetwork();
     networkCreated = true;
-    proxy = await startBoxProxy(HOST_ADDRESS);
+    proxy = await startBoxProxy(HOST_ADDRESS, PROXY_PORT);
     pebble = await startPebble({
       dir: join(workDir, "pebble"),
       httpPort: 80,

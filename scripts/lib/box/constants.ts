@@ -13,6 +13,11 @@ export const VETH_HOST = "wgbox-host";
 export const VETH_BOX = "wgbox-box";
 /** The host's side of the veth: the apt proxy and Pebble listen here, and only here. */
 export const HOST_ADDRESS = "10.231.77.1";
+/**
+ * The allow-listing proxy's port on HOST_ADDRESS. Fixed, not ephemeral: the image build names the proxy in its
+ * arguments, which are part of the image's source hash (provision.sh), so a new port every run rebuilt the image.
+ */
+export const PROXY_PORT = 3128;
 /** The box ("the Elastic IP"). */
 export const BOX_ADDRESS = "10.231.77.2";
 /** A second client address on the host's side: the flood that fail2ban must ban comes from it. */
