@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inboundMessagesNotification, signWebhook } from "./support/fake-graph.js";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { linkWebNumber } from "./support/web-number.js";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.js";
 
 // A WhatsApp Web number's inbound messages of every type, as Baileys decodes them (`messages.upsert` from a fake
@@ -38,22 +39,7 @@ beforeAll(async () => {
     body: { url: hooks.url, events: ["message.received"] },
   });
   expect(subscribed.status).toBe(201);
-  const created = await gw.request("POST", "/v1/numbers", {
-    token: admin,
-    body: { name: "shop", transport: "web" },
-  });
-  numberId = created.json.id;
-  const answer = gw.request("POST", `/v1/numbers/${numberId}/link`, { token: admin, body: { method: "qr" } });
-  const linking = await fake.opened(0);
-  linking.qr();
-  expect((await answer).status).toBe(202);
-  linking.paired("14155550900");
-  socket = await fake.opened(1);
-  socket.open("14155550900");
-  await eventually(async () => {
-    const view = await gw.request("GET", `/v1/numbers/${numberId}`, { token: admin });
-    return view.json.status === "connected" ? true : undefined;
-  });
+  ({ numberId, socket } = await linkWebNumber(gw, fake, admin, "14155550900"));
 });
 afterAll(async () => {
   await gw?.stop();

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { linkWebNumber } from "./support/web-number.js";
 
 // A WhatsApp Web number sends media by link: the gateway fetches the link itself, through the webhooks' SSRF guard
 // (the host's addresses checked, the connection pinned to the checked one, no redirects, the kind's cap), and hands
@@ -67,21 +68,7 @@ beforeAll(async () => {
   );
   const admin = await gw.token(["admin"]);
   sender = await gw.token(["messages:send", "messages:read"]);
-  numberId = (
-    await gw.request("POST", "/v1/numbers", { token: admin, body: { name: "shop", transport: "web" } })
-  ).json.id;
-  const answer = gw.request("POST", `/v1/numbers/${numberId}/link`, { token: admin, body: { method: "qr" } });
-  const linking = await fake.opened(0);
-  linking.qr();
-  expect((await answer).status).toBe(202);
-  linking.paired("14155550700");
-  socket = await fake.opened(1);
-  socket.open("14155550700");
-  await eventually(async () =>
-    (await gw.request("GET", `/v1/numbers/${numberId}`, { token: admin })).json.status === "connected"
-      ? true
-      : undefined,
-  );
+  ({ numberId, socket } = await linkWebNumber(gw, fake, admin, "14155550700"));
 });
 afterAll(async () => {
   await gw?.stop();

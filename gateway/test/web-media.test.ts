@@ -8,6 +8,7 @@ import { sealedOwnerAssociatedData } from "../src/numbers/sealing.js";
 import { type FakeWaMedia, startFakeWaMedia, type WebMediaType } from "./support/fake-wa-media.js";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { linkWebNumber } from "./support/web-number.js";
 
 // A WhatsApp Web number's inbound media through the same routes as Meta's: the message lists the medium's id, and
 // GET /v1/media/:id fetches the file from WhatsApp's media servers (a local server here, real HTTP, files encrypted
@@ -30,21 +31,7 @@ beforeAll(async () => {
   );
   const admin = await gw.token(["admin"]);
   inbox = await gw.token(["inbox"]);
-  numberId = (
-    await gw.request("POST", "/v1/numbers", { token: admin, body: { name: "shop", transport: "web" } })
-  ).json.id;
-  const answer = gw.request("POST", `/v1/numbers/${numberId}/link`, { token: admin, body: { method: "qr" } });
-  const linking = await fake.opened(0);
-  linking.qr();
-  expect((await answer).status).toBe(202);
-  linking.paired("14155550800");
-  socket = await fake.opened(1);
-  socket.open("14155550800");
-  await eventually(async () =>
-    (await gw.request("GET", `/v1/numbers/${numberId}`, { token: admin })).json.status === "connected"
-      ? true
-      : undefined,
-  );
+  ({ numberId, socket } = await linkWebNumber(gw, fake, admin, "14155550800"));
 });
 afterAll(async () => {
   await gw?.stop();
