@@ -125,6 +125,10 @@ function apiQueryPattern(route: { path: string; params: readonly string[] }): st
 export const VM_NGINX_VERSION = "1.26.3";
 
 /** Whether `http2 on;` exists in this nginx version (1.25.1 and later). */
+/** The edge's answer to a verified request whose path or query the positive model refuses (smoke tells it apart). */
+export const URI_REFUSED_MESSAGE =
+  "path or query: characters, dot segments or query parameters this route does not take";
+
 export function hasHttp2Directive(version: string): boolean {
   const [major = 0, minor = 0, patch = 0] = version.split(".").map(Number);
   return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));
@@ -409,10 +413,7 @@ export function renderNginx(input: NginxInput): Record<string, string> {
         "    js_body_filter wagate.wafErrorBody buffer_type=buffer;",
       ]
     : [];
-  const uriRefused = errorBody(
-    "invalid_request",
-    "path or query: characters, dot segments or query parameters this route does not take",
-  );
+  const uriRefused = errorBody("invalid_request", URI_REFUSED_MESSAGE);
   const headersRefused = errorBody("invalid_request", "headers: a value that is a function definition");
   const routeBlocks = routes.flatMap((r) => {
     const checked = identity !== undefined && r.verified === true;

@@ -1,6 +1,26 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { isIP } from "node:net";
+import { URI_REFUSED_MESSAGE } from "../../infra/render/nginx.js";
+import { EDGE_ERRORS } from "../../infra/render/nginx-errors.js";
 import { burstAgent, handshake, type ProbeResponse, probe, type Target } from "./http-probe.js";
+
+/**
+ * Whether the edge itself refused: its WAF's 403 or its positive model's 400, told apart by their messages from
+ * the gateway's own refusals behind it (the gateway also answers 403 to a failed handshake and 400 to an unknown
+ * query parameter), so a missing WAF cannot pass for one.
+ */
+function refusedByEdge(res: ProbeResponse): boolean {
+  let message: unknown;
+  try {
+    message = (JSON.parse(res.body) as { error?: { message?: unknown } }).error?.message;
+  } catch {
+    return false;
+  }
+  return (
+    (res.status === 403 && message === EDGE_ERRORS[403]?.message) ||
+    (res.status === 400 && message === URI_REFUSED_MESSAGE)
+  );
+}
 
 // What `npm run smoke` checks on a deployed (or the local) edge, the way an attacker and a client see it. Each
 // check is independent and yields one line; the order matters only for the rate-limit check, which runs last
@@ -224,16 +244,18 @@ const checks: Record<(typeof CHECK_NAMES)[number], Check> = {
     // this route takes no query parameter). Either way the probe never reaches the gateway.
     const injection = "id=1%27%20OR%20%271%27%3D%271%27--";
     const anonymous = await probe("https", ctx.target, `/webhooks/whatsapp?${injection}`);
-    if (anonymous.status !== 403)
-      return fail(`an SQL injection probe on /webhooks/whatsapp answered ${anonymous.status}`);
+    if (!refusedByEdge(anonymous))
+      return fail(
+        `an SQL injection probe on /webhooks/whatsapp answered ${anonymous.status}, not the edge's 403`,
+      );
     const token = ctx.options.token;
     if (!token) return pass("an SQL injection probe answered 403 (anonymous; no --token for the API route)");
     const verified = await probe("https", ctx.target, `/v1/messages/${randomId()}?${injection}`, {
       headers: { authorization: `Bearer ${token}` },
     });
-    return verified.status === 403 || verified.status === 400
-      ? pass(`SQL injection probes refused: 403 anonymous, ${verified.status} with the token`)
-      : fail(`an SQL injection probe with the token answered ${verified.status}`);
+    return refusedByEdge(verified)
+      ? pass(`SQL injection probes refused by the edge: 403 anonymous, ${verified.status} with the token`)
+      : fail(`an SQL injection probe with the token answered ${verified.status}, not the edge's refusal`);
   },
   async "rate-limit"(ctx) {
     const max = ctx.options.burstMax ?? 300;
