@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bearer } from "./fixtures/benign-corpus.js";
 import { type EdgeRequest, type EdgeResponse, startTestEdge, type TestEdge } from "./fixtures/edge.js";
@@ -45,15 +44,6 @@ async function sequence(requests: EdgeRequest[]): Promise<EdgeResponse[]> {
   return out;
 }
 
-async function accessEntry(requestId: unknown): Promise<Record<string, unknown> | undefined> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const entry = (await edge.accessLog()).find((l) => l.request_id === requestId);
-    if (entry) return entry;
-    await sleep(40);
-  }
-  return undefined;
-}
-
 describe("per client IP", () => {
   it("a burst gets 429 once it exceeds the burst; another client is not affected", async () => {
     const results = await sequence(Array.from({ length: 30 }, () => message("127.0.0.2")));
@@ -73,7 +63,7 @@ describe("per client IP", () => {
     });
     expect(refused?.headers["retry-after"]).toBe("1");
     expect(refused?.headers["strict-transport-security"]).toBe("max-age=63072000");
-    expect(await accessEntry(refused?.headers["x-request-id"])).toMatchObject({
+    expect(await edge.accessEntry(refused?.headers["x-request-id"])).toMatchObject({
       remote_addr: "127.0.0.2",
       edge: "rate",
       status: 429,
@@ -92,7 +82,7 @@ describe("per client IP", () => {
     expect(denied.length + limited.length).toBe(30);
     expect(denied.length).toBeGreaterThanOrEqual(PER_IP_BURST + 1);
     expect(limited.length).toBeGreaterThan(0);
-    await accessEntry(results.at(-1)?.headers["x-request-id"]);
+    await edge.accessEntry(results.at(-1)?.headers["x-request-id"]);
     const audited = (await edge.auditLog()).split("\n").filter((l) => l.includes('"client_ip":"127.0.0.9"'));
     expect(audited.length).toBe(denied.length);
   });
@@ -146,7 +136,7 @@ describe("concurrent connections per IP", () => {
     expect(ok.length).toBeGreaterThanOrEqual(1);
     expect(ok.length).toBeLessThanOrEqual(2);
     expect(refused.length).toBe(6 - ok.length);
-    expect(await accessEntry(refused[0]?.headers["x-request-id"])).toMatchObject({
+    expect(await edge.accessEntry(refused[0]?.headers["x-request-id"])).toMatchObject({
       edge: "conn",
       status: 429,
     });

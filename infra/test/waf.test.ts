@@ -41,18 +41,6 @@ async function auditEntry(requestId: string, target: TestEdge = edge): Promise<A
   return undefined;
 }
 
-async function accessEntry(
-  requestId: string,
-  target: TestEdge = edge,
-): Promise<Record<string, unknown> | undefined> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const entry = (await target.accessLog()).find((l) => l.request_id === requestId);
-    if (entry) return entry;
-    await sleep(40);
-  }
-  return undefined;
-}
-
 /** A broken copy of the rendered files: `from` replaced by `to` in the one file holding it (throws if none does). */
 function replacedIn(
   files: Record<string, string>,
@@ -198,7 +186,7 @@ describe("attacks are refused with 403 and the rule in the logs", () => {
       const errorLog = await edge.errorLog();
       const line = errorLog.split("\n").find((l) => l.includes(`[unique_id "${requestId}"]`));
       expect(line).toMatch(/Access denied with code 403.*\[id "949110"\]/);
-      const access = await accessEntry(requestId);
+      const access = await edge.accessEntry(requestId);
       expect(access).toMatchObject({ edge: "waf", status: 403, upstream_status: "" });
     });
   }
@@ -299,7 +287,7 @@ async function credentialsInLogs(target: TestEdge): Promise<string[]> {
   expect(res.status).toBe(403);
   const requestId = String(res.headers["x-request-id"]);
   expect(await auditEntry(requestId, target), "the audit entry of the refused request").toBeDefined();
-  expect(await accessEntry(requestId, target), "the access entry of the refused request").toBeDefined();
+  expect(await target.accessEntry(requestId), "the access entry of the refused request").toBeDefined();
   const logs =
     (await target.auditLog()) + (await target.errorLog()) + JSON.stringify(await target.accessLog());
   const signature = token.split(".").at(-1) ?? "";
@@ -335,7 +323,7 @@ describe("logs never hold credentials", () => {
     expect(res.status).toBe(200);
     // The audit log is written in the same log phase as the access log: once this request's line is there, so is
     // any audit entry it caused.
-    expect(await accessEntry(String(res.headers["x-request-id"]))).toBeDefined();
+    expect(await edge.accessEntry(String(res.headers["x-request-id"]))).toBeDefined();
     const logs = (await edge.auditLog()) + (await edge.errorLog());
     expect(logs).not.toContain("OR 1=1 --<script>");
   });
@@ -350,7 +338,7 @@ describe("logs never hold credentials", () => {
       expect(res.status).toBe(200);
       // No rule matched it: no error-log line and no audit entry for this request (read once it is logged).
       const requestId = String(res.headers["x-request-id"]);
-      expect(await accessEntry(requestId)).toBeDefined();
+      expect(await edge.accessEntry(requestId)).toBeDefined();
       const logs = (await edge.auditLog()) + (await edge.errorLog());
       expect(requestId.length).toBeGreaterThan(10);
       expect(logs).not.toContain(requestId);
