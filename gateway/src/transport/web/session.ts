@@ -140,6 +140,31 @@ function baileysMedium(medium: LinkedMedium, fetched: FetchedMedium): AnyMessage
   }
 }
 
+/** A send while the socket is down: tried again once it is back (a reconnect takes seconds). */
+function reconnecting(): SendOutcome {
+  return {
+    kind: "retryable",
+    code: "number_disconnected",
+    message: "the number's connection is being re-established",
+    minDelayMs: 5_000,
+  };
+}
+
+/** Hands `content` to Baileys, quoting the message's context; accepted under WhatsApp's id for it. */
+async function handOver(
+  socket: WebSocketLike,
+  message: OutgoingMessage,
+  jid: string,
+  content: AnyMessageContent,
+): Promise<SendOutcome> {
+  const sent = await socket.sendMessage(
+    jid,
+    content,
+    message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
+  );
+  return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+}
+
 /** Baileys' content for what WhatsApp Web can carry; undefined for what only the Cloud API sends. */
 function webContent(message: OutgoingMessage, jid: string): AnyMessageContent | undefined {
   switch (message.type) {
@@ -268,7 +293,7 @@ export class WebSession {
   async send(message: OutgoingMessage): Promise<SendOutcome> {
     const jid = `${digitsOf(message.to)}@s.whatsapp.net`;
     const medium = linkedMedium(message);
-    if (medium && this.o.fetchLink) return this.sendMedium(message, jid, medium);
+    if (medium && this.o.fetchLink) return this.sendMedium(message, jid, medium, this.o.fetchLink);
     const content = webContent(message, jid);
     // Refused before queueing (numbers/from.ts); a message queued before that rule existed fails here.
     if (!content) {
@@ -280,21 +305,9 @@ export class WebSession {
       };
     }
     const socket = this.socket;
-    if (!socket || !this.open) {
-      return {
-        kind: "retryable",
-        code: "number_disconnected",
-        message: "the number's connection is being re-established",
-        minDelayMs: 5_000,
-      };
-    }
+    if (!socket || !this.open) return reconnecting();
     try {
-      const sent = await socket.sendMessage(
-        jid,
-        content,
-        message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
-      );
-      return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+      return await handOver(socket, message, jid, content);
     } catch (error) {
       this.o.log.warn({ numberId: this.o.numberId, err: error }, "web: send failed");
       // It may have left before the error: not resent until its lease ends.
@@ -310,17 +323,10 @@ export class WebSession {
     message: OutgoingMessage,
     jid: string,
     medium: LinkedMedium,
+    fetchLink: MediaLinkFetcher,
   ): Promise<SendOutcome> {
     const socket = this.socket;
-    if (!socket || !this.open) {
-      return {
-        kind: "retryable",
-        code: "number_disconnected",
-        message: "the number's connection is being re-established",
-        minDelayMs: 5_000,
-      };
-    }
-    const fetchLink = this.o.fetchLink as MediaLinkFetcher;
+    if (!socket || !this.open) return reconnecting();
     let fetched: FetchedMedium;
     try {
       fetched = await fetchLink(medium.link, MEDIA_CAPS[medium.kind], this.o.numberId);
@@ -336,12 +342,7 @@ export class WebSession {
     });
     const content = baileysMedium(medium, fetched);
     try {
-      const sent = await socket.sendMessage(
-        jid,
-        content,
-        message.context ? { quoted: quotedMessage(message.context, jid) } : undefined,
-      );
-      return { kind: "accepted", providerMessageId: sent?.key.id ?? null };
+      return await handOver(socket, message, jid, content);
     } catch (error) {
       fetched.stream.destroy();
       if (tooLarge)
