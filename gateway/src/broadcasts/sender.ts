@@ -100,7 +100,7 @@ export class BroadcastSender {
   /** The outbox's rate-limiter hook: throughput refusals of any message slow broadcasts down. */
   limiter(inner?: RateLimiter): RateLimiter {
     return {
-      acquire: (message) => inner?.acquire(message) ?? Promise.resolve(),
+      acquire: (message) => inner?.acquire(message),
       onThrottled: (message) => {
         // Throughput is per number: only the refused message's number slows down.
         const pace = this.pace(message.numberId ?? null);

@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import type { FastifyBaseLogger } from "fastify";
 import type { Sealer } from "../crypto/sealer.js";
 import { fillSecret, type OutgoingMessage } from "../messages.js";
@@ -7,7 +6,13 @@ import type { ClaimedMessage, Store } from "../store/store.js";
 import type { SendOutcome, Transport } from "../transport/transport.js";
 import { backoffDelay } from "./backoff.js";
 import { LeaseWorker } from "./lease-worker.js";
-import { resolveMedia, resolveReferences, type UploadedMediaLookup } from "./references.js";
+import {
+  namesUploadedMedia,
+  type ResolvedMessage,
+  resolveMedia,
+  resolveReferences,
+  type UploadedMediaLookup,
+} from "./references.js";
 
 // The outbox worker. Routes commit a message to the store before answering 202; this worker claims due rows
 // (lowest priority number first), sends them and records the outcome.
@@ -23,8 +28,11 @@ import { resolveMedia, resolveReferences, type UploadedMediaLookup } from "./ref
 // raised before any byte left (connection refused, DNS) are plain retries.
 
 export interface RateLimiter {
-  /** Resolves when `message` may be sent; the hook for throttled bulk sends (broadcasts) to come. */
-  acquire(message: ClaimedMessage): Promise<void>;
+  /**
+   * When `message` may be sent: undefined for now, or a promise that resolves then (throttled bulk sends). Most
+   * messages are not throttled; they do not pay for a promise.
+   */
+  acquire(message: ClaimedMessage): Promise<void> | undefined;
   /** Told about throughput refusals (130429 / 429) so it can slow down. */
   onThrottled?(message: ClaimedMessage): void;
 }
@@ -54,14 +62,15 @@ const HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 export class OutboxWorker {
   private readonly worker: LeaseWorker<ClaimedMessage>;
-  private readonly controller = new AbortController();
+  /** The sends in flight, aborted together by abort(); a set, not a listener per send on a shared signal. */
+  private readonly sending = new Set<AbortController>();
+  /** Set by abort(): a send that starts afterwards is aborted at once. */
+  private abortReason: unknown;
   private lastHousekeeping = 0;
   private readonly now: () => number;
 
   constructor(private readonly options: OutboxOptions) {
     this.now = options.now ?? Date.now;
-    // Every send in flight listens for stop(): `concurrency` listeners is the design, not a leak.
-    setMaxListeners(options.concurrency + 1, this.controller.signal);
     this.worker = new LeaseWorker({
       name: "outbox",
       concurrency: options.concurrency,
@@ -98,7 +107,8 @@ export class OutboxWorker {
 
   /** Aborts in-flight sends too (their rows stay in doubt until their lease ends). For shutdown deadlines. */
   abort(): void {
-    this.controller.abort();
+    this.abortReason ??= new DOMException("the outbox is stopping", "AbortError");
+    for (const send of this.sending) send.abort(this.abortReason);
   }
 
   private async housekeeping(now: number): Promise<void> {
@@ -111,18 +121,16 @@ export class OutboxWorker {
     const o = this.options;
     let outcome: SendOutcome;
     try {
-      await o.limiter?.acquire(record);
+      const throttled = o.limiter?.acquire(record);
+      if (throttled) await throttled;
       const message = record.secret
         ? fillSecret(record.message, o.sealer.open(record.secret, record.id))
         : record.message;
-      const referenced =
-        message.context || message.type === "reaction"
-          ? await resolveReferences(message, o.store)
-          : { kind: "ready" as const, message };
+      // Most messages name neither another message nor an uploaded medium: they skip both look-ups' promises.
       const resolved =
-        referenced.kind === "ready" && o.uploadedMedia
-          ? await resolveMedia(referenced.message, o.uploadedMedia)
-          : referenced;
+        message.context || message.type === "reaction" || namesUploadedMedia(message)
+          ? await this.resolve(message)
+          : { kind: "ready" as const, message };
       outcome =
         resolved.kind === "ready"
           ? await this.sendWithTimeout(resolved.message, record.id, record.numberId)
@@ -140,8 +148,19 @@ export class OutboxWorker {
     }
   }
 
+  /** Maps the ids of ours a message names (quoted or reacted-to messages, uploaded media) to Meta's. */
+  private async resolve(message: OutgoingMessage): Promise<ResolvedMessage> {
+    const referenced =
+      message.context || message.type === "reaction"
+        ? await resolveReferences(message, this.options.store)
+        : { kind: "ready" as const, message };
+    return referenced.kind === "ready" && this.options.uploadedMedia
+      ? resolveMedia(referenced.message, this.options.uploadedMedia)
+      : referenced;
+  }
+
   /**
-   * One send, aborted by its timeout or by `stop()`. Not `AbortSignal.any([worker, AbortSignal.timeout()])`: on
+   * One send, aborted by its timeout or by `abort()`. Not `AbortSignal.any([worker, AbortSignal.timeout()])`: on
    * Node 20 every composite signal stays referenced by the long-lived worker signal and its timer lives for the
    * whole timeout, so at 1,000 msg/s the heap grew by ~100 MB during a broadcast.
    */
@@ -155,9 +174,8 @@ export class OutboxWorker {
       () => send.abort(new DOMException("the send timed out", "TimeoutError")),
       this.options.sendTimeoutMs,
     );
-    const onStop = () => send.abort(this.controller.signal.reason);
-    if (this.controller.signal.aborted) onStop();
-    else this.controller.signal.addEventListener("abort", onStop, { once: true });
+    if (this.abortReason !== undefined) send.abort(this.abortReason);
+    this.sending.add(send);
     try {
       return await this.options.transport.send(
         message,
@@ -165,7 +183,7 @@ export class OutboxWorker {
       );
     } finally {
       clearTimeout(timer);
-      this.controller.signal.removeEventListener("abort", onStop);
+      this.sending.delete(send);
     }
   }
 

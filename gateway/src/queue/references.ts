@@ -103,6 +103,11 @@ function mediaObjects(message: OutgoingMessage): WithId[] {
   }
 }
 
+/** Whether a message names a medium uploaded here (POST /v1/media), whose id must be mapped to Meta's. */
+export function namesUploadedMedia(message: OutgoingMessage): boolean {
+  return mediaObjects(message).some((m) => m.id !== undefined && isOurMessageId(m.id));
+}
+
 /**
  * Replaces our ids of uploaded media by Meta's, right before sending. A copy is returned: the stored message keeps
  * our ids. An id of ours the media store does not know fails the message (it cannot be sent as it is).
@@ -113,8 +118,7 @@ export async function resolveMedia(
 ): Promise<ResolvedMessage> {
   if (!lookup) return { kind: "ready", message };
   // Our media ids are UUIDs, like our message ids; Meta's are digits.
-  const ours = mediaObjects(message).filter((m) => m.id !== undefined && isOurMessageId(m.id));
-  if (ours.length === 0) return { kind: "ready", message };
+  if (!namesUploadedMedia(message)) return { kind: "ready", message };
   const copy = structuredClone(message);
   for (const media of mediaObjects(copy)) {
     if (media.id === undefined || !isOurMessageId(media.id)) continue;
