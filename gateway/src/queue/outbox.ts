@@ -160,9 +160,9 @@ export class OutboxWorker {
   }
 
   /**
-   * One send, aborted by its timeout or by `abort()`. Not `AbortSignal.any([worker, AbortSignal.timeout()])`: on
-   * Node 20 every composite signal stays referenced by the long-lived worker signal and its timer lives for the
-   * whole timeout, so at 1,000 msg/s the heap grew by ~100 MB during a broadcast.
+   * One send, aborted by its timeout or by `abort()`. Not `AbortSignal.any([stop, AbortSignal.timeout()])` with a
+   * long-lived stop signal: on Node 20 every composite signal stays referenced by that signal and its timer lives
+   * for the whole timeout, so at 1,000 msg/s the heap grew by ~100 MB during a broadcast.
    */
   private async sendWithTimeout(
     message: OutgoingMessage,
