@@ -150,10 +150,7 @@ export class OutboxWorker {
 
   /** Maps the ids of ours a message names (quoted or reacted-to messages, uploaded media) to Meta's. */
   private async resolve(message: OutgoingMessage): Promise<ResolvedMessage> {
-    const referenced =
-      message.context || message.type === "reaction"
-        ? await resolveReferences(message, this.options.store)
-        : { kind: "ready" as const, message };
+    const referenced = await resolveReferences(message, this.options.store);
     return referenced.kind === "ready" && this.options.uploadedMedia
       ? resolveMedia(referenced.message, this.options.uploadedMedia)
       : referenced;
