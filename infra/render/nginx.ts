@@ -124,11 +124,11 @@ function apiQueryPattern(route: { path: string; params: readonly string[] }): st
 /** The nginx the VM runs (Debian 13 "trixie"). */
 export const VM_NGINX_VERSION = "1.26.3";
 
-/** Whether `http2 on;` exists in this nginx version (1.25.1 and later). */
 /** The edge's answer to a verified request whose path or query the positive model refuses (smoke tells it apart). */
 export const URI_REFUSED_MESSAGE =
   "path or query: characters, dot segments or query parameters this route does not take";
 
+/** Whether `http2 on;` exists in this nginx version (1.25.1 and later). */
 export function hasHttp2Directive(version: string): boolean {
   const [major = 0, minor = 0, patch = 0] = version.split(".").map(Number);
   return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));

@@ -4,6 +4,10 @@ import { URI_REFUSED_MESSAGE } from "../../infra/render/nginx.js";
 import { EDGE_ERRORS } from "../../infra/render/nginx-errors.js";
 import { burstAgent, handshake, type ProbeResponse, probe, type Target } from "./http-probe.js";
 
+// What `npm run smoke` checks on a deployed (or the local) edge, the way an attacker and a client see it. Each
+// check is independent and yields one line; the order matters only for the rate-limit check, which runs last
+// because it spends the client's request budget.
+
 /**
  * Whether the edge itself refused: its WAF's 403 or its positive model's 400, told apart by their messages from
  * the gateway's own refusals behind it (the gateway also answers 403 to a failed handshake and 400 to an unknown
@@ -21,10 +25,6 @@ function refusedByEdge(res: ProbeResponse): boolean {
     (res.status === 400 && message === URI_REFUSED_MESSAGE)
   );
 }
-
-// What `npm run smoke` checks on a deployed (or the local) edge, the way an attacker and a client see it. Each
-// check is independent and yields one line; the order matters only for the rate-limit check, which runs last
-// because it spends the client's request budget.
 
 export interface SmokeOptions {
   /** `https://host[:port]`: the API's base URL. */
