@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { vcardOf } from "../src/transport/web/vcard.js";
 import { type FakeSockets, type FakeWaSocket, fakeSockets } from "./support/fake-wa-socket.js";
 import { eventually, startTestGateway, type TestGateway } from "./support/gateway.js";
+import { linkWebNumber } from "./support/web-number.js";
 
 // The outbound types on a WhatsApp Web number (a fake socket with Baileys' shapes): what WhatsApp Web can carry
 // goes out as Baileys' content (location, contact cards, reactions, quoted replies); what only the Cloud API
@@ -14,30 +15,13 @@ let admin: string;
 let sender: string;
 let web: { id: string; socket: FakeWaSocket };
 
-async function linked(name: string, phone: string): Promise<{ id: string; socket: FakeWaSocket }> {
-  const created = await gw.request("POST", "/v1/numbers", { token: admin, body: { name, transport: "web" } });
-  const id = created.json.id as string;
-  const first = fake.sockets.length;
-  const answer = gw.request("POST", `/v1/numbers/${id}/link`, { token: admin, body: { method: "qr" } });
-  const socket = await fake.opened(first);
-  socket.qr();
-  expect((await answer).status).toBe(202);
-  socket.paired(phone);
-  const resumed = await fake.opened(first + 1);
-  resumed.open(phone);
-  await eventually(async () => {
-    const view = await gw.request("GET", `/v1/numbers/${id}`, { token: admin });
-    return view.json.status === "connected" ? true : undefined;
-  });
-  return { id, socket: resumed };
-}
-
 beforeAll(async () => {
   fake = fakeSockets();
   gw = await startTestGateway({}, { webSocketFactory: fake.factory });
   admin = await gw.token(["admin"]);
   sender = await gw.token(["messages:send", "messages:read"]);
-  web = await linked("support", "14155550999");
+  const linked = await linkWebNumber(gw, fake, admin, "14155550999");
+  web = { id: linked.numberId, socket: linked.socket };
 });
 afterAll(async () => {
   await gw?.stop();
