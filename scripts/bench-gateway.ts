@@ -15,7 +15,9 @@ import { freePort, startProcess, waitForPort } from "./lib/processes.js";
 // after the other, in rounds: a warm-up round, then BENCH_ROUNDS (default 5). The outbox drains between routes.
 // Prints per route the median requests/s and p99 latency, and the median and range of its ratio to /healthz in
 // the same round. Target: POST /v1/messages >= 0.5 x /healthz. BENCH_DURATION (seconds per route, default 5)
-// and BENCH_CONNECTIONS (default 100) tune the run.
+// and BENCH_CONNECTIONS (default 100) tune the run. BENCH_INTAKE_ONLY=1 adds a third gateway whose outbox sends
+// one message at a time (OUTBOX_CONCURRENCY=1), to show what accepting a message costs apart from sending it:
+// information beside the target, never the target (its backlog is sent in the background, not drained).
 
 // autocannon ships no types; this is the part of its API used here.
 interface AutocannonRequest {
@@ -44,6 +46,7 @@ const autocannon = createRequire(import.meta.url)("autocannon") as (
 const duration = Number(process.env.BENCH_DURATION ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 100);
+const intakeOnly = process.env.BENCH_INTAKE_ONLY === "1";
 
 interface Row {
   route: string;
@@ -173,7 +176,7 @@ const withFreshKey: AutocannonRequest[] = [
 
 interface Scenario {
   route: string;
-  gateway: "primary" | "normalSync";
+  gateway: "primary" | "normalSync" | "intakeOnly";
   /** Drain the outbox afterwards, so the next scenario is not measured beside this one's backlog. */
   drains: boolean;
   run(gateway: StartedGateway): Promise<Row>;
@@ -248,6 +251,22 @@ const scenarios: Scenario[] = [
         expectStatus: 202,
       }),
   },
+  ...(intakeOnly
+    ? [
+        {
+          route: "POST /v1/messages #",
+          gateway: "intakeOnly",
+          drains: false,
+          run: (g) =>
+            measure(`${g.base}/v1/messages`, "POST /v1/messages #", {
+              method: "POST",
+              headers: g.auth,
+              body: messageBody,
+              expectStatus: 202,
+            }),
+        } satisfies Scenario,
+      ]
+    : []),
 ];
 
 function median(values: number[]): number {
@@ -271,6 +290,9 @@ async function main() {
     const gateways = {
       primary: await startGateway(dir, "gateway", {}),
       normalSync: await startGateway(dir, "gateway-normal-sync", { DATABASE_SYNC: "normal" }),
+      intakeOnly: intakeOnly
+        ? await startGateway(dir, "gateway-intake-only", { OUTBOX_CONCURRENCY: "1" })
+        : undefined,
     };
     try {
       // One code to spend attempts on; after 5 the code is dead and verify keeps answering 422 the same way.
@@ -282,6 +304,7 @@ async function main() {
       for (let round = 0; round <= rounds; round++) {
         for (const scenario of scenarios) {
           const gateway = gateways[scenario.gateway];
+          if (!gateway) continue;
           const row = await scenario.run(gateway);
           // Round 0 warms up the JIT and the database's pages; it is not counted.
           if (round > 0) results.get(scenario.route)?.push(row);
@@ -301,6 +324,7 @@ async function main() {
     } finally {
       await gateways.primary.stop();
       await gateways.normalSync.stop();
+      await gateways.intakeOnly?.stop();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -333,6 +357,10 @@ async function main() {
   process.stdout.write(
     "* DATABASE_SYNC=normal (opt-in): the 202 follows COMMIT only, not the WAL's sync (default: full)\n",
   );
+  if (intakeOnly)
+    process.stdout.write(
+      "# OUTBOX_CONCURRENCY=1 (BENCH_INTAKE_ONLY=1): the outbox sends one message at a time while requests arrive, so this is what accepting costs apart from sending (information, not the target)\n",
+    );
   for (const note of drains) process.stdout.write(`outbox ${note}\n`);
   for (const route of ["POST /v1/messages", "POST /v1/messages from"]) {
     const ratio = median(ratioOf(results.get(route) ?? []));
