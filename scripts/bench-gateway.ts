@@ -174,6 +174,17 @@ const withFreshKey: AutocannonRequest[] = [
   },
 ];
 
+/** The plain text message every `POST /v1/messages` scenario without `from` or a key sends, labelled `route`. */
+function sendText(route: string): (gateway: StartedGateway) => Promise<Row> {
+  return (g) =>
+    measure(`${g.base}/v1/messages`, route, {
+      method: "POST",
+      headers: g.auth,
+      body: messageBody,
+      expectStatus: 202,
+    });
+}
+
 interface Scenario {
   route: string;
   gateway: "primary" | "normalSync" | "intakeOnly";
@@ -193,13 +204,7 @@ const scenarios: Scenario[] = [
     route: "POST /v1/messages",
     gateway: "primary",
     drains: true,
-    run: (g) =>
-      measure(`${g.base}/v1/messages`, "POST /v1/messages", {
-        method: "POST",
-        headers: g.auth,
-        body: messageBody,
-        expectStatus: 202,
-      }),
+    run: sendText("POST /v1/messages"),
   },
   {
     // `from` names a registry number: resolved from the registry's in-memory copy on every request.
@@ -243,13 +248,7 @@ const scenarios: Scenario[] = [
     route: "POST /v1/messages *",
     gateway: "normalSync",
     drains: true,
-    run: (g) =>
-      measure(`${g.base}/v1/messages`, "POST /v1/messages *", {
-        method: "POST",
-        headers: g.auth,
-        body: messageBody,
-        expectStatus: 202,
-      }),
+    run: sendText("POST /v1/messages *"),
   },
   ...(intakeOnly
     ? [
@@ -257,13 +256,7 @@ const scenarios: Scenario[] = [
           route: "POST /v1/messages #",
           gateway: "intakeOnly",
           drains: false,
-          run: (g) =>
-            measure(`${g.base}/v1/messages`, "POST /v1/messages #", {
-              method: "POST",
-              headers: g.auth,
-              body: messageBody,
-              expectStatus: 202,
-            }),
+          run: sendText("POST /v1/messages #"),
         } satisfies Scenario,
       ]
     : []),
